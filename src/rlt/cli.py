@@ -13,6 +13,9 @@ import torch
 
 COMMANDS = {
     "score": "Score explanations with the RLT reward (teacher + frozen student).",
+    "warmup": "Teacher SFT warm-up on the teacher format (explanation-only loss).",
+    "train": "Teacher RL: GRPO with the RLT reward from a frozen student.",
+    "plot": "PNG curves of a training run (reward, its components, KL, completion length).",
 }
 
 
@@ -88,6 +91,49 @@ def score(argv: list[str]) -> int:
     for name, value in summary.items():
         print(f"  {name:<22} {value:.4f}")
     return 0
+
+
+def warmup(argv: list[str]) -> int:
+    from trl import ModelConfig
+
+    from rlt.configs import DataArguments, FormatArguments, RLTSFTConfig
+    from rlt.warmup import run_warmup
+
+    parsed = _parse((ModelConfig, DataArguments, FormatArguments, RLTSFTConfig), argv)
+    model_args, data_args, format_args, config = parsed
+    _default_model(model_args)
+    run_warmup(model_args, data_args, format_args, config)
+    print(f"warm-up done: teacher saved in {config.output_dir}")
+    return 0
+
+
+def train(argv: list[str]) -> int:
+    from trl import ModelConfig
+
+    from rlt.configs import DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig
+    from rlt.trainer import run_train
+
+    parsed = _parse((ModelConfig, DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig), argv)
+    model_args, data_args, format_args, reward_args, config = parsed
+    _default_model(model_args)
+    run_train(model_args, data_args, format_args, reward_args, config)
+    print(f"RL done: teacher saved in {config.output_dir}; curves: rlt plot {config.output_dir}")
+    return 0
+
+
+def plot(argv: list[str]) -> int:
+    from rlt.plots import plot_run
+
+    if not argv or argv[0].startswith("-"):
+        raise SystemExit("usage: rlt plot RUN_DIR [OUT_DIR]")
+    written = plot_run(argv[0], argv[1] if len(argv) > 1 else None)
+    print("\n".join(str(p) for p in written))
+    return 0
+
+
+def _default_model(model_args) -> None:
+    if model_args.model_name_or_path is None:
+        model_args.model_name_or_path = "smollm2-135m"
 
 
 def main(argv: list[str] | None = None) -> int:

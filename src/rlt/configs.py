@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from trl import GRPOConfig, SFTConfig
+
 from rlt.reward import RewardConfig
 
 _DEFAULTS = RewardConfig()
@@ -18,7 +20,6 @@ class RewardArguments:
         default="smollm2-135m",
         metadata={"help": "Student model: Hub id, local path, or an embedded name (smollm2-135m)."},
     )
-    style: str = field(default="stratos", metadata={"help": "Tag style of the texts: stratos or r1."})
     solution_coeffs: list[float] = field(
         default_factory=lambda: list(_DEFAULTS.solution_coeffs),
         metadata={"help": "Coefficients on (mean, min) of the student's solution log-probs."},
@@ -43,9 +44,6 @@ class RewardArguments:
         default=_DEFAULTS.token_budget,
         metadata={"help": "Padded tokens per forward micro-batch when computing the reward."},
     )
-    trust_remote_code: bool = field(
-        default=False, metadata={"help": "Allow models whose code lives in their repository (runs that code)."}
-    )
 
     def reward_config(self, teacher_temperature: float) -> RewardConfig:
         return RewardConfig(
@@ -61,7 +59,12 @@ class RewardArguments:
 
 
 @dataclass
-class ScoreArguments(RewardArguments):
+class FormatArguments:
+    style: str = field(default="stratos", metadata={"help": "Tag style of the texts: stratos or r1."})
+
+
+@dataclass
+class ScoreArguments(RewardArguments, FormatArguments):
     """`rlt score ROWS.jsonl --out SCORED.jsonl`: the RLT reward of given explanations."""
 
     rows: str = field(
@@ -88,3 +91,95 @@ class ScoreArguments(RewardArguments):
     limit: int | None = field(default=None, metadata={"help": "Score only the first N rows."})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N, or auto."})
     dtype: str = field(default="float32", metadata={"help": "Model dtype: float32, bfloat16 or float16."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow models whose code lives in their repository (runs that code)."}
+    )
+
+
+@dataclass
+class DataArguments:
+    """Which question / solution dataset to read and how to map its rows (see `rlt.data`)."""
+
+    dataset: str = field(
+        default="champ",
+        metadata={"help": "champ (embedded), a .jsonl/.json/.parquet/.csv file, or a Hub dataset id."},
+    )
+    adapter: str | None = field(
+        default=None,
+        metadata={"help": "Row adapter: generic, gsm8k, math, stratos, champ (default: champ or generic)."},
+    )
+    split: str = field(default="train", metadata={"help": "Split of a Hub dataset."})
+    question_column: str = field(default="question", metadata={"help": "generic adapter: the question column."})
+    solution_column: str = field(default="solution", metadata={"help": "generic adapter: the solution column."})
+    answer_column: str = field(default="answer", metadata={"help": "generic adapter: the final-answer column."})
+    trace_column: str = field(
+        default="reasoning_trace", metadata={"help": "generic adapter: an optional reasoning-trace column."}
+    )
+    skip_invalid: bool = field(default=False, metadata={"help": "Skip (and count) invalid rows instead of failing."})
+    max_problems: int | None = field(default=None, metadata={"help": "Use only the first N problems."})
+    holdout: int = field(
+        default=0, metadata={"help": "Hold out the last N problems (for traces / evaluation); train on the rest."}
+    )
+
+    def load(self):
+        """(train problems, held-out problems, skipped row count)."""
+        from rlt.data import load_problems, split_problems
+
+        options = {}
+        if (self.adapter or "generic") == "generic" and self.dataset != "champ":
+            options = dict(
+                question=self.question_column,
+                solution=self.solution_column,
+                answer=self.answer_column,
+                reasoning_trace=self.trace_column,
+            )
+        problems, skipped = load_problems(
+            self.dataset, self.adapter, self.split, self.skip_invalid, self.max_problems, **options
+        )
+        train, held_out = split_problems(problems, self.holdout)
+        return train, held_out, skipped
+
+
+class _DeviceDefaults:
+    """Defaults that follow the machine. TRL turns bf16 on by default, which a CPU emulates (19x slower here): use
+    fp32 there. Without a GPU, also set `use_cpu`, so that several processes (`accelerate launch --multi_gpu
+    --num_processes N`) form a gloo DDP group instead of N unrelated runs."""
+
+    def __post_init__(self):
+        import torch
+
+        if not torch.cuda.is_available():
+            self.use_cpu = True
+        if self.bf16 is None:
+            self.bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        super().__post_init__()
+
+
+@dataclass
+class RLTGRPOConfig(_DeviceDefaults, GRPOConfig):
+    """TRL's GRPOConfig (every GRPO, generation, vLLM and logging flag) plus what RLT training adds."""
+
+    temperature: float = field(
+        default=0.7,
+        metadata={"help": "Sampling temperature; also the temperature of the teacher log-probs in the KL (RLT: 0.7)."},
+    )
+
+    offload_student: bool = field(
+        default=False,
+        metadata={"help": "Keep the frozen student's weights on the CPU and stream them in for each forward."},
+    )
+    resume: bool = field(
+        default=True, metadata={"help": "Resume from the last checkpoint in output_dir when there is one."}
+    )
+    completion_samples_per_step: int = field(
+        default=2, metadata={"help": "Completions (with their rewards) appended to output_dir/completions.jsonl."}
+    )
+
+
+@dataclass
+class RLTSFTConfig(_DeviceDefaults, SFTConfig):
+    """TRL's SFTConfig for the teacher warm-up."""
+
+    resume: bool = field(
+        default=True, metadata={"help": "Resume from the last checkpoint in output_dir when there is one."}
+    )

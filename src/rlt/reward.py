@@ -33,7 +33,9 @@ class RewardConfig:
     missing_end_tag_penalty: float = -1.0
     schulman_kl: bool = False  # k3 estimator k - 1 + exp(-k) instead of the plain log-ratio k
     teacher_entropy: bool = True  # False: the KL term becomes the student's cross-entropy, -log p_student
-    token_budget: int = 8192  # padded tokens per forward micro-batch
+    # Padded tokens per forward micro-batch. On CPU, batching buys little (a 300-token sequence already fills the
+    # matmuls) and large batches lose cache locality; on GPUs raise it (recipes use 32768).
+    token_budget: int = 2048
 
     def __post_init__(self):
         for name in ("solution_coeffs", "kl_coeffs"):
@@ -131,6 +133,9 @@ class AlignmentError(ValueError):
     pass
 
 
+_STAND_IN = AlignedSample([0, 0], (1, 1), [0, 0], (1, 1), (1, 1), matched=False)
+
+
 class RLTReward:
     """The RLT reward for TRL's GRPOTrainer and for scoring explanations offline.
 
@@ -154,6 +159,9 @@ class RLTReward:
         self.config = config or RewardConfig()
         self.style = get_style(style)
         self._special_ids = set(tokenizer.all_special_ids)
+        # Under ZeRO-3 every rank must run as many forwards as the others: unscoreable samples then still run a
+        # (discarded) two-token forward instead of being skipped.
+        self.equal_forward_calls = False
         self._student_parts = lru_cache(maxsize=4096)(self._student_parts_uncached)
         self._prompt_ids = lru_cache(maxsize=4096)(self._encode_prompt)
 
@@ -253,34 +261,51 @@ class RLTReward:
         breakdown.aligned = False
         return breakdown
 
-    def score(self, samples: Sequence[AlignedSample | None], teacher: nn.Module | None = None) -> list[RewardBreakdown]:
-        """Rewards of aligned samples (None = alignment failed: floor reward), with batched forward passes."""
+    def score(
+        self,
+        samples: Sequence[AlignedSample | None],
+        teacher: nn.Module | None = None,
+        teacher_logprobs: Sequence[torch.Tensor] | None = None,
+    ) -> list[RewardBreakdown]:
+        """Rewards of aligned samples (None = alignment failed: floor reward), with batched forward passes.
+
+        `teacher_logprobs`, when given, are each sample's per-token log-probs of its completion under the teacher
+        at the teacher temperature (the trainer's own); the explanation is their leading span. Otherwise they are
+        computed here with `teacher`.
+        """
         teacher = teacher or self.teacher
-        if teacher is None and self.config.teacher_entropy:
+        if teacher is None and teacher_logprobs is None and self.config.teacher_entropy:
             raise ValueError("the KL term needs a teacher model: pass `teacher=` or set reward.teacher")
-        valid = [s for s in samples if s is not None]
+        # A stand-in keeps an unscoreable sample's forward when ranks must run equal numbers of them.
+        indices = [i for i, s in enumerate(samples) if s is not None or self.equal_forward_calls]
+        forwarded = [samples[i] or _STAND_IN for i in indices]
         student_lp = span_logprobs(
             self.student,
-            [s.student_input_ids for s in valid],
-            [[s.student_explanation_span, s.student_solution_span] for s in valid],
+            [s.student_input_ids for s in forwarded],
+            [[s.student_explanation_span, s.student_solution_span] for s in forwarded],
             self.config.student_temperature,
             self.config.token_budget,
         )
-        if self.config.teacher_entropy:
+        if not self.config.teacher_entropy:
+            teacher_lp = [[torch.zeros(0)] for _ in forwarded]
+        elif teacher_logprobs is not None:
+            teacher_lp = [
+                [teacher_logprobs[i][: s.teacher_explanation_span[1] - s.teacher_explanation_span[0]]]
+                for i, s in zip(indices, forwarded, strict=True)
+            ]
+        else:
             teacher_lp = span_logprobs(
                 teacher,
-                [s.teacher_input_ids for s in valid],
-                [[s.teacher_explanation_span] for s in valid],
+                [s.teacher_input_ids for s in forwarded],
+                [[s.teacher_explanation_span] for s in forwarded],
                 self.config.teacher_temperature,
                 self.config.token_budget,
             )
-        else:
-            teacher_lp = [[torch.zeros(0)] for _ in valid]
-        scored = iter(
-            rlt_reward(solution, teacher_expl, student_expl, s.matched, self.config)
-            for s, (student_expl, solution), (teacher_expl,) in zip(valid, student_lp, teacher_lp, strict=True)
-        )
-        return [next(scored) if s is not None else self.floor() for s in samples]
+        breakdowns = [self.floor() for _ in samples]
+        for i, (student_expl, solution), (teacher_expl,) in zip(indices, student_lp, teacher_lp, strict=True):
+            if samples[i] is not None:
+                breakdowns[i] = rlt_reward(solution, teacher_expl, student_expl, samples[i].matched, self.config)
+        return breakdowns
 
     def align_or_none(self, align: Callable[..., AlignedSample], *args) -> AlignedSample | None:
         try:
@@ -306,6 +331,7 @@ class RLTReward:
         solution: list[str],
         log_metric: Callable[[str, float], None] | None = None,
         prompt_ids: list[list[int]] | None = None,
+        teacher_logprobs: list[torch.Tensor] | None = None,
         **_: object,
     ) -> list[float]:
         """TRL reward-function interface: one reward per completion, every component sent to `log_metric`."""
@@ -315,7 +341,7 @@ class RLTReward:
             self.align_or_none(self.align_ids, q, s, p, c)
             for q, s, p, c in zip(question, solution, prompt_ids, completion_ids, strict=True)
         ]
-        breakdowns = self.score(samples)
+        breakdowns = self.score(samples, teacher_logprobs=teacher_logprobs)
         if log_metric is not None:
             for name, value in summarize(breakdowns).items():
                 log_metric(f"rlt/{name}", value)

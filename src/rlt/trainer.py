@@ -1,0 +1,202 @@
+"""Teacher RL: TRL's GRPOTrainer with the RLT reward (spec §3).
+
+`RLTGRPOTrainer` is a thin subclass. It places the frozen student the way TRL places its reference model, and
+hands the reward the trainer's own tensors: the prompt ids TRL generated from and the policy's per-token
+log-probs of each sampled completion, computed by TRL's log-prob head at the sampling temperature. Nothing is
+re-tokenised from decoded text. GRPO loss, sampling, vLLM, reference sync, DDP / ZeRO / FSDP, checkpointing and
+logging are TRL's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from transformers.trainer_utils import get_last_checkpoint
+from trl import GRPOTrainer, ModelConfig, get_peft_config
+from trl.models import prepare_deepspeed
+from trl.trainer.utils import pad
+
+from rlt.configs import DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig
+from rlt.data import Problem
+from rlt.formats import get_style, teacher_prompt
+from rlt.models import load_model
+from rlt.reward import RewardConfig, RLTReward, check_same_tokenizer
+
+logger = logging.getLogger(__name__)
+
+
+def model_dtype(model_args: ModelConfig, config) -> torch.dtype:
+    """The dtype to load a trained model in: the model args' when set, else bf16 when training in bf16, else fp32."""
+    if model_args.dtype not in (None, "auto"):
+        return getattr(torch, model_args.dtype)
+    return torch.bfloat16 if config.bf16 else torch.float32
+
+
+def last_checkpoint(config) -> str | None:
+    """The checkpoint to resume from: the newest in output_dir when `resume` is set."""
+    if not config.resume or not Path(config.output_dir).is_dir():
+        return None
+    checkpoint = get_last_checkpoint(config.output_dir)
+    if checkpoint:
+        logger.info("resuming from %s", checkpoint)
+    return checkpoint
+
+
+def finish_run(trainer, tokenizer) -> None:
+    """Save a plain, loadable model (LoRA merged) with its tokenizer and the log history in output_dir."""
+    trainer.save_state()
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+        if trainer.accelerator.is_main_process:
+            model.save_pretrained(trainer.args.output_dir, safe_serialization=True)
+    else:
+        trainer.save_model(trainer.args.output_dir)
+    if trainer.accelerator.is_main_process:
+        tokenizer.save_pretrained(trainer.args.output_dir)
+
+
+def rl_dataset(problems: list[Problem], tokenizer, style: str) -> Dataset:
+    """One row per problem: the teacher prompt for TRL, and the columns the reward reads."""
+    return Dataset.from_list(
+        [
+            {
+                "prompt": teacher_prompt(tokenizer, p.question, p.solution, get_style(style)),
+                "question": p.question,
+                "solution": p.solution,
+            }
+            for p in problems
+        ]
+    )
+
+
+class RLTGRPOTrainer(GRPOTrainer):
+    """GRPO on a teacher, rewarded by a frozen student's understanding of the solution."""
+
+    def __init__(
+        self,
+        model,
+        student,
+        args: RLTGRPOConfig,
+        train_dataset: Dataset,
+        processing_class,
+        reward_config: RewardConfig | None = None,
+        style: str = "stratos",
+        peft_config=None,
+        callbacks=None,
+    ):
+        reward_config = replace(reward_config or RewardConfig(), teacher_temperature=args.temperature)
+        self.rlt_reward = RLTReward(student, processing_class, config=reward_config, style=style)
+        super().__init__(
+            model=model,
+            reward_funcs=[self.rlt_reward],
+            args=args,
+            train_dataset=train_dataset,
+            processing_class=processing_class,
+            peft_config=peft_config,
+            callbacks=callbacks,
+        )
+        self.rlt_reward.student = self._place_student(student, args.offload_student)
+        rank = self.accelerator.process_index
+        name = "completions.jsonl" if rank == 0 else f"completions.rank{rank}.jsonl"
+        self._samples_path = Path(args.output_dir) / name
+
+    def _place_student(self, student, offload: bool):
+        if self.is_deepspeed_enabled:
+            # Sharded like TRL's reference model. ZeRO-3 needs every rank to run the same number of forwards:
+            # ranks hold equal numbers of completions, so score them one sequence per forward.
+            self.rlt_reward.config = replace(self.rlt_reward.config, token_budget=1)
+            self.rlt_reward.equal_forward_calls = True
+            return prepare_deepspeed(student, self.accelerator)
+        if offload:
+            from accelerate import cpu_offload
+
+            return cpu_offload(student, execution_device=self.accelerator.device)
+        return student.to(self.accelerator.device)
+
+    def _generate(self, prompts):
+        output = super()._generate(prompts)
+        self._prompt_ids = output[0]  # the ids TRL generated from, for the reward
+        return output
+
+    def _policy_completion_logprobs(self, completion_ids: list[list[int]]) -> list[torch.Tensor]:
+        """Per-token log-probs of each sampled completion under the current policy, at the sampling temperature."""
+        device = self.accelerator.device
+        pad_id = self.processing_class.pad_token_id
+        prompts = [torch.tensor(ids) for ids in self._prompt_ids]
+        completions = [torch.tensor(ids) for ids in completion_ids]
+        prompt_ids = pad(prompts, padding_value=pad_id, padding_side="left")
+        prompt_mask = pad([torch.ones_like(p) for p in prompts], padding_value=0, padding_side="left")
+        completion_tensor = pad(completions, padding_value=pad_id, padding_side="right")
+        completion_mask = pad([torch.ones_like(c) for c in completions], padding_value=0, padding_side="right")
+        with torch.no_grad():
+            logps, _, _ = self._get_per_token_logps_and_entropies(
+                self.model,
+                torch.cat([prompt_ids, completion_tensor], dim=1).to(device),
+                torch.cat([prompt_mask, completion_mask], dim=1).to(device),
+                completion_tensor.size(1),
+                batch_size=self.args.per_device_train_batch_size,
+            )
+        return [row[: len(c)].float().cpu() for row, c in zip(logps, completions, strict=True)]
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        teacher_logprobs = self._policy_completion_logprobs(completion_ids_list)
+        for example, ids, logprobs in zip(inputs, self._prompt_ids, teacher_logprobs, strict=True):
+            example["prompt_ids"] = ids
+            example["teacher_logprobs"] = logprobs
+        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._append_samples(inputs, completions, completion_ids_list, rewards)
+        return rewards
+
+    def _append_samples(self, inputs, completions, completion_ids, rewards: torch.Tensor) -> None:
+        """A few completions per step with their rewards, for reading what the teacher writes (one file per rank)."""
+        count = self.args.completion_samples_per_step
+        if not count:
+            return
+        offset = self.accelerator.process_index * len(completions)  # rewards are gathered across processes
+        self._samples_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._samples_path.open("a", encoding="utf-8") as f:
+            for i in range(min(count, len(completions))):
+                record = {
+                    "step": self.state.global_step,
+                    "question": inputs[i]["question"],
+                    "solution": inputs[i]["solution"],
+                    "completion": completions[i],
+                    "prompt_ids": list(self._prompt_ids[i]),
+                    "completion_ids": list(completion_ids[i]),
+                    "reward": rewards[offset + i, 0].item(),
+                }
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def run_train(
+    model_args: ModelConfig,
+    data_args: DataArguments,
+    format_args: FormatArguments,
+    reward_args: RewardArguments,
+    config: RLTGRPOConfig,
+) -> RLTGRPOTrainer:
+    train, _, skipped = data_args.load()
+    dtype = model_dtype(model_args, config)
+    teacher, tokenizer = load_model(model_args.model_name_or_path, dtype, "cpu", config.trust_remote_code)
+    student, student_tokenizer = load_model(reward_args.student, dtype, "cpu", config.trust_remote_code)
+    check_same_tokenizer(tokenizer, student_tokenizer)
+    logger.info("RL on %d problems (%d invalid rows skipped)", len(train), skipped)
+    trainer = RLTGRPOTrainer(
+        model=teacher,
+        student=student,
+        args=config,
+        train_dataset=rl_dataset(train, tokenizer, format_args.style),
+        processing_class=tokenizer,
+        reward_config=reward_args.reward_config(config.temperature),
+        style=format_args.style,
+        peft_config=get_peft_config(model_args),
+    )
+    trainer.train(resume_from_checkpoint=last_checkpoint(config))
+    finish_run(trainer, tokenizer)
+    return trainer

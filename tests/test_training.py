@@ -1,0 +1,155 @@
+"""Teacher warm-up and RL on tiny models: masking, weight updates, reward parity, resume, DDP."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rlt.cli import main
+from rlt.models import load_model, save_tiny
+from rlt.reward import RLTReward
+from rlt.warmup import warmup_examples
+
+FAST = ["--report_to", "none", "--gradient_checkpointing", "false", "--logging_steps", "1", "--seed", "0"]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    save_tiny(root / "student", seed=0)
+    save_tiny(root / "teacher", seed=1)
+    rows = [
+        {"question": f"What is {i} + {i + 1}?", "solution": f"{i} + {i + 1} = {2 * i + 1}.", "answer": str(2 * i + 1)}
+        for i in range(16)
+    ]
+    (root / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+def train_args(root: Path, out: str, steps: int, *extra: str) -> list[str]:
+    return [
+        "train", "--model_name_or_path", str(root / "teacher"), "--student", str(root / "student"),
+        "--dataset", str(root / "rows.jsonl"), "--output_dir", str(root / out), "--max_steps", str(steps),
+        "--per_device_train_batch_size", "4", "--num_generations", "4", "--max_completion_length", "12",
+        "--learning_rate", "1e-3", "--save_steps", "1", *FAST, *extra,
+    ]  # fmt: skip
+
+
+def test_warmup_masks_every_prompt_token(workdir):
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from rlt.data import load_problems
+
+    model, tokenizer = load_model(str(workdir / "teacher"))
+    problems, _ = load_problems(str(workdir / "rows.jsonl"))
+    examples, dropped = warmup_examples(problems, tokenizer, "stratos", max_length=1024)
+    assert dropped == 0
+    config = SFTConfig(output_dir=str(workdir / "sft-probe"), per_device_train_batch_size=4, bf16=False,
+                       completion_only_loss=True, report_to="none")  # fmt: skip
+    dataset = Dataset.from_list(examples)
+    trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
+    batch = next(iter(trainer.get_train_dataloader()))
+    for ids, labels, mask in zip(batch["input_ids"], batch["labels"], batch["attention_mask"], strict=True):
+        ids, labels = ids[mask.bool()].tolist(), labels[mask.bool()].tolist()
+        trained = [token for token, label in zip(ids, labels, strict=True) if label != -100]
+        masked = [token for token, label in zip(ids, labels, strict=True) if label == -100]
+        assert [label for label in labels if label != -100] == trained  # labels are the tokens themselves
+        # Exactly the explanation (here: the solution), its closing tag and the end of turn are trained ...
+        text = tokenizer.decode(trained)
+        assert text.endswith("\n\n<|end_of_explanation|><|im_end|>\n") and "+" in text
+        assert "<|begin_of_explanation|>" not in text and "What is" not in text and "system" not in text
+        # ... and every token before it (system prompt, question, tagged solution, opening tag) is masked.
+        assert ids[: len(masked)] == masked
+        assert tokenizer.decode(masked).endswith("<|begin_of_explanation|>\n\n")
+
+
+def test_warmup_cli_trains_and_saves(workdir):
+    assert main(["warmup", "--model_name_or_path", str(workdir / "teacher"), "--dataset", str(workdir / "rows.jsonl"),
+                 "--output_dir", str(workdir / "warm"), "--max_steps", "2", "--per_device_train_batch_size", "4",
+                 "--learning_rate", "1e-3", "--save_strategy", "no", *FAST]) == 0  # fmt: skip
+    before = load_file(workdir / "teacher" / "model.safetensors")
+    after = load_file(workdir / "warm" / "model.safetensors")
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.fixture(scope="module")
+def rl_run(workdir):
+    assert main(train_args(workdir, "rl", 2)) == 0
+    return workdir / "rl"
+
+
+def test_train_changes_weights_and_logs_components(workdir, rl_run):
+    before = load_file(workdir / "teacher" / "model.safetensors")
+    after = load_file(rl_run / "model.safetensors")
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    history = json.loads((rl_run / "trainer_state.json").read_text())["log_history"]
+    steps = [h for h in history if "rlt/reward" in h]
+    assert [h["step"] for h in steps] == [1, 2]
+    for name in ("rlt/solution_logprob_mean", "rlt/kl_mean", "rlt/match_rate", "rlt/alignment_failures"):
+        assert all(name in h for h in steps)
+    assert sorted(p.name for p in rl_run.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+
+
+def test_trainer_reward_equals_offline_score(workdir, rl_run):
+    """The reward GRPO used (policy log-probs from TRL's head) equals rlt's offline scoring of the same ids."""
+    samples = [json.loads(line) for line in (rl_run / "completions.jsonl").read_text().splitlines()]
+    first_step = [s for s in samples if s["step"] == 0]  # generated and scored before any update
+    assert len(first_step) == 2
+    teacher, tokenizer = load_model(str(workdir / "teacher"))
+    student, _ = load_model(str(workdir / "student"))
+    reward = RLTReward(student, tokenizer, teacher=teacher)
+    for s in first_step:
+        aligned = reward.align_ids(s["question"], s["solution"], s["prompt_ids"], s["completion_ids"])
+        (offline,) = reward.score([aligned])
+        assert abs(offline.reward - s["reward"]) <= 1e-4
+        assert s["prompt_ids"] == list(reward._prompt_ids(aligned_prompt(tokenizer, s)))
+
+
+def aligned_prompt(tokenizer, sample) -> str:
+    from rlt.formats import teacher_prompt
+
+    return teacher_prompt(tokenizer, sample["question"], sample["solution"])
+
+
+def test_resume_continues_at_the_saved_step(workdir, rl_run):
+    import shutil
+
+    resumed = workdir / "resumed"
+    shutil.copytree(rl_run / "checkpoint-1", resumed / "checkpoint-1")
+    assert main(train_args(workdir, "resumed", 3)) == 0
+    history = json.loads((resumed / "trainer_state.json").read_text())["log_history"]
+    steps = [h["step"] for h in history if "rlt/reward" in h]
+    assert steps == [1, 2, 3]  # step 1 from the checkpoint's history, then 2 and 3 trained now
+    state = json.loads((resumed / "checkpoint-3" / "trainer_state.json").read_text())
+    assert state["global_step"] == 3
+
+
+def test_plot_writes_pngs(rl_run, tmp_path):
+    assert main(["plot", str(rl_run), str(tmp_path)]) == 0
+    names = {p.name for p in tmp_path.glob("*.png")}
+    assert {"reward.png", "solution_logprob.png", "explanation_kl.png", "completion_length.png"} <= names
+    assert all((tmp_path / n).stat().st_size > 5000 for n in names)
+
+
+def test_ddp_two_processes_each_score_their_slice(workdir):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "rlt.cli",
+               *train_args(workdir, "ddp", 1, "--completion_samples_per_step", "4")]  # fmt: skip
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = workdir / "ddp"
+    rank0 = [json.loads(line) for line in (out / "completions.jsonl").read_text().splitlines()]
+    rank1 = [json.loads(line) for line in (out / "completions.rank1.jsonl").read_text().splitlines()]
+    assert len(rank0) == len(rank1) == 4
+    # per_device 4 = one prompt x 4 generations on each rank: each rank scored its own prompt.
+    assert len({r["question"] for r in rank0}) == 1 and len({r["question"] for r in rank1}) == 1
+    assert rank0[0]["question"] != rank1[0]["question"]
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert any("rlt/reward" in h for h in history)
