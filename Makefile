@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/rlt score examples/score_demo.jsonl --out runs/demo/scored.jsonl --details
+	$(VENV)/bin/rlt demo
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

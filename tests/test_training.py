@@ -13,9 +13,9 @@ from safetensors.torch import load_file
 from rlt.cli import main
 from rlt.models import load_model, save_tiny
 from rlt.reward import RLTReward
-from rlt.warmup import warmup_examples
+from rlt.sft import warmup_examples
 
-FAST = ["--report_to", "none", "--gradient_checkpointing", "false", "--logging_steps", "1", "--seed", "0"]
+FAST = ["--report_to", "none", "--activation_checkpointing", "false", "--logging_steps", "1", "--seed", "0"]
 
 
 @pytest.fixture(scope="module")

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from rlt.configs import parse as _parse
+
 COMMANDS = {
     "score": "Score explanations with the RLT reward (teacher + frozen student).",
     "warmup": "Teacher SFT warm-up on the teacher format (explanation-only loss).",
     "train": "Teacher RL: GRPO with the RLT reward from a frozen student.",
+    "traces": "Collect a teacher's explanations as student distillation data (resumable; best-of-k).",
+    "distill": "Student SFT on collected traces.",
+    "eval": "Student accuracy (pass@1, pass@k, math-verify) or a teacher's mean RLT reward.",
     "plot": "PNG curves of a training run (reward, its components, KL, completion length).",
+    "demo": "The whole pipeline at small scale on the embedded default (SmolLM2-135M, CHAMP).",
 }
 
 
@@ -23,23 +28,13 @@ def _device(name: str) -> str:
     return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
 
 
-def _finite_or_none(value: float) -> float | None:
-    return None if isinstance(value, float) and math.isnan(value) else value
-
-
-def _parse(dataclass_types: tuple, argv: list[str]):
-    from trl import TrlParser
-
-    return TrlParser(dataclass_types).parse_args_and_config(argv)
-
-
 def score(argv: list[str]) -> int:
     from tqdm.auto import tqdm
 
     from rlt.configs import ScoreArguments
     from rlt.data import DataError, read_rows
-    from rlt.models import load_model
-    from rlt.reward import RLTReward, check_same_tokenizer, summarize
+    from rlt.models import load_teacher_and_student
+    from rlt.reward import RLTReward, summarize
 
     if argv and not argv[0].startswith("-"):  # `rlt score ROWS.jsonl ...`
         argv = ["--rows", argv[0], *argv[1:]]
@@ -53,12 +48,9 @@ def score(argv: list[str]) -> int:
                 raise DataError("missing or not a string", row=index, column=column)
     config = args.reward_config(args.teacher_temperature)
     device, dtype = _device(args.device), getattr(torch, args.dtype)
-    student, tokenizer = load_model(args.student, dtype, device, args.trust_remote_code)
-    if args.teacher == args.student:
-        teacher = student
-    else:
-        teacher, teacher_tokenizer = load_model(args.teacher, dtype, device, args.trust_remote_code)
-        check_same_tokenizer(teacher_tokenizer, tokenizer)
+    teacher, student, tokenizer = load_teacher_and_student(
+        args.teacher, args.student, dtype, device, args.trust_remote_code
+    )
     reward = RLTReward(student, tokenizer, teacher=teacher, config=config, style=args.style)
 
     out = Path(args.out)
@@ -69,16 +61,7 @@ def score(argv: list[str]) -> int:
             chunk = rows[begin : begin + args.batch_rows]
             scored, samples = reward.score_texts(chunk)
             for row, b, sample in zip(chunk, scored, samples, strict=True):
-                record = {
-                    **row,
-                    "reward": b.reward,
-                    "solution_logprob_mean": _finite_or_none(b.solution_logprob_mean),
-                    "solution_logprob_min": _finite_or_none(b.solution_logprob_min),
-                    "kl_mean": _finite_or_none(b.kl_mean),
-                    "kl_max": _finite_or_none(b.kl_max),
-                    "matched": b.matched,
-                    "aligned": b.aligned,
-                }
+                record = {**row, **b.to_dict()}
                 if args.details and sample is not None:
                     record.update(sample.to_dict())
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -97,7 +80,7 @@ def warmup(argv: list[str]) -> int:
     from trl import ModelConfig
 
     from rlt.configs import DataArguments, FormatArguments, RLTSFTConfig
-    from rlt.warmup import run_warmup
+    from rlt.sft import run_warmup
 
     parsed = _parse((ModelConfig, DataArguments, FormatArguments, RLTSFTConfig), argv)
     model_args, data_args, format_args, config = parsed
@@ -121,6 +104,99 @@ def train(argv: list[str]) -> int:
     return 0
 
 
+def _problems(data_args, part: str):
+    train, held_out, _ = data_args.load()
+    parts = {"all": train + held_out, "train": train, "holdout": held_out}
+    if part not in parts:
+        raise ValueError(f"--part must be one of {sorted(parts)}, got {part!r}")
+    if not parts[part]:
+        raise ValueError(f"--part {part} selects no problem (holdout is {data_args.holdout})")
+    return parts[part]
+
+
+def traces(argv: list[str]) -> int:
+    from pathlib import Path
+
+    from rlt.configs import DataArguments, FormatArguments, RewardArguments
+    from rlt.generation import SamplingConfig, vllm_usable
+    from rlt.models import load_teacher_and_student, resolve
+    from rlt.reward import RewardBreakdown, RLTReward, summarize
+    from rlt.traces import TracesArguments, collect_traces, select_best, write_jsonl
+
+    parsed = _parse((TracesArguments, DataArguments, FormatArguments, RewardArguments), argv)
+    args, data_args, format_args, reward_args = parsed
+    problems = _problems(data_args, args.part)
+    teacher, student, tokenizer = load_teacher_and_student(
+        args.teacher, reward_args.student, device=_device(args.device)
+    )
+    kl_temperature = args.temperature if args.temperature > 0 else 1.0
+    reward = RLTReward(student, tokenizer, teacher, reward_args.reward_config(kl_temperature), format_args.style)
+    sampling = SamplingConfig(args.max_new_tokens, args.temperature, args.top_p, args.batch_size, args.seed)
+    out = Path(args.out)
+    rows = collect_traces(problems, teacher, reward, out, sampling, args.num_samples, resolve(args.teacher),
+                          vllm_usable(args.use_vllm))  # fmt: skip
+    print(f"{len(rows)} traces for {len(problems)} questions in {out}")
+    if args.best_of:
+        selected = out.with_name("selected.jsonl")
+        write_jsonl(selected, select_best(rows))
+        print(f"best of {args.num_samples} per question -> {selected}")
+    for name, value in summarize([RewardBreakdown.from_dict(r) for r in rows]).items():
+        print(f"  {name:<22} {value:.4f}")
+    return 0
+
+
+def distill(argv: list[str]) -> int:
+    from trl import ModelConfig
+
+    from rlt.configs import RLTSFTConfig
+    from rlt.sft import DistillArguments, run_distill
+
+    model_args, distill_args, config = _parse((ModelConfig, DistillArguments, RLTSFTConfig), argv)
+    _default_model(model_args)
+    run_distill(model_args, distill_args, config)
+    print(f"distillation done: student saved in {config.output_dir}")
+    return 0
+
+
+def evaluate(argv: list[str]) -> int:
+    from pathlib import Path
+
+    from rlt.configs import DataArguments, FormatArguments, RewardArguments
+    from rlt.evaluate import EvalArguments, evaluate_student, markdown_table, write_results
+
+    parsed = _parse((EvalArguments, DataArguments, FormatArguments, RewardArguments), argv)
+    args, data_args, format_args, reward_args = parsed
+    problems = _problems(data_args, args.part)
+    if args.teacher:
+        from rlt.generation import SamplingConfig
+        from rlt.models import load_teacher_and_student
+        from rlt.reward import RewardBreakdown, RLTReward, summarize
+        from rlt.traces import collect_traces
+
+        teacher, student, tokenizer = load_teacher_and_student(args.teacher, reward_args.student,
+                                                               device=_device(args.device))  # fmt: skip
+        reward = RLTReward(student, tokenizer, teacher, reward_args.reward_config(args.temperature), format_args.style)
+        sampling = SamplingConfig(args.max_new_tokens, args.temperature, 1.0, args.batch_size, args.seed)
+        rows = collect_traces(problems, teacher, reward, Path(args.out).with_suffix(".traces.jsonl"), sampling)
+        results = {
+            "teacher": args.teacher,
+            "questions": len(problems),
+            **summarize([RewardBreakdown.from_dict(r) for r in rows]),
+        }
+        table = markdown_table({args.teacher: results}, ["reward", "solution_logprob_mean", "kl_mean", "match_rate"])
+    else:
+        from rlt.models import load_model
+
+        model, tokenizer = load_model(args.model, device=_device(args.device))
+        results = {"model": args.model, **evaluate_student(model, tokenizer, problems, args, format_args.style)}
+        columns = ["pass@1_greedy", *(f"pass@{k}" for k in args.k if args.num_samples), "questions",
+                   "checked_with_math_verify", "checked_with_text", "unchecked"]  # fmt: skip
+        table = markdown_table({args.model: results}, columns)
+    write_results(args.out, results, table)
+    print(table + f"\n-> {args.out}")
+    return 0
+
+
 def plot(argv: list[str]) -> int:
     from rlt.plots import plot_run
 
@@ -136,6 +212,15 @@ def _default_model(model_args) -> None:
         model_args.model_name_or_path = "smollm2-135m"
 
 
+def demo(argv: list[str]) -> int:
+    from rlt.demo import DemoArguments, run_demo
+
+    (args,) = _parse((DemoArguments,), argv)
+    report = run_demo(args)
+    print(f"[rlt demo] done: report in {report}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -146,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     from rlt.data import DataError
 
-    command = globals()[argv[0]]
+    command = {"eval": evaluate}.get(argv[0]) or globals()[argv[0]]
     try:
         return command(argv[1:])
     except (DataError, ValueError, FileNotFoundError) as e:

@@ -12,6 +12,13 @@ from rlt.reward import RewardConfig
 _DEFAULTS = RewardConfig()
 
 
+def parse(dataclass_types: tuple, argv: list[str]) -> tuple:
+    """Flags and `--config RECIPE.yaml` (flags win) into the given dataclasses, with TRL's parser."""
+    from trl import TrlParser
+
+    return TrlParser(dataclass_types).parse_args_and_config(argv)
+
+
 @dataclass
 class RewardArguments:
     """The frozen student, the text format and the RLT reward's coefficients (spec §2.7; RL-run defaults)."""
@@ -109,6 +116,7 @@ class DataArguments:
         metadata={"help": "Row adapter: generic, gsm8k, math, stratos, champ (default: champ or generic)."},
     )
     split: str = field(default="train", metadata={"help": "Split of a Hub dataset."})
+    subset: str | None = field(default=None, metadata={"help": "Subset (configuration) of a Hub dataset."})
     question_column: str = field(default="question", metadata={"help": "generic adapter: the question column."})
     solution_column: str = field(default="solution", metadata={"help": "generic adapter: the solution column."})
     answer_column: str = field(default="answer", metadata={"help": "generic adapter: the final-answer column."})
@@ -117,6 +125,9 @@ class DataArguments:
     )
     skip_invalid: bool = field(default=False, metadata={"help": "Skip (and count) invalid rows instead of failing."})
     max_problems: int | None = field(default=None, metadata={"help": "Use only the first N problems."})
+    max_solution_chars: int | None = field(
+        default=None, metadata={"help": "Drop problems whose solution is longer (keeps CPU prompts short)."}
+    )
     holdout: int = field(
         default=0, metadata={"help": "Hold out the last N problems (for traces / evaluation); train on the rest."}
     )
@@ -134,8 +145,10 @@ class DataArguments:
                 reasoning_trace=self.trace_column,
             )
         problems, skipped = load_problems(
-            self.dataset, self.adapter, self.split, self.skip_invalid, self.max_problems, **options
+            self.dataset, self.adapter, self.split, self.skip_invalid, self.max_problems, self.subset, **options
         )
+        if self.max_solution_chars:
+            problems = [p for p in problems if len(p.solution) <= self.max_solution_chars]
         train, held_out = split_problems(problems, self.holdout)
         return train, held_out, skipped
 

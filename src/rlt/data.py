@@ -61,7 +61,7 @@ def _text(row: dict, column: str, *, optional: bool = False) -> str | None:
 # --------------------------------------------------------------------------------------------------- adapters
 
 
-def _boxed(text: str) -> str | None:
+def boxed_answer(text: str) -> str | None:
     """Content of the last \\boxed{...} (or \\fbox{...}), with nested braces."""
     start = max(text.rfind("\\boxed{"), text.rfind("\\fbox{"))
     if start < 0:
@@ -88,7 +88,7 @@ def generic(
     return Problem(
         question=_text(row, question),
         solution=sol,
-        answer=_text(row, answer, optional=True) or _boxed(sol),
+        answer=_text(row, answer, optional=True) or boxed_answer(sol),
         reasoning_trace=_text(row, reasoning_trace, optional=True),
     )
 
@@ -112,7 +112,7 @@ def gsm8k(row: dict) -> Problem:
 def math(row: dict) -> Problem:
     """MATH (Hendrycks): `problem` / `solution`, the final answer in the last \\boxed{}."""
     sol = _text(row, "solution")
-    answer = _boxed(sol)
+    answer = boxed_answer(sol)
     if answer is None:
         raise DataError("no \\boxed{...} final answer", column="solution")
     return Problem(question=_text(row, "problem"), solution=sol, answer=answer)
@@ -143,12 +143,31 @@ def stratos(row: dict) -> Problem:
         trace = _text({"value": thought.group(1)}, "value", optional=True)
     except DataError as e:
         raise DataError(e.message, column="conversations") from None
-    return Problem(question=question, solution=sol, answer=_boxed(sol), reasoning_trace=trace)
+    return Problem(question=question, solution=sol, answer=boxed_answer(sol), reasoning_trace=trace)
 
 
 def champ(row: dict) -> Problem:
     """CHAMP rows as `load_champ` yields them: problem text, steps joined, free-form answer."""
     return Problem(question=_text(row, "problem"), solution=_text(row, "solution"), answer=_text(row, "answer"))
+
+
+def gpqa(row: dict) -> Problem:
+    """GPQA: a question with one correct and three incorrect answers, asked as lettered choices.
+
+    The choices are shuffled by a hash of the question, so the correct letter is stable across runs and machines.
+    """
+    import hashlib
+
+    question = _text(row, "Question")
+    options = [_text(row, "Correct Answer")] + [_text(row, f"Incorrect Answer {i}") for i in (1, 2, 3)]
+    order = sorted(range(4), key=lambda i: hashlib.sha256(f"{question}|{i}".encode()).hexdigest())
+    letters = "ABCD"
+    choices = "\n".join(f"{letters[pos]}) {options[i]}" for pos, i in enumerate(order))
+    answer = letters[order.index(0)]
+    explanation = _text(row, "Explanation", optional=True) or options[0]
+    return Problem(
+        question=f"{question}\n\n{choices}", solution=f"{explanation}\nThe answer is {answer}.", answer=answer
+    )
 
 
 ADAPTERS: dict[str, Callable[..., Problem]] = {
@@ -157,6 +176,7 @@ ADAPTERS: dict[str, Callable[..., Problem]] = {
     "math": math,
     "stratos": stratos,
     "champ": champ,
+    "gpqa": gpqa,
 }
 
 
@@ -195,8 +215,8 @@ def _read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def read_rows(source: str, split: str = "train") -> list[dict]:
-    """Raw rows from `champ`, a local .jsonl/.json/.parquet/.csv file, or a Hub dataset id."""
+def read_rows(source: str, split: str = "train", subset: str | None = None) -> list[dict]:
+    """Raw rows from `champ`, a local .jsonl/.json/.parquet/.csv file, or a Hub dataset id (and subset)."""
     if source == "champ":
         return load_champ()
     path = Path(source)
@@ -213,7 +233,7 @@ def read_rows(source: str, split: str = "train") -> list[dict]:
         ds = datasets.load_dataset(loaders[path.suffix], data_files=str(path), split="train")
     else:
         try:
-            ds = datasets.load_dataset(source, split=split)
+            ds = datasets.load_dataset(source, subset, split=split)
         except Exception as e:  # datasets raises many types; the user needs the source named
             raise DataError(f"could not load dataset {source!r} (split {split!r}): {e}") from e
     return list(ds)
@@ -243,11 +263,12 @@ def load_problems(
     split: str = "train",
     skip_invalid: bool = False,
     limit: int | None = None,
+    subset: str | None = None,
     **adapter_options: str,
 ) -> tuple[list[Problem], int]:
     """Load and adapt a dataset. The adapter defaults to `champ` for the embedded CHAMP set, else `generic`."""
     adapter = adapter or ("champ" if source == "champ" else "generic")
-    problems, skipped = to_problems(read_rows(source, split), adapter, skip_invalid, **adapter_options)
+    problems, skipped = to_problems(read_rows(source, split, subset), adapter, skip_invalid, **adapter_options)
     if not problems:
         raise DataError(f"{source}: no usable rows ({skipped} skipped as invalid)")
     return problems[:limit] if limit else problems, skipped

@@ -55,8 +55,9 @@ def get_style(name: str | TagStyle) -> TagStyle:
     return STYLES[name]
 
 
-def student_system_prompt(style: TagStyle) -> str:
+def student_system_prompt(style: TagStyle | str) -> str:
     """The student is told to think at length first, then answer; its thinking is where explanations go."""
+    style = get_style(style)
     (think_open, think_close), (sol_open, sol_close) = style.thought, style.solution
     return (
         "You are an assistant that works through a question by reasoning carefully and at length before committing "
@@ -68,8 +69,9 @@ def student_system_prompt(style: TagStyle) -> str:
     )
 
 
-def teacher_system_prompt(style: TagStyle) -> str:
+def teacher_system_prompt(style: TagStyle | str) -> str:
     """The teacher is shown the solution and asked to explain how one gets there: solution first, explanation last."""
+    style = get_style(style)
     (sol_open, sol_close), (exp_open, exp_close) = style.solution, style.explanation
     return (
         "You are an assistant that gives an accurate solution to a question and then explains, in full, the "
@@ -104,7 +106,8 @@ def _around_assistant(tokenizer, system: str, question: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
-def solution_block(solution: str, style: TagStyle) -> str:
+def solution_block(solution: str, style: TagStyle | str) -> str:
+    style = get_style(style)
     sol_open, sol_close = style.solution
     return f"{sol_open}{PADDING}{solution}{PADDING}{sol_close}"
 
@@ -120,14 +123,15 @@ class TeacherText:
         return explanation + self.completion_suffix
 
 
-def teacher_text(tokenizer, question: str, solution: str, style: TagStyle = STRATOS) -> TeacherText:
+def teacher_text(tokenizer, question: str, solution: str, style: TagStyle | str = STRATOS) -> TeacherText:
+    style = get_style(style)
     before, after = _around_assistant(tokenizer, teacher_system_prompt(style), question)
     exp_open, exp_close = style.explanation
     prompt = before + solution_block(solution, style) + PADDING + exp_open + PADDING
     return TeacherText(prompt=prompt, completion_suffix=PADDING + exp_close + after)
 
 
-def teacher_prompt(tokenizer, question: str, solution: str, style: TagStyle = STRATOS) -> str:
+def teacher_prompt(tokenizer, question: str, solution: str, style: TagStyle | str = STRATOS) -> str:
     """The RL / trace-generation prompt: ends right after the opening explanation tag and its padding."""
     return teacher_text(tokenizer, question, solution, style).prompt
 
@@ -148,7 +152,8 @@ class StudentSegments:
         return self.prefix + explanation + self.middle + solution + self.suffix
 
 
-def student_segments(tokenizer, question: str, style: TagStyle = STRATOS) -> StudentSegments:
+def student_segments(tokenizer, question: str, style: TagStyle | str = STRATOS) -> StudentSegments:
+    style = get_style(style)
     before, after = _around_assistant(tokenizer, student_system_prompt(style), question)
     (think_open, think_close), (sol_open, sol_close) = style.thought, style.solution
     return StudentSegments(
@@ -158,13 +163,14 @@ def student_segments(tokenizer, question: str, style: TagStyle = STRATOS) -> Stu
     )
 
 
-def student_text(tokenizer, question: str, explanation: str, solution: str, style: TagStyle = STRATOS) -> str:
+def student_text(tokenizer, question: str, explanation: str, solution: str, style: TagStyle | str = STRATOS) -> str:
     """The distillation format: the explanation in the student's think section, then the tagged solution."""
     return student_segments(tokenizer, question, style).text(explanation, solution)
 
 
-def student_prompt(tokenizer, question: str, style: TagStyle = STRATOS) -> str:
+def student_prompt(tokenizer, question: str, style: TagStyle | str = STRATOS) -> str:
     """What a student is given at evaluation time: system prompt and question, ready to generate."""
+    style = get_style(style)
     messages = [
         {"role": "system", "content": student_system_prompt(style)},
         {"role": "user", "content": question},
@@ -179,16 +185,18 @@ class ParsedExplanation:
     end: int  # character index where the explanation body stops in the completion
 
 
-def parse_explanation(completion: str, style: TagStyle = STRATOS) -> ParsedExplanation:
+def parse_explanation(completion: str, style: TagStyle | str = STRATOS) -> ParsedExplanation:
     """Split a raw teacher completion (generated after the opening tag) at the first closing tag."""
+    style = get_style(style)
     end = completion.find(style.explanation[1])
     if end < 0:
         return ParsedExplanation(text=completion, matched=False, end=len(completion))
     return ParsedExplanation(text=completion[:end], matched=True, end=end)
 
 
-def extract_solution(student_completion: str, style: TagStyle = STRATOS) -> str | None:
+def extract_solution(student_completion: str, style: TagStyle | str = STRATOS) -> str | None:
     """The text of the last solution section a student wrote, or None when it wrote none."""
+    style = get_style(style)
     sol_open, sol_close = style.solution
     start = student_completion.rfind(sol_open)
     if start < 0:

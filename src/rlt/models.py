@@ -97,8 +97,9 @@ def load_model(
             path, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True
         )
     except OSError as e:
+        where = "" if Path(path).exists() else f"there is no local directory {path!r}, and as a Hub id: "
         raise FileNotFoundError(
-            f"could not load model {spec!r} (a Hub id, a local path, or one of {sorted(EMBEDDED)}): {e}"
+            f"could not load model {spec!r} (a Hub id, a local path, or one of {sorted(EMBEDDED)}): {where}{e}"
         ) from e
     tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -169,3 +170,21 @@ def save_tiny(path: str | Path, seed: int = 0) -> Path:
     tiny_model(seed).save_pretrained(path, safe_serialization=True)
     tiny_tokenizer().save_pretrained(path)
     return path
+
+
+def load_teacher_and_student(
+    teacher: str,
+    student: str,
+    dtype: torch.dtype | str = torch.float32,
+    device: str | torch.device = "cpu",
+    trust_remote_code: bool = False,
+) -> tuple[PreTrainedModel, PreTrainedModel, PreTrainedTokenizerBase]:
+    """Both models of the reward, sharing one tokenizer (checked); one model object when both specs are the same."""
+    from rlt.reward import check_same_tokenizer
+
+    teacher_model, tokenizer = load_model(teacher, dtype, device, trust_remote_code)
+    if student == teacher:
+        return teacher_model, teacher_model, tokenizer
+    student_model, student_tokenizer = load_model(student, dtype, device, trust_remote_code)
+    check_same_tokenizer(tokenizer, student_tokenizer)
+    return teacher_model, student_model, tokenizer

@@ -61,6 +61,15 @@ class RewardBreakdown:
     matched: bool  # the closing explanation tag was found
     aligned: bool = True  # False: the sample could not be scored at all and got the floor reward
 
+    def to_dict(self) -> dict:
+        """JSON-ready: NaN components (empty spans) become None."""
+        return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, row: dict) -> RewardBreakdown:
+        """Back from a JSON row (`to_dict`'s inverse; extra keys ignored)."""
+        return cls(**{k: math.nan if row[k] is None else row[k] for k in cls.__dataclass_fields__})
+
 
 def _reduce(values: torch.Tensor, extreme: Callable[[torch.Tensor], torch.Tensor]) -> tuple[float, float]:
     if values.numel() == 0:

@@ -23,9 +23,9 @@ from trl.trainer.utils import pad
 
 from rlt.configs import DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig
 from rlt.data import Problem
-from rlt.formats import get_style, teacher_prompt
-from rlt.models import load_model
-from rlt.reward import RewardConfig, RLTReward, check_same_tokenizer
+from rlt.formats import teacher_prompt
+from rlt.models import load_model, load_teacher_and_student
+from rlt.reward import RewardConfig, RLTReward
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def rl_dataset(problems: list[Problem], tokenizer, style: str) -> Dataset:
     return Dataset.from_list(
         [
             {
-                "prompt": teacher_prompt(tokenizer, p.question, p.solution, get_style(style)),
+                "prompt": teacher_prompt(tokenizer, p.question, p.solution, style),
                 "question": p.question,
                 "solution": p.solution,
             }
@@ -183,9 +183,11 @@ def run_train(
 ) -> RLTGRPOTrainer:
     train, _, skipped = data_args.load()
     dtype = model_dtype(model_args, config)
-    teacher, tokenizer = load_model(model_args.model_name_or_path, dtype, "cpu", config.trust_remote_code)
-    student, student_tokenizer = load_model(reward_args.student, dtype, "cpu", config.trust_remote_code)
-    check_same_tokenizer(tokenizer, student_tokenizer)
+    teacher, student, tokenizer = load_teacher_and_student(
+        model_args.model_name_or_path, reward_args.student, dtype, "cpu", config.trust_remote_code
+    )
+    if student is teacher:  # the policy trains; the student must stay frozen
+        student, _ = load_model(reward_args.student, dtype, "cpu", config.trust_remote_code)
     logger.info("RL on %d problems (%d invalid rows skipped)", len(train), skipped)
     trainer = RLTGRPOTrainer(
         model=teacher,

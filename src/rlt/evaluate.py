@@ -1,0 +1,138 @@
+"""Evaluation: student accuracy (pass@1 greedy, pass@k sampled) and teacher quality (mean RLT reward).
+
+A student answers in the student format; its final answer is the last solution section (its last \\boxed{} when
+it has one) and is checked against the dataset's answer with math-verify. Free-form answers that math-verify
+cannot parse (CHAMP's "No", "3 is the only possible value" parses, "No" does not) fall back to a normalised-text
+comparison, and the report says how many answers each method checked and how many could not be checked at all.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from math_verify import parse, verify
+
+from rlt.data import Problem, boxed_answer
+from rlt.formats import STRATOS, TagStyle, extract_solution, student_prompt
+from rlt.generation import SamplingConfig, hf_generate
+
+
+@dataclass
+class EvalArguments:
+    model: str = field(default="smollm2-135m", metadata={"help": "Student to evaluate: Hub id, path, smollm2-135m."})
+    teacher: str | None = field(
+        default=None, metadata={"help": "Evaluate a teacher instead: mean RLT reward of its explanations."}
+    )
+    part: str = field(default="holdout", metadata={"help": "Which problems: all, train or holdout."})
+    out: str = field(default="runs/eval/results.json", metadata={"help": "JSON results; a .md table beside it."})
+    num_samples: int = field(default=0, metadata={"help": "Samples per question for pass@k (0: greedy pass@1 only)."})
+    k: list[int] = field(default_factory=lambda: [1], metadata={"help": "The k of pass@k (<= num_samples)."})
+    max_new_tokens: int = field(default=256, metadata={"help": "Longest answer, in tokens."})
+    temperature: float = field(default=0.7, metadata={"help": "Temperature of the pass@k samples."})
+    batch_size: int = field(default=8, metadata={"help": "Prompts per generate call."})
+    question_template: str = field(
+        default="{question}", metadata={"help": "How the question is put to the student, e.g. with a boxed hint."}
+    )
+    seed: int = field(default=42, metadata={"help": "Sampling seed."})
+    device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N, or auto."})
+
+
+# ----------------------------------------------------------------------------------------------- checking
+
+_PUNCTUATION = str.maketrans("", "", string.punctuation.replace("-", "").replace(".", ""))
+
+
+def normalize(text: str) -> str:
+    text = re.sub(r"\\(?:boxed|text|mathrm)\{([^{}]*)\}", r"\1", text).replace("$", "")
+    text = text.lower().translate(_PUNCTUATION)
+    return re.sub(r"\s+", " ", text).strip().rstrip(".")
+
+
+def final_answer(completion: str, style: TagStyle = STRATOS) -> str | None:
+    """What a student answered: its last \\boxed{} if any, else its last solution section."""
+    solution = extract_solution(completion, style)
+    text = solution if solution is not None else completion
+    return boxed_answer(text) or solution
+
+
+def check_answer(prediction: str | None, gold: str) -> tuple[bool, str]:
+    """(correct, method): method is math-verify, text (normalised comparison) or unchecked (empty gold)."""
+    gold_parsed = parse(gold)
+    if gold_parsed:
+        predicted = parse(prediction) if prediction else []
+        return bool(predicted) and bool(verify(gold_parsed, predicted)), "math-verify"
+    gold_text = normalize(gold)
+    if not gold_text:
+        return False, "unchecked"
+    answer = normalize(prediction or "")
+    # "No" against "No, because ...": a short gold counts when the answer starts with it as a word.
+    return answer == gold_text or answer.startswith(gold_text + " "), "text"
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples with c correct (Chen et al. 2021)."""
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+# ------------------------------------------------------------------------------------------------ students
+
+
+def evaluate_student(model, tokenizer, problems: list[Problem], args: EvalArguments, style: TagStyle = STRATOS) -> dict:
+    """Greedy pass@1 (and sampled pass@k) with per-question records."""
+    prompts = [
+        tokenizer(student_prompt(tokenizer, args.question_template.format(question=p.question), style))["input_ids"]
+        for p in problems
+    ]
+    greedy = SamplingConfig(args.max_new_tokens, 0.0, 1.0, args.batch_size, args.seed)
+    records = []
+    for index, ids in hf_generate(model, tokenizer, prompts, greedy):
+        completion = tokenizer.decode(ids, skip_special_tokens=True)
+        answer = final_answer(completion, style)
+        correct, method = check_answer(answer, problems[index].answer or "")
+        records.append({"index": index, "question": problems[index].question, "gold": problems[index].answer,
+                        "answer": answer, "correct": correct, "method": method, "completion": completion})  # fmt: skip
+    methods = [r["method"] for r in records]
+    result = {
+        "questions": len(records),
+        "pass@1_greedy": sum(r["correct"] for r in records) / max(len(records), 1),
+        "checked_with_math_verify": methods.count("math-verify"),
+        "checked_with_text": methods.count("text"),
+        "unchecked": methods.count("unchecked"),
+        "records": records,
+    }
+    if args.num_samples:
+        sampled = SamplingConfig(args.max_new_tokens, args.temperature, 1.0, args.batch_size, args.seed)
+        repeated = [ids for ids in prompts for _ in range(args.num_samples)]
+        correct = [0] * len(problems)
+        for j, ids in hf_generate(model, tokenizer, repeated, sampled):
+            index = j // args.num_samples
+            answer = final_answer(tokenizer.decode(ids, skip_special_tokens=True), style)
+            correct[index] += check_answer(answer, problems[index].answer or "")[0]
+        for k in args.k:
+            if k > args.num_samples:
+                raise ValueError(f"pass@{k} needs num_samples >= {k}, got {args.num_samples}")
+            result[f"pass@{k}"] = sum(pass_at_k(args.num_samples, c, k) for c in correct) / len(problems)
+    return result
+
+
+def markdown_table(rows: dict[str, dict], columns: list[str]) -> str:
+    """A markdown table, one row per named result."""
+    lines = ["| | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for name, values in rows.items():
+        cells = [f"{values[c]:.3f}" if isinstance(values.get(c), float) else str(values.get(c, "")) for c in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_results(out: str | Path, results: dict, table: str) -> None:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    out.with_suffix(".md").write_text(table + "\n")

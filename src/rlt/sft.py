@@ -1,0 +1,129 @@
+"""Supervised fine-tuning, the two places the method uses it: teacher warm-up (spec §4) and student
+distillation on the teacher's traces (spec §5).
+
+Both train only a completion: the warm-up the explanation (with its closing tag and end of turn) after the teacher
+prompt; the distillation the student's whole answer — think section holding the explanation, then the solution —
+after the system prompt and question. Examples are tokenised here the way generation sees them, the prompt alone
+and then the completion, so training and sampling agree on the token at the boundary. The warm-up explanation is
+the row's reasoning trace when it has one, else the solution itself, as in the original.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from datasets import Dataset
+from transformers import PreTrainedTokenizerBase
+from trl import ModelConfig, SFTTrainer, get_peft_config
+
+from rlt.configs import DataArguments, FormatArguments, RLTSFTConfig
+from rlt.data import DataError, Problem
+from rlt.formats import teacher_text
+from rlt.models import load_model
+from rlt.trainer import finish_run, last_checkpoint, model_dtype
+
+logger = logging.getLogger(__name__)
+
+
+def completion_only_examples(
+    pairs: list[tuple[str, str]], tokenizer: PreTrainedTokenizerBase, max_length: int | None
+) -> tuple[list[dict], int]:
+    """Pre-tokenised (prompt, completion) examples with a completion mask, and how many were dropped because
+    truncation to `max_length` would leave no completion token to learn from."""
+    examples, dropped = [], 0
+    for prompt, completion in pairs:
+        prompt_ids = tokenizer(prompt)["input_ids"]
+        if max_length is not None and len(prompt_ids) >= max_length:
+            dropped += 1
+            continue
+        completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+        examples.append(
+            {
+                "input_ids": prompt_ids + completion_ids,
+                "completion_mask": [0] * len(prompt_ids) + [1] * len(completion_ids),
+            }
+        )
+    return examples, dropped
+
+
+def warmup_examples(
+    problems: list[Problem], tokenizer: PreTrainedTokenizerBase, style: str, max_length: int | None
+) -> tuple[list[dict], int]:
+    pairs = []
+    for problem in problems:
+        text = teacher_text(tokenizer, problem.question, problem.solution, style)
+        pairs.append((text.prompt, text.completion(problem.reasoning_trace or problem.solution)))
+    return completion_only_examples(pairs, tokenizer, max_length)
+
+
+def chat_prompt_completion(tokenizer: PreTrainedTokenizerBase, messages: list[dict]) -> tuple[str, str]:
+    """Split a [system, user, assistant] chat, rendered by this tokenizer's template, before the assistant's reply."""
+    prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template(messages, tokenize=False)
+    if not full.startswith(prompt):
+        raise ValueError("the chat template renders the prompt differently inside the full chat; cannot split it")
+    return prompt, full[len(prompt) :]
+
+
+def read_traces(path: str | Path) -> list[dict]:
+    from rlt.data import read_rows
+
+    rows = read_rows(str(path))
+    for index, row in enumerate(rows):
+        messages = row.get("messages")
+        if not (isinstance(messages, list) and len(messages) == 3 and messages[-1].get("role") == "assistant"):
+            raise DataError("expected [system, user, assistant] messages (as `rlt traces` writes)", index, "messages")
+    return rows
+
+
+def _train(model, tokenizer, examples: list[dict], model_args: ModelConfig, config: RLTSFTConfig) -> SFTTrainer:
+    config.completion_only_loss = True
+    trainer = SFTTrainer(
+        model=model,
+        args=config,
+        train_dataset=Dataset.from_list(examples),
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+    )
+    trainer.train(resume_from_checkpoint=last_checkpoint(config))
+    finish_run(trainer, tokenizer)
+    return trainer
+
+
+def run_warmup(
+    model_args: ModelConfig, data_args: DataArguments, format_args: FormatArguments, config: RLTSFTConfig
+) -> SFTTrainer:
+    train, _, skipped = data_args.load()
+    dtype = model_dtype(model_args, config)
+    model, tokenizer = load_model(model_args.model_name_or_path, dtype, "cpu", config.trust_remote_code)
+    examples, dropped = warmup_examples(train, tokenizer, format_args.style, config.max_length)
+    logger.info("warm-up on %d problems (%d invalid rows skipped, %d too long)", len(examples), skipped, dropped)
+    if not examples:
+        raise ValueError(f"no warm-up example fits max_length={config.max_length}")
+    return _train(model, tokenizer, examples, model_args, config)
+
+
+@dataclass
+class DistillArguments:
+    traces: str = field(
+        default="runs/traces/traces.jsonl",
+        metadata={"help": "Student-format traces, as `rlt traces` writes them (JSONL or Parquet)."},
+    )
+
+
+def run_distill(model_args: ModelConfig, distill_args: DistillArguments, config: RLTSFTConfig) -> SFTTrainer:
+    rows = read_traces(distill_args.traces)
+    dtype = model_dtype(model_args, config)
+    model, tokenizer = load_model(model_args.model_name_or_path, dtype, "cpu", config.trust_remote_code)
+    pairs = [chat_prompt_completion(tokenizer, row["messages"]) for row in rows]
+    examples, dropped = completion_only_examples(pairs, tokenizer, config.max_length)
+    logger.info("distilling on %d traces (%d too long)", len(examples), dropped)
+    if not examples:
+        raise ValueError(f"no trace fits max_length={config.max_length}")
+    trainer = _train(model, tokenizer, examples, model_args, config)
+    summary = {"traces": distill_args.traces, "examples": len(examples), "dropped_too_long": dropped}
+    (Path(config.output_dir) / "distill.json").write_text(json.dumps(summary, indent=2))
+    return trainer

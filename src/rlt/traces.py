@@ -1,0 +1,195 @@
+"""Trace collection (spec §5): the teacher explains each (question, solution); the explanations become student
+distillation data, each row scored with the RLT reward.
+
+Output rows, one per (question, sample), in JSONL: the student-format chat (`messages`: system, question, and the
+explanation in the think section before the tagged solution), the raw completion, the parsed explanation and the
+reward components. Writing is crash-safe and resumable: each row is appended with one write and the file synced
+per batch; a rerun drops a torn last line, skips every (question, sample) already written, and writes the rest.
+With `best_of` > 1, `selected.jsonl` beside it keeps the highest-reward sample of each question.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from rlt.data import DataError, Problem
+from rlt.formats import STRATOS, TagStyle, student_system_prompt, teacher_prompt
+from rlt.generation import SamplingConfig, hf_generate, vllm_generate
+from rlt.reward import RLTReward
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TracesArguments:
+    teacher: str = field(default="runs/cpu/train", metadata={"help": "Teacher: Hub id, local path or smollm2-135m."})
+    out: str = field(default="runs/traces/traces.jsonl", metadata={"help": "Output JSONL (appended, resumable)."})
+    part: str = field(default="all", metadata={"help": "Which problems: all, train (without the holdout) or holdout."})
+    num_samples: int = field(default=1, metadata={"help": "Explanations sampled per question."})
+    best_of: bool = field(
+        default=False, metadata={"help": "Also write selected.jsonl: each question's highest-reward sample."}
+    )
+    max_new_tokens: int = field(default=256, metadata={"help": "Longest explanation, in tokens."})
+    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature (0 = greedy)."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling threshold."})
+    batch_size: int = field(default=8, metadata={"help": "Prompts per generate call (CPU path)."})
+    seed: int = field(default=42, metadata={"help": "Sampling seed."})
+    use_vllm: str = field(default="auto", metadata={"help": "auto (when installed and on a GPU), true or false."})
+    device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N, or auto."})
+
+
+# ------------------------------------------------------------------------------------- crash-safe JSONL rows
+
+
+def recover_jsonl(path: Path) -> list[dict]:
+    """Rows already written; a torn last line (a kill mid-write) is cut off the file first."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]
+    if len(complete) != len(data):
+        logger.warning(
+            "%s: dropping a torn last line (%d bytes) left by an interrupted run", path, len(data) - len(complete)
+        )
+        with path.open("r+b") as f:
+            f.truncate(len(complete))
+    rows = []
+    for lineno, line in enumerate(complete.decode("utf-8").splitlines(), start=1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg}); refusing to append to a corrupt file") from e
+    return rows
+
+
+class JsonlAppender:
+    """Appends whole lines with single O_APPEND writes; `sync` makes them durable."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def write(self, row: dict) -> None:
+        os.write(self.fd, (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
+
+    def sync(self) -> None:
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+# -------------------------------------------------------------------------------------------------- traces
+
+
+def student_messages(question: str, explanation: str, solution: str, style: TagStyle = STRATOS) -> list[dict]:
+    """The distillation chat: the explanation in the student's think section, then the tagged solution."""
+    from rlt.formats import PADDING, solution_block
+
+    think_open, think_close = style.thought
+    assistant = think_open + PADDING + explanation + think_close + PADDING + solution_block(solution, style)
+    return [
+        {"role": "system", "content": student_system_prompt(style)},
+        {"role": "user", "content": question},
+        {"role": "assistant", "content": assistant},
+    ]
+
+
+def collect_traces(
+    problems: list[Problem],
+    teacher,
+    reward: RLTReward,
+    out: Path,
+    sampling: SamplingConfig,
+    num_samples: int = 1,
+    teacher_path: str | None = None,
+    use_vllm: bool = False,
+) -> list[dict]:
+    """Generate, score and append every missing (question, sample) row; return all rows, old and new."""
+    tokenizer, style = reward.tokenizer, reward.style
+    done_rows = recover_jsonl(out)
+    done = {(r["index"], r["sample"]) for r in done_rows}
+    jobs = [(i, k) for i in range(len(problems)) for k in range(num_samples) if (i, k) not in done]
+    logger.info("%s: %d rows already there, %d to generate", out, len(done), len(jobs))
+    prompts = [tokenizer(teacher_prompt(tokenizer, problems[i].question, problems[i].solution, style))["input_ids"]
+               for i, _ in jobs]  # fmt: skip
+    appender = JsonlAppender(out)
+    new_rows = []
+    try:
+        with tqdm(total=len(jobs), desc="traces", unit="trace") as bar:
+            if use_vllm:
+                batches = [list(enumerate(vllm_generate(teacher_path, prompts, sampling)))]
+            else:
+                batches = _batched(hf_generate(teacher, tokenizer, prompts, sampling), sampling.batch_size)
+            for batch in batches:
+                rows = _score_batch(problems, jobs, prompts, batch, teacher, reward)
+                for row in rows:
+                    appender.write(row)
+                appender.sync()
+                new_rows += rows
+                bar.update(len(rows))
+    finally:
+        appender.close()
+    return done_rows + new_rows
+
+
+def _batched(iterator, size: int):
+    batch = []
+    for item in iterator:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _score_batch(problems, jobs, prompts, batch, teacher, reward: RLTReward) -> list[dict]:
+    samples = []
+    for j, completion_ids in batch:
+        problem = problems[jobs[j][0]]
+        samples.append(reward.align_or_none(reward.align_ids, problem.question, problem.solution, prompts[j],
+                                            completion_ids))  # fmt: skip
+    breakdowns = reward.score(samples, teacher=teacher)
+    rows = []
+    for (j, completion_ids), sample, b in zip(batch, samples, breakdowns, strict=True):
+        index, k = jobs[j]
+        problem = problems[index]
+        n = sample.teacher_explanation_span[1] - sample.teacher_explanation_span[0] if sample else len(completion_ids)
+        explanation = reward.tokenizer.decode(completion_ids[:n])
+        rows.append(
+            {
+                "index": index,
+                "sample": k,
+                "question": problem.question,
+                "solution": problem.solution,
+                "answer": problem.answer,
+                "completion": reward.tokenizer.decode(completion_ids, skip_special_tokens=True),
+                "explanation": explanation,
+                **b.to_dict(),
+                "messages": student_messages(problem.question, explanation, problem.solution, reward.style),
+            }
+        )
+    return rows
+
+
+def select_best(rows: list[dict]) -> list[dict]:
+    """Each question's highest-reward sample (the original's best-of-k selection, spec §5)."""
+    best: dict[int, dict] = {}
+    for row in rows:
+        if row["index"] not in best or row["reward"] > best[row["index"]]["reward"]:
+            best[row["index"]] = row
+    return [best[i] for i in sorted(best)]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """Replace a file atomically: readers see the old or the new file, never half of one."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    tmp.replace(path)

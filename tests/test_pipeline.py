@@ -1,0 +1,180 @@
+"""Traces, distillation, evaluation and the demo wiring, on tiny models."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rlt.cli import main
+from rlt.data import Problem
+from rlt.evaluate import check_answer, final_answer, pass_at_k
+from rlt.generation import SamplingConfig
+from rlt.models import save_tiny, tiny_model, tiny_tokenizer
+from rlt.reward import RLTReward
+from rlt.traces import collect_traces, recover_jsonl, select_best
+
+PROBLEMS = [
+    Problem(f"What is {i} times 2?", f"{i} * 2 = {2 * i}. The answer is {2 * i}.", str(2 * i)) for i in range(4)
+]
+FAST = ["--report_to", "none", "--activation_checkpointing", "false", "--logging_steps", "1"]
+
+
+@pytest.fixture(scope="module")
+def reward():
+    return RLTReward(tiny_model(0), tiny_tokenizer(), tiny_model(1))
+
+
+def _keys(rows):
+    return sorted((r["index"], r["sample"]) for r in rows)
+
+
+def test_traces_resume_after_a_torn_write(reward, tmp_path):
+    out = tmp_path / "traces.jsonl"
+    sampling = SamplingConfig(max_new_tokens=8, batch_size=3)
+    full = collect_traces(PROBLEMS, reward.teacher, reward, out, sampling, num_samples=2)
+    assert _keys(full) == [(i, k) for i in range(4) for k in range(2)]
+    # An interrupted run: three complete rows and half of a fourth.
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[:3]) + lines[3][: len(lines[3]) // 2])
+    resumed = collect_traces(PROBLEMS, reward.teacher, reward, out, sampling, num_samples=2)
+    on_disk = [json.loads(line) for line in out.read_text().splitlines()]
+    assert _keys(resumed) == _keys(on_disk) == _keys(full)
+    row = on_disk[-1]
+    assert row["messages"][2]["content"].startswith("<|begin_of_thought|>\n\n" + row["explanation"])
+    assert row["messages"][2]["content"].endswith(row["solution"] + "\n\n<|end_of_solution|>")
+    assert isinstance(row["reward"], float)
+    # A second rerun has nothing left to do.
+    assert _keys(collect_traces(PROBLEMS, reward.teacher, reward, out, sampling, num_samples=2)) == _keys(full)
+    assert len(out.read_text().splitlines()) == 8
+
+
+def test_corrupt_middle_line_is_refused(tmp_path):
+    out = tmp_path / "traces.jsonl"
+    out.write_text('{"index": 0, "sample": 0}\n{oops\n{"index": 1, "sample": 0}\n')
+    with pytest.raises(ValueError, match=r"traces\.jsonl:2: not valid JSON"):
+        recover_jsonl(out)
+
+
+def test_best_of_k_picks_the_highest_reward(reward, tmp_path):
+    rows = collect_traces(PROBLEMS[:2], reward.teacher, reward, tmp_path / "t.jsonl",
+                          SamplingConfig(max_new_tokens=8, temperature=1.0), num_samples=3)  # fmt: skip
+    best = select_best(rows)
+    assert [r["index"] for r in best] == [0, 1]
+    for chosen in best:
+        assert chosen["reward"] == max(r["reward"] for r in rows if r["index"] == chosen["index"])
+    assert len({r["reward"] for r in rows}) > 2  # samples differ, so the choice is a real one
+
+
+@pytest.mark.parametrize(
+    ("completion", "gold", "expected"),
+    [
+        ("<|begin_of_thought|>..<|end_of_thought|><|begin_of_solution|>So 2 * 9 = 18.<|end_of_solution|>", "18",
+         (True, "math-verify")),
+        ("<|begin_of_solution|>The answer is 17.<|end_of_solution|>", "18", (False, "math-verify")),
+        ("<|begin_of_solution|>Thus $\\boxed{\\frac{1}{2}}$<|end_of_solution|>", "0.5", (True, "math-verify")),
+        ("no solution section, no number", "18", (False, "math-verify")),
+        ("<|begin_of_solution|>No, it cannot.<|end_of_solution|>", "No", (True, "text")),
+        ("<|begin_of_solution|>Yes.<|end_of_solution|>", "No", (False, "text")),
+        ("<|begin_of_solution|>anything", "", (False, "unchecked")),
+    ],
+)  # fmt: skip
+def test_answer_extraction_and_checking(completion, gold, expected):
+    assert check_answer(final_answer(completion), gold) == expected
+
+
+def test_pass_at_k():
+    assert pass_at_k(10, 0, 1) == 0 and pass_at_k(10, 10, 5) == 1
+    assert pass_at_k(4, 1, 1) == pytest.approx(0.25)
+    assert pass_at_k(4, 1, 2) == pytest.approx(0.5)
+
+
+@pytest.fixture(scope="module")
+def pipeline_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    save_tiny(root / "student", seed=0)
+    save_tiny(root / "teacher", seed=1)
+    rows = [{"question": p.question, "solution": p.solution, "answer": p.answer} for p in PROBLEMS * 3]
+    (root / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+def test_traces_distill_eval_cli(pipeline_dir):
+    root = pipeline_dir
+    traces = root / "traces" / "traces.jsonl"
+    assert main(["traces", "--teacher", str(root / "teacher"), "--student", str(root / "student"),
+                 "--dataset", str(root / "rows.jsonl"), "--out", str(traces), "--num_samples", "2", "--best_of",
+                 "true", "--max_new_tokens", "8"]) == 0  # fmt: skip
+    assert len(traces.read_text().splitlines()) == 24
+    assert len((traces.parent / "selected.jsonl").read_text().splitlines()) == 12
+    assert main(["distill", "--model_name_or_path", str(root / "student"), "--traces", str(traces),
+                 "--output_dir", str(root / "distilled"), "--max_steps", "1", "--learning_rate", "1e-3",
+                 "--per_device_train_batch_size", "2", "--save_strategy", "no", *FAST]) == 0  # fmt: skip
+    before, after = (
+        load_file(root / "student" / "model.safetensors"),
+        load_file(root / "distilled" / "model.safetensors"),
+    )
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    out = root / "eval" / "results.json"
+    assert main(["eval", "--model", str(root / "distilled"), "--dataset", str(root / "rows.jsonl"), "--holdout", "4",
+                 "--out", str(out), "--max_new_tokens", "8", "--num_samples", "2", "--k", "1", "2"]) == 0  # fmt: skip
+    results = json.loads(out.read_text())
+    assert results["questions"] == 4 and results["checked_with_math_verify"] == 4
+    assert 0 <= results["pass@1_greedy"] <= results["pass@2"] + 1e-9 <= 1 + 1e-9
+    assert "| pass@1_greedy |" in out.with_suffix(".md").read_text()
+    teacher_out = root / "eval" / "teacher.json"
+    assert (
+        main(
+            [
+                "eval",
+                "--teacher",
+                str(root / "teacher"),
+                "--student",
+                str(root / "student"),
+                "--dataset",
+                str(root / "rows.jsonl"),
+                "--holdout",
+                "4",
+                "--out",
+                str(teacher_out),
+                "--max_new_tokens",
+                "8",
+            ]
+        )
+        == 0
+    )
+    teacher = json.loads(teacher_out.read_text())
+    assert teacher["questions"] == 4 and teacher["reward"] < 0
+
+
+def test_demo_wiring_end_to_end(pipeline_dir):
+    root = pipeline_dir
+    out = root / "demo"
+    assert (
+        main(
+            [
+                "demo",
+                "--quick",
+                "true",
+                "--teacher",
+                str(root / "teacher"),
+                "--student",
+                str(root / "student"),
+                "--dataset",
+                str(root / "rows.jsonl"),
+                "--output_dir",
+                str(out),
+                "--distill_traces",
+                "4",
+            ]
+        )
+        == 0
+    )
+    report = (out / "report.md").read_text()
+    for source in ("none", "dataset solution", "base teacher", "RL teacher"):
+        assert f"| {source} |" in report
+    assert "| before distillation |" in report and "| after distillation |" in report
+    data = json.loads((out / "report.json").read_text())
+    assert data["rl_steps"] == 2
+    assert all(len(rows) == 4 for rows in data["comparison"].values())
+    assert (out / "plots" / "reward.png").exists() and (out / "plots" / "heldout_solution_logprob.png").exists()

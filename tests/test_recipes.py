@@ -1,0 +1,44 @@
+"""Every shipped recipe parses into the configs of its command: no unknown or misspelled keys."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from trl import ModelConfig
+
+from rlt.configs import DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig, RLTSFTConfig
+from rlt.configs import parse as _parse
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+COMMAND_CONFIGS = {
+    "warmup": (ModelConfig, DataArguments, FormatArguments, RLTSFTConfig),
+    "train": (ModelConfig, DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig),
+}
+
+
+@pytest.mark.parametrize("recipe", sorted(p for p in RECIPES.glob("*/*.yaml") if p.parent.name != "accelerate"))
+def test_recipe_parses(recipe, tmp_path):
+    command = recipe.stem
+    parsed = _parse(COMMAND_CONFIGS[command], ["--config", str(recipe), "--output_dir", str(tmp_path)])
+    values = yaml.safe_load(recipe.read_text())
+    config = parsed[-1]
+    assert config.learning_rate == pytest.approx(values["learning_rate"])
+    if command == "train":
+        assert config.temperature == pytest.approx(0.7)
+        assert parsed[3].reward_config(config.temperature).kl_coeffs == (3.0, 0.03)
+
+
+def test_paper_recipe_has_the_original_rl_settings(tmp_path):
+    values = yaml.safe_load((RECIPES / "paper" / "train.yaml").read_text())
+    assert values["num_generations"] == 64 and values["beta"] == 0.04 and values["loss_type"] == "grpo"
+    assert (values["ref_model_mixup_alpha"], values["ref_model_sync_steps"]) == (0.9, 32)
+    assert values["learning_rate"] == 1e-6 and values["lr_scheduler_type"] == "constant"
+    assert values["max_steps"] == 125
+    assert values["per_device_train_batch_size"] * values["gradient_accumulation_steps"] * 4 == 1024
+
+
+@pytest.mark.parametrize("config", sorted((RECIPES / "accelerate").glob("*.yaml")))
+def test_accelerate_configs_are_valid_yaml(config):
+    values = yaml.safe_load(config.read_text())
+    assert values["distributed_type"] in {"MULTI_GPU", "DEEPSPEED", "FSDP"}
+    assert values["num_processes"] >= 1
