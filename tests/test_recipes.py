@@ -7,20 +7,29 @@ import yaml
 from trl import ModelConfig
 
 from rlt.configs import DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig, RLTSFTConfig
+from rlt.evaluate import EvalArguments
+from rlt.sft import DistillArguments
 from rlt.configs import parse as _parse
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 COMMAND_CONFIGS = {
     "warmup": (ModelConfig, DataArguments, FormatArguments, RLTSFTConfig),
     "train": (ModelConfig, DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig),
+    "distill": (ModelConfig, DistillArguments, RLTSFTConfig),
+    "eval": (EvalArguments, DataArguments, FormatArguments, RewardArguments),
 }
 
 
 @pytest.mark.parametrize("recipe", sorted(p for p in RECIPES.glob("*/*.yaml") if p.parent.name != "accelerate"))
 def test_recipe_parses(recipe, tmp_path):
-    command = recipe.stem
-    parsed = _parse(COMMAND_CONFIGS[command], ["--config", str(recipe), "--output_dir", str(tmp_path)])
+    command = recipe.stem.split("_")[0]
     values = yaml.safe_load(recipe.read_text())
+    if command == "eval":
+        args, data_args, *_ = _parse(COMMAND_CONFIGS[command], ["--config", str(recipe)])
+        assert (args.max_new_tokens, data_args.dataset) == (32768, values["dataset"])
+        assert "{question}" in args.question_template and "boxed{}" in args.question_template.format(question="")
+        return
+    parsed = _parse(COMMAND_CONFIGS[command], ["--config", str(recipe), "--output_dir", str(tmp_path)])
     config = parsed[-1]
     assert config.learning_rate == pytest.approx(values["learning_rate"])
     if command == "train":
