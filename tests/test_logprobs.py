@@ -3,7 +3,7 @@ import torch
 
 import rlt.logprobs
 from benchmarks.verify_scored import reference_logprobs
-from rlt.logprobs import _micro_batches, span_logprobs
+from rlt.logprobs import micro_batches, span_logprobs
 
 
 def _sequences(tokenizer):
@@ -31,9 +31,9 @@ def test_temperature_changes_values(student, tokenizer):
     assert not torch.allclose(hot, cold)
 
 
-def test_micro_batches_respect_the_budget():
+def testmicro_batches_respect_the_budget():
     lengths = [5, 100, 30, 30, 7]
-    batches = _micro_batches(lengths, token_budget=64)
+    batches = micro_batches(lengths, token_budget=64)
     assert sorted(i for b in batches for i in b) == list(range(5))
     assert all(len(b) * max(lengths[i] for i in b) <= 64 or len(b) == 1 for b in batches)
     assert batches[0] == [1]

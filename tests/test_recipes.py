@@ -7,9 +7,9 @@ import yaml
 from trl import ModelConfig
 
 from rlt.configs import DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig, RLTSFTConfig
+from rlt.configs import parse as _parse
 from rlt.evaluate import EvalArguments
 from rlt.sft import DistillArguments
-from rlt.configs import parse as _parse
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 COMMAND_CONFIGS = {

@@ -17,7 +17,7 @@ Span = tuple[int, int]  # [start, end) token indices into a sequence
 LOGIT_BUDGET = 32 * 2**20
 
 
-def _micro_batches(lengths: list[int], token_budget: int) -> list[list[int]]:
+def micro_batches(lengths: list[int], token_budget: int) -> list[list[int]]:
     """Group sequence indices, longest first, so that rows × padded length stays within the token budget."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
@@ -27,6 +27,17 @@ def _micro_batches(lengths: list[int], token_budget: int) -> list[list[int]]:
         else:
             batches.append([i])
     return batches
+
+
+def pad_right(sequences: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids and their attention mask (right padding keeps positions 0..n-1 for every row)."""
+    width = max(map(len, sequences))
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    return ids, mask
 
 
 def _head_logprobs(model: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -70,13 +81,8 @@ def span_logprobs(
     device = next(model.parameters()).device
     results: list[list[torch.Tensor]] = [[] for _ in sequences]
     try:
-        for batch in _micro_batches([len(s) for s in sequences], token_budget):
-            width = len(sequences[batch[0]])
-            ids = torch.zeros(len(batch), width, dtype=torch.long)
-            mask = torch.zeros(len(batch), width, dtype=torch.long)
-            for row, i in enumerate(batch):
-                ids[row, : len(sequences[i])] = torch.tensor(sequences[i])
-                mask[row, : len(sequences[i])] = 1
+        for batch in micro_batches([len(s) for s in sequences], token_budget):
+            ids, mask = pad_right([sequences[i] for i in batch])
             hidden = decoder(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
             rows, cols = [], []
             for row, i in enumerate(batch):
