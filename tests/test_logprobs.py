@@ -15,7 +15,7 @@ def test_matches_full_logits_and_ignores_batching(student, tokenizer, monkeypatc
     sequences = _sequences(tokenizer)
     spans = [[(1, len(s)), (len(s) // 2 or 1, len(s))] for s in sequences]
     one_by_one = span_logprobs(student, sequences, spans, temperature=0.7, token_budget=1)
-    monkeypatch.setattr(rlt.logprobs, "LOGIT_BUDGET", 3 * student.config.vocab_size)  # 3 rows per head chunk
+    monkeypatch.setitem(rlt.logprobs.LOGIT_BUDGET, "cpu", 3 * student.config.vocab_size)  # 3 rows per head chunk
     batched = span_logprobs(student, sequences, spans, temperature=0.7, token_budget=10_000)
     for seq, seq_spans, a, b in zip(sequences, spans, one_by_one, batched, strict=True):
         for span, x, y in zip(seq_spans, a, b, strict=True):
