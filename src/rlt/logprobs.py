@@ -44,20 +44,25 @@ def pad_right(sequences: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor
 def _head_logprobs(model: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
     """log softmax(head(hidden) / T)[target] in fp32, chunked over rows so the logits stay within LOGIT_BUDGET.
 
-    Computed as z_t / T - logsumexp(z / T): the full log-softmax is never written out.
+    For a plain linear head the temperature is folded into its input, head(h / T) = head(h) / T, and the
+    log-softmax upcasts to fp32 inside its kernel: no fp32 copy of the logits, no extra pass over them.
     """
     head = model.get_output_embeddings()
     softcap = getattr(model.config, "final_logit_softcapping", None)
+    linear = not softcap and getattr(head, "bias", None) is None
     budget = LOGIT_BUDGET["cuda" if hidden.is_cuda else "cpu"]
     rows = max(1, budget // head.weight.shape[0])
     out = []
     for start in range(0, hidden.shape[0], rows):
-        logits = head(hidden[start : start + rows]).float()
-        if softcap:
-            logits = torch.tanh(logits / softcap) * softcap
-        logits.div_(temperature)
-        target = logits.gather(-1, targets[start : start + rows, None]).squeeze(-1)
-        out.append(target - torch.logsumexp(logits, dim=-1))
+        chunk, chunk_targets = hidden[start : start + rows], targets[start : start + rows, None]
+        if linear:
+            logits = head(chunk / temperature)
+        else:
+            logits = head(chunk).float()
+            if softcap:
+                logits = torch.tanh(logits / softcap) * softcap
+            logits = logits / temperature
+        out.append(torch.log_softmax(logits, dim=-1, dtype=torch.float32).gather(-1, chunk_targets).squeeze(-1))
     return torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
 
 

@@ -253,13 +253,22 @@ class RLTReward:
         n, matched = self._explanation_length(completion_ids)
         return self._assemble(question, solution, prompt_ids, completion_ids[:n], completion_ids[n:], matched)
 
+    def _split_and_encode(self, completions: Sequence[str]) -> list[tuple[bool, list[int], list[int]]]:
+        """(matched, explanation ids, ids of the rest) per free-text completion, in one batched tokenizer call."""
+        parsed = [parse_explanation(c, self.style) for c in completions]
+        texts = [p.text for p in parsed] + [c[p.end :] for c, p in zip(completions, parsed, strict=True)]
+        ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+        n = len(completions)
+        return [(p.matched, e, r) for p, e, r in zip(parsed, ids[:n], ids[n:], strict=True)]
+
+    def _align_encoded(self, question: str, solution: str, encoded: tuple[bool, list[int], list[int]]):
+        matched, explanation_ids, rest_ids = encoded
+        prompt_ids = self._prompt_ids(teacher_prompt(self.tokenizer, question, solution, self.style))
+        return self._assemble(question, solution, prompt_ids, explanation_ids, rest_ids, matched)
+
     def align_text(self, question: str, solution: str, completion: str) -> AlignedSample:
         """Align a free-text completion: the explanation is tokenised once and the same ids serve both sides."""
-        parsed = parse_explanation(completion, self.style)
-        prompt_ids = self._prompt_ids(teacher_prompt(self.tokenizer, question, solution, self.style))
-        explanation_ids = self._encode(parsed.text) if parsed.text else []
-        rest_ids = self._encode(completion[parsed.end :]) if parsed.end < len(completion) else []
-        return self._assemble(question, solution, prompt_ids, explanation_ids, rest_ids, parsed.matched)
+        return self._align_encoded(question, solution, self._split_and_encode([completion])[0])
 
     # ------------------------------------------------------------------------------------------- scoring
 
@@ -326,7 +335,11 @@ class RLTReward:
         self, rows: Sequence[dict], teacher: nn.Module | None = None
     ) -> tuple[list[RewardBreakdown], list[AlignedSample | None]]:
         """Score rows with `question`, `solution` and `explanation` (the raw completion after the opening tag)."""
-        samples = [self.align_or_none(self.align_text, r["question"], r["solution"], r["explanation"]) for r in rows]
+        encoded = self._split_and_encode([r["explanation"] for r in rows])
+        samples = [
+            self.align_or_none(self._align_encoded, r["question"], r["solution"], e)
+            for r, e in zip(rows, encoded, strict=True)
+        ]
         return self.score(samples, teacher), samples
 
     # ---------------------------------------------------------------------------------------------- TRL
