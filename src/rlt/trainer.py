@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -119,8 +120,17 @@ class RLTGRPOTrainer(GRPOTrainer):
             return cpu_offload(student, execution_device=self.accelerator.device)
         return student.to(self.accelerator.device)
 
+    def _timed(self, name: str, fn, *args):
+        """Run fn and log its seconds as `rlt/seconds_<name>`: where a step's time goes, in every log."""
+        start = time.perf_counter()
+        result = fn(*args)
+        self._metrics["train" if self.model.training else "eval"][f"rlt/seconds_{name}"].append(
+            time.perf_counter() - start
+        )
+        return result
+
     def _generate(self, prompts):
-        output = super()._generate(prompts)
+        output = self._timed("generation", super()._generate, prompts)
         self._prompt_ids = output[0]  # the ids TRL generated from, for the reward
         return output
 
@@ -145,11 +155,12 @@ class RLTGRPOTrainer(GRPOTrainer):
         return [row[: len(c)].float().cpu() for row, c in zip(logps, completions, strict=True)]
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        teacher_logprobs = self._policy_completion_logprobs(completion_ids_list)
+        teacher_logprobs = self._timed("teacher_logprobs", self._policy_completion_logprobs, completion_ids_list)
         for example, ids, logprobs in zip(inputs, self._prompt_ids, teacher_logprobs, strict=True):
             example["prompt_ids"] = ids
             example["teacher_logprobs"] = logprobs
-        rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        calculate = super()._calculate_rewards
+        rewards = self._timed("student_scoring", calculate, inputs, prompts, completions, completion_ids_list)
         self._append_samples(inputs, completions, completion_ids_list, rewards)
         return rewards
 
