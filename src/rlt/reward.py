@@ -236,13 +236,18 @@ class RLTReward:
         return sample
 
     def _check_fits(self, sample: AlignedSample) -> None:
+        """Raise AlignmentError for what the models cannot score: too long, or ids outside their vocabulary."""
         for name, model, ids in (
             ("student", self.student, sample.student_input_ids),
             ("teacher", self.teacher, sample.teacher_input_ids),
         ):
-            limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+            config = getattr(model, "config", None)
+            limit = getattr(config, "max_position_embeddings", None)
             if limit is not None and len(ids) > limit:
                 raise AlignmentError(f"{name} sequence of {len(ids)} tokens exceeds the model's {limit} positions")
+            vocab = getattr(config, "vocab_size", None)
+            if vocab is not None and ids and not 0 <= min(ids) <= max(ids) < vocab:
+                raise AlignmentError(f"{name} sequence holds token ids outside the model's vocabulary of {vocab}")
         if not sample.student_explanation_span[0] >= 1 or not sample.teacher_explanation_span[0] >= 1:
             raise AlignmentError("an explanation span starts at token 0 and has no context to be scored from")
 

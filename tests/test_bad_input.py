@@ -1,0 +1,276 @@
+"""Bad input across datasets, configs and CLI flags: each gives a clear error naming the row, column or flag
+(or, when asked, a counted skip), and nothing already written is lost."""
+
+import json
+
+import pytest
+
+from rlt.cli import main
+from rlt.data import DataError, load_problems, to_problems
+from rlt.evaluate import EvalArguments, evaluate_student
+from rlt.formats import get_style
+from rlt.generation import SamplingConfig
+from rlt.models import load_model, save_tiny, tiny_model, tiny_tokenizer
+from rlt.reward import RewardConfig, check_same_tokenizer
+from rlt.sft import warmup_examples
+from rlt.traces import recover_jsonl
+
+GOOD = {"question": "What is 1 + 1?", "solution": "1 + 1 = 2.", "answer": "2"}
+GOOD_ROW = {
+    "generic": GOOD,
+    "gsm8k": {"question": "What is 1 + 1?", "answer": "1 + 1 = 2\n#### 2"},
+    "math": {"problem": "What is 1 + 1?", "solution": "$\\boxed{2}$"},
+    "stratos": {"conversations": [{"from": "user", "value": "q"}, {"from": "assistant", "value": "x"}]},
+}
+STRATOS_OK = "<|begin_of_thought|>t<|end_of_thought|><|begin_of_solution|>s<|end_of_solution|>"
+GOOD_ROW["stratos"]["conversations"][1]["value"] = STRATOS_OK
+
+
+def rows_with(bad: dict, adapter: str = "generic"):
+    """The bad row after a good one, so the error must name row 1."""
+    return lambda: to_problems([GOOD_ROW[adapter], bad], adapter)
+
+
+# kind -> (action raising, exception type, message pattern)
+DATA_CASES = {
+    "missing question": (rows_with({"solution": "s"}), DataError, r"row 1, column 'question': missing"),
+    "empty question": (rows_with({"question": " \n", "solution": "s"}), DataError, r"row 1, column 'question': empty"),
+    "non-string question": (
+        rows_with({"question": 7, "solution": "s"}),
+        DataError,
+        r"column 'question': expected a string, got int",
+    ),
+    "missing solution": (rows_with({"question": "q"}), DataError, r"row 1, column 'solution': missing"),
+    "empty solution": (rows_with({"question": "q", "solution": ""}), DataError, r"row 1, column 'solution': empty"),
+    "non-string solution": (rows_with({"question": "q", "solution": ["s"]}), DataError, r"got list"),
+    "gsm8k answer without ####": (
+        rows_with({"question": "q", "answer": "just 4"}, "gsm8k"),
+        DataError,
+        r"row 1, column 'answer': no '#### <final answer>'",
+    ),
+    "gsm8k empty final answer": (
+        rows_with({"question": "q", "answer": "4\n#### "}, "gsm8k"),
+        DataError,
+        r"column 'answer': no '####",
+    ),
+    "math without boxed answer": (
+        rows_with({"problem": "p", "solution": "no box"}, "math"),
+        DataError,
+        r"row 1, column 'solution': no \\boxed",
+    ),
+    "solution containing a tag": (
+        rows_with({"question": "q", "solution": "x <|end_of_explanation|> y"}),
+        DataError,
+        r"column 'solution': contains the format tag '<\|end_of_explanation\|>'",
+    ),
+    "question containing an R1 tag": (
+        rows_with({"question": "why </think> now", "solution": "s"}),
+        DataError,
+        r"column 'question': contains the format tag '</think>'",
+    ),
+    "stratos wrong roles": (
+        rows_with({"conversations": [{"from": "assistant", "value": "a"}, {"from": "user", "value": "q"}]}, "stratos"),
+        DataError,
+        r"row 1, column 'conversations': turn 0 must come from 'user'",
+    ),
+    "stratos missing tags": (
+        rows_with(
+            {"conversations": [{"from": "user", "value": "q"}, {"from": "assistant", "value": "plain"}]}, "stratos"
+        ),
+        DataError,
+        r"lacks the thought or solution tags",
+    ),
+    "unknown adapter": (lambda: to_problems([GOOD], "nope"), ValueError, r"unknown adapter 'nope'"),
+    "missing dataset file": (
+        lambda: load_problems("/no/such/rows.jsonl"),
+        DataError,
+        r"no such file: /no/such/rows.jsonl",
+    ),
+    "unknown format style": (lambda: get_style("xml"), ValueError, r"unknown format style 'xml'"),
+}
+
+CONFIG_CASES = {
+    "negative solution coefficient": (
+        lambda: RewardConfig(solution_coeffs=(-1, 0.01)),
+        ValueError,
+        r"solution_coeffs must be two finite numbers >= 0",
+    ),
+    "wrong number of KL coefficients": (lambda: RewardConfig(kl_coeffs=(3, 0.03, 1)), ValueError, r"kl_coeffs"),
+    "non-finite coefficient": (lambda: RewardConfig(kl_coeffs=(float("nan"), 0.03)), ValueError, r"kl_coeffs"),
+    "student temperature zero": (
+        lambda: RewardConfig(student_temperature=0),
+        ValueError,
+        r"student_temperature must be > 0",
+    ),
+    "teacher temperature negative": (
+        lambda: RewardConfig(teacher_temperature=-0.5),
+        ValueError,
+        r"teacher_temperature must be > 0",
+    ),
+    "positive missing-tag penalty": (
+        lambda: RewardConfig(missing_end_tag_penalty=0.5),
+        ValueError,
+        r"missing_end_tag_penalty must be <= 0",
+    ),
+    "zero token budget": (lambda: RewardConfig(token_budget=0), ValueError, r"token_budget must be >= 1"),
+    "negative sampling temperature": (lambda: SamplingConfig(temperature=-1), ValueError, r"temperature must be >= 0"),
+    "tokenizer mismatch": (
+        lambda: check_same_tokenizer(tiny_tokenizer(), tiny_tokenizer(512)),
+        ValueError,
+        r"tokenizers differ",
+    ),
+    "non-existent model path": (
+        lambda: load_model("/no/such/model"),
+        FileNotFoundError,
+        r"could not load model '/no/such/model'",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DATA_CASES))
+def test_bad_data(kind):
+    action, error, pattern = DATA_CASES[kind]
+    with pytest.raises(error, match=pattern):
+        action()
+
+
+@pytest.mark.parametrize("kind", sorted(CONFIG_CASES))
+def test_bad_config(kind):
+    action, error, pattern = CONFIG_CASES[kind]
+    with pytest.raises(error, match=pattern):
+        action()
+
+
+def test_skip_invalid_counts_every_bad_row():
+    bad = [{"solution": "s"}, {"question": "", "solution": "s"}, {"question": "q", "solution": 3}]
+    problems, skipped = to_problems([GOOD, *bad, GOOD], skip_invalid=True)
+    assert (len(problems), skipped) == (2, 3)
+
+
+def test_question_longer_than_the_prompt_budget_is_dropped_and_counted():
+    tokenizer = tiny_tokenizer()
+    problems, _ = to_problems([GOOD, {"question": "why? " * 400, "solution": "s"}])
+    examples, dropped = warmup_examples(problems, tokenizer, "stratos", max_length=400)
+    assert (len(examples), dropped) == (1, 1)
+
+
+def test_pass_at_k_needs_enough_samples():
+    args = EvalArguments(num_samples=2, k=[4], max_new_tokens=2)
+    problems, _ = to_problems([GOOD])
+    with pytest.raises(ValueError, match=r"pass@4 needs num_samples >= 4"):
+        evaluate_student(tiny_model(), tiny_tokenizer(), problems, args)
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return str(save_tiny(tmp_path_factory.mktemp("bad") / "tiny"))
+
+
+def run_cli(argv, capsys) -> tuple[int, str]:
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse reports unknown flags by exiting
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+def test_corrupt_jsonl_line_is_named(tmp_path, model_dir, capsys):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({**GOOD, "explanation": "e"}) + "\n{broken\n")
+    code, err = run_cli(["score", str(rows), "--teacher", model_dir, "--student", model_dir], capsys)
+    assert code == 2 and "rows.jsonl:2: not valid JSON" in err
+
+
+def test_json_line_that_is_not_an_object(tmp_path, model_dir, capsys):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("[1, 2]\n")
+    code, err = run_cli(["score", str(rows), "--teacher", model_dir, "--student", model_dir], capsys)
+    assert code == 2 and "rows.jsonl:1: expected a JSON object, got list" in err
+
+
+def test_score_row_without_explanation(tmp_path, model_dir, capsys):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps(GOOD) + "\n")
+    code, err = run_cli(["score", str(rows), "--teacher", model_dir, "--student", model_dir], capsys)
+    assert code == 2 and "row 0, column 'explanation'" in err
+
+
+def test_unknown_flag_is_named(capsys):
+    code, err = run_cli(["score", "rows.jsonl", "--kl_coefs", "3", "0.03"], capsys)
+    assert code == 2 and "--kl_coefs" in err
+
+
+def test_invalid_coefficient_flag(tmp_path, model_dir, capsys):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({**GOOD, "explanation": "e"}) + "\n")
+    code, err = run_cli(["score", str(rows), "--teacher", model_dir, "--student", model_dir,
+                         "--solution_coeffs", "1", "-0.5"], capsys)  # fmt: skip
+    assert code == 2 and "solution_coeffs must be two finite numbers >= 0" in err
+
+
+def test_teacher_student_tokenizer_mismatch_on_the_cli(tmp_path, model_dir, capsys):
+    other = tmp_path / "other"
+    tiny_model(vocab_size=512).save_pretrained(other)
+    tiny_tokenizer(512).save_pretrained(other)
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({**GOOD, "explanation": "e"}) + "\n")
+    code, err = run_cli(["score", str(rows), "--teacher", model_dir, "--student", str(other)], capsys)
+    assert code == 2 and "tokenizers differ" in err
+
+
+def test_holdout_part_out_of_range(model_dir, tmp_path, capsys):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps(GOOD) + "\n")
+    code, err = run_cli(["traces", "--teacher", model_dir, "--student", model_dir, "--dataset", str(rows),
+                         "--holdout", "5", "--part", "holdout"], capsys)  # fmt: skip
+    assert code == 2 and "holdout must be in [0, 1)" in err
+
+
+def test_corrupt_traces_file_is_refused_and_left_untouched(model_dir, tmp_path, capsys):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps(GOOD) + "\n")
+    out = tmp_path / "traces.jsonl"
+    content = '{"index": 0, "sample": 0}\nnot json\n{"index": 1, "sample": 0}\n'
+    out.write_text(content)
+    code, err = run_cli(["traces", "--teacher", model_dir, "--student", model_dir, "--dataset", str(rows),
+                         "--out", str(out), "--max_new_tokens", "2"], capsys)  # fmt: skip
+    assert code == 2 and "traces.jsonl:2: not valid JSON" in err
+    assert out.read_text() == content  # nothing already written is lost
+
+
+def test_torn_last_line_is_the_only_thing_dropped(tmp_path):
+    out = tmp_path / "traces.jsonl"
+    out.write_text('{"index": 0, "sample": 0}\n{"index": 1, "sa')
+    assert recover_jsonl(out) == [{"index": 0, "sample": 0}]
+    assert out.read_text() == '{"index": 0, "sample": 0}\n'
+
+
+def test_remote_code_is_off_unless_asked(tmp_path, model_dir):
+    from rlt.configs import RLTGRPOConfig, RLTSFTConfig, ScoreArguments
+
+    assert not ScoreArguments().trust_remote_code
+    assert not RLTGRPOConfig(output_dir=str(tmp_path)).trust_remote_code
+    assert not RLTSFTConfig(output_dir=str(tmp_path)).trust_remote_code
+    # A model whose config asks for code from its repository is refused, not executed.
+    remote = tmp_path / "remote"
+    tiny_model().save_pretrained(remote)
+    tiny_tokenizer().save_pretrained(remote)
+    config = json.loads((remote / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForCausalLM": "modeling_evil.EvilForCausalLM"}
+    config["model_type"] = "evil-unknown"
+    (remote / "config.json").write_text(json.dumps(config))
+    (remote / "modeling_evil.py").write_text("raise SystemExit('remote code ran')\n")  # would end pytest
+    with pytest.raises(ValueError, match="evil-unknown"):
+        load_model(str(remote))
+
+
+def test_pickle_checkpoint_is_refused(tmp_path):
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "config.json").write_text("{}")
+    (pickled / "pytorch_model.bin").write_bytes(b"\x80\x04not really a pickle")
+    with pytest.raises(ValueError, match=r"holds only pickle \(\*\.bin\) weights; rlt loads safetensors only"):
+        load_model(str(pickled))
