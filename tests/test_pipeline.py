@@ -99,11 +99,21 @@ def pipeline_dir(tmp_path_factory):
     return root
 
 
+def models_and_data(root) -> list[str]:
+    return [
+        "--teacher",
+        str(root / "teacher"),
+        "--student",
+        str(root / "student"),
+        "--dataset",
+        str(root / "rows.jsonl"),
+    ]
+
+
 def test_traces_distill_eval_cli(pipeline_dir):
     root = pipeline_dir
     traces = root / "traces" / "traces.jsonl"
-    assert main(["traces", "--teacher", str(root / "teacher"), "--student", str(root / "student"),
-                 "--dataset", str(root / "rows.jsonl"), "--out", str(traces), "--num_samples", "2", "--best_of",
+    assert main(["traces", *models_and_data(root), "--out", str(traces), "--num_samples", "2", "--best_of",
                  "true", "--max_new_tokens", "8"]) == 0  # fmt: skip
     assert len(traces.read_text().splitlines()) == 24
     assert len((traces.parent / "selected.jsonl").read_text().splitlines()) == 12
@@ -127,12 +137,7 @@ def test_traces_distill_eval_cli(pipeline_dir):
         main(
             [
                 "eval",
-                "--teacher",
-                str(root / "teacher"),
-                "--student",
-                str(root / "student"),
-                "--dataset",
-                str(root / "rows.jsonl"),
+                *models_and_data(root),
                 "--holdout",
                 "4",
                 "--out",
@@ -156,12 +161,7 @@ def test_demo_wiring_end_to_end(pipeline_dir):
                 "demo",
                 "--quick",
                 "true",
-                "--teacher",
-                str(root / "teacher"),
-                "--student",
-                str(root / "student"),
-                "--dataset",
-                str(root / "rows.jsonl"),
+                *models_and_data(root),
                 "--output_dir",
                 str(out),
                 "--distill_traces",

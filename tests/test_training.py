@@ -153,3 +153,15 @@ def test_ddp_two_processes_each_score_their_slice(workdir):
     assert rank0[0]["question"] != rank1[0]["question"]
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     assert any("rlt/reward" in h for h in history)
+
+
+def test_step_breakdown_from_the_logged_timings(rl_run):
+    from benchmarks.grpo_step import breakdown
+    from rlt.plots import log_history
+
+    result = breakdown(log_history(rl_run), skip_first=False)
+    shares = result["median_share"]
+    assert result["steps"] == [1, 2]
+    assert all(0 < shares[name] < 1 for name in ("generation", "teacher log-probs", "student scoring"))
+    assert 0 < result["median_reward_share"] < 1
+    assert result["median_seconds"]["generation"] < result["median_step_seconds"]
