@@ -208,8 +208,10 @@ def plot(argv: list[str]) -> int:
 
 
 def _default_model(model_args) -> None:
+    from rlt.models import DEFAULT_MODEL
+
     if model_args.model_name_or_path is None:
-        model_args.model_name_or_path = "smollm2-135m"
+        model_args.model_name_or_path = DEFAULT_MODEL
 
 
 def demo(argv: list[str]) -> int:

@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rlt.formats import STYLES
 
@@ -23,9 +22,6 @@ class Problem:
     solution: str
     answer: str | None = None  # final answer, when known; what evaluation checks against
     reasoning_trace: str | None = None  # a long-form explanation, used as the warm-up target when present
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class DataError(ValueError):

@@ -204,9 +204,10 @@ def evaluate(args: DemoArguments, model_spec: str, problems, style) -> dict:
 # ----------------------------------------------------------------------------------------------- report
 
 
-def _mean(rows: list[dict], key: str) -> float:
+def _mean(rows: list[dict], key: str) -> str:
+    """The mean over rows that have a value, or a dash when none has (KL of empty explanations)."""
     values = [r[key] for r in rows if r.get(key) is not None]
-    return statistics.fmean(values) if values else float("nan")
+    return f"{statistics.fmean(values):.3f}" if values else "—"
 
 
 def write_report(out: Path, comparison, accuracy, stages: Stages, rl_steps: int, n_heldout: int, n_traces: int):
@@ -236,8 +237,8 @@ def write_report(out: Path, comparison, accuracy, stages: Stages, rl_steps: int,
     ]
     for name, rows in comparison.items():
         lines.append(
-            f"| {name} | {_mean(rows, 'solution_logprob_mean'):.3f} | {_mean(rows, 'solution_logprob_min'):.3f} | "
-            f"{_mean(rows, 'kl_mean'):.3f} | {_mean(rows, 'reward'):.3f} | "
+            f"| {name} | {_mean(rows, 'solution_logprob_mean')} | {_mean(rows, 'solution_logprob_min')} | "
+            f"{_mean(rows, 'kl_mean')} | {_mean(rows, 'reward')} | "
             f"{sum(bool(r['matched']) for r in rows)}/{len(rows)} |"
         )
     lines += [
