@@ -79,3 +79,13 @@ def test_help_lists_commands(capsys):
     assert main(["--help"]) == 0
     assert "score" in capsys.readouterr().out
     assert main(["nope"]) == 2
+
+
+def test_the_readme_example_rows_score(tmp_path, model_dirs):
+    from pathlib import Path
+
+    rows = Path(__file__).resolve().parents[1] / "examples" / "score_demo.jsonl"
+    out = tmp_path / "scored.jsonl"
+    assert main(["score", str(rows), "--out", str(out), "--teacher", model_dirs[1], "--student", model_dirs[0]]) == 0
+    scored = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["matched"] for r in scored] == [True, True, True, False]
