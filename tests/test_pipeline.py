@@ -117,7 +117,14 @@ def test_traces_distill_eval_cli(pipeline_dir):
                  "true", "--max_new_tokens", "8"]) == 0  # fmt: skip
     assert len(traces.read_text().splitlines()) == 24
     assert len((traces.parent / "selected.jsonl").read_text().splitlines()) == 12
-    assert main(["distill", "--model_name_or_path", str(root / "student"), "--traces", str(traces),
+    parquet = root / "traces" / "traces.parquet"  # same journal: nothing is generated again
+    assert main(["traces", *models_and_data(root), "--out", str(parquet), "--num_samples", "2",
+                 "--max_new_tokens", "8"]) == 0  # fmt: skip
+    import pandas as pd
+
+    frame = pd.read_parquet(parquet)
+    assert len(frame) == 24 and list(frame["messages"][0][2].keys()) == ["role", "content"]
+    assert main(["distill", "--model_name_or_path", str(root / "student"), "--traces", str(parquet),
                  "--output_dir", str(root / "distilled"), "--max_steps", "1", "--learning_rate", "1e-3",
                  "--per_device_train_batch_size", "2", "--save_strategy", "no", *FAST]) == 0  # fmt: skip
     before, after = (

@@ -121,7 +121,7 @@ def traces(argv: list[str]) -> int:
     from rlt.generation import SamplingConfig, vllm_usable
     from rlt.models import load_teacher_and_student, resolve
     from rlt.reward import RewardBreakdown, RLTReward, summarize
-    from rlt.traces import TracesArguments, collect_traces, select_best, write_jsonl
+    from rlt.traces import TracesArguments, collect_traces, select_best, write_rows
 
     parsed = _parse((TracesArguments, DataArguments, FormatArguments, RewardArguments), argv)
     args, data_args, format_args, reward_args = parsed
@@ -133,12 +133,15 @@ def traces(argv: list[str]) -> int:
     reward = RLTReward(student, tokenizer, teacher, reward_args.reward_config(kl_temperature), format_args.style)
     sampling = SamplingConfig(args.max_new_tokens, args.temperature, args.top_p, args.batch_size, args.seed)
     out = Path(args.out)
-    rows = collect_traces(problems, teacher, reward, out, sampling, args.num_samples, resolve(args.teacher),
+    journal = out.with_suffix(".jsonl")  # rows are appended here as they come; Parquet is written at the end
+    rows = collect_traces(problems, teacher, reward, journal, sampling, args.num_samples, resolve(args.teacher),
                           vllm_usable(args.use_vllm))  # fmt: skip
+    if out != journal:
+        write_rows(out, rows)
     print(f"{len(rows)} traces for {len(problems)} questions in {out}")
     if args.best_of:
-        selected = out.with_name("selected.jsonl")
-        write_jsonl(selected, select_best(rows))
+        selected = out.with_name("selected" + out.suffix)
+        write_rows(selected, select_best(rows))
         print(f"best of {args.num_samples} per question -> {selected}")
     for name, value in summarize([RewardBreakdown.from_dict(r) for r in rows]).items():
         print(f"  {name:<22} {value:.4f}")

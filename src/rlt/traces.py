@@ -29,7 +29,10 @@ logger = logging.getLogger(__name__)
 @dataclass
 class TracesArguments:
     teacher: str = field(default="runs/cpu/train", metadata={"help": "Teacher: Hub id, local path or smollm2-135m."})
-    out: str = field(default="runs/traces/traces.jsonl", metadata={"help": "Output JSONL (appended, resumable)."})
+    out: str = field(
+        default="runs/traces/traces.jsonl",
+        metadata={"help": "Output .jsonl (appended, resumable) or .parquet (written at the end from a .jsonl)."},
+    )
     part: str = field(default="all", metadata={"help": "Which problems: all, train (without the holdout) or holdout."})
     num_samples: int = field(default=1, metadata={"help": "Explanations sampled per question."})
     best_of: bool = field(
@@ -188,8 +191,14 @@ def select_best(rows: list[dict]) -> list[dict]:
     return [best[i] for i in sorted(best)]
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    """Replace a file atomically: readers see the old or the new file, never half of one."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """Write rows as Parquet (`.parquet`) or JSONL, replacing the file atomically: readers see the old or the new
+    file, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    if path.suffix == ".parquet":
+        import pandas as pd
+
+        pd.DataFrame(rows).to_parquet(tmp, index=False)
+    else:
+        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     tmp.replace(path)
