@@ -129,8 +129,8 @@ def traces(argv: list[str]) -> int:
     teacher, student, tokenizer = load_teacher_and_student(
         args.teacher, reward_args.student, device=_device(args.device)
     )
-    kl_temperature = args.temperature if args.temperature > 0 else 1.0
-    reward = RLTReward(student, tokenizer, teacher, reward_args.reward_config(kl_temperature), format_args.style)
+    config = reward_args.reward_config(_kl_temperature(args.temperature))
+    reward = RLTReward(student, tokenizer, teacher, config, format_args.style)
     sampling = SamplingConfig(args.max_new_tokens, args.temperature, args.top_p, args.batch_size, args.seed)
     out = Path(args.out)
     journal = out.with_suffix(".jsonl")  # rows are appended here as they come; Parquet is written at the end
@@ -161,9 +161,12 @@ def distill(argv: list[str]) -> int:
     return 0
 
 
-def evaluate(argv: list[str]) -> int:
-    from pathlib import Path
+def _kl_temperature(sampling_temperature: float) -> float:
+    """The teacher log-probs are taken at the sampling temperature; greedy sampling (0) scores at 1."""
+    return sampling_temperature if sampling_temperature > 0 else 1.0
 
+
+def evaluate(argv: list[str]) -> int:
     from rlt.configs import DataArguments, FormatArguments, RewardArguments
     from rlt.evaluate import EvalArguments, evaluate_student, markdown_table, write_results
 
@@ -178,9 +181,12 @@ def evaluate(argv: list[str]) -> int:
 
         teacher, student, tokenizer = load_teacher_and_student(args.teacher, reward_args.student,
                                                                device=_device(args.device))  # fmt: skip
-        reward = RLTReward(student, tokenizer, teacher, reward_args.reward_config(args.temperature), format_args.style)
+        config = reward_args.reward_config(_kl_temperature(args.temperature))
+        reward = RLTReward(student, tokenizer, teacher, config, format_args.style)
         sampling = SamplingConfig(args.max_new_tokens, args.temperature, 1.0, args.batch_size, args.seed)
-        rows = collect_traces(problems, teacher, reward, Path(args.out).with_suffix(".traces.jsonl"), sampling)
+        explanations = Path(args.out).with_suffix(".traces.jsonl")
+        explanations.unlink(missing_ok=True)  # never score another teacher's leftovers as this one's
+        rows = collect_traces(problems, teacher, reward, explanations, sampling)
         results = {
             "teacher": args.teacher,
             "questions": len(problems),
