@@ -6,6 +6,7 @@ from rlt.formats import (
     extract_solution,
     get_style,
     parse_explanation,
+    student_messages,
     student_prompt,
     student_segments,
     student_system_prompt,
@@ -52,6 +53,9 @@ def test_student_text_round_trip(tokenizer, style):
     assert student_system_prompt(style) in text and teacher_system_prompt(style) not in text
     segments = student_segments(tokenizer, QUESTION, style)
     assert segments.text(EXPLANATION, SOLUTION) == text
+    # The messages the traces carry render to the very text the reward scores.
+    messages = student_messages(QUESTION, EXPLANATION, SOLUTION, style)
+    assert tokenizer.apply_chat_template(messages, tokenize=False) == text
     assert extract_solution(text, style) == SOLUTION
     prompt = student_prompt(tokenizer, QUESTION, style)
     assert prompt.endswith("<|im_start|>assistant\n") and QUESTION in prompt

@@ -152,15 +152,28 @@ class StudentSegments:
         return self.prefix + explanation + self.middle + solution + self.suffix
 
 
+def _student_turn(style: TagStyle) -> tuple[str, str, str]:
+    """The student's assistant turn around the explanation and the solution: (head, middle, tail)."""
+    (think_open, think_close), (sol_open, sol_close) = style.thought, style.solution
+    return think_open + PADDING, think_close + PADDING + sol_open + PADDING, PADDING + sol_close
+
+
 def student_segments(tokenizer, question: str, style: TagStyle | str = STRATOS) -> StudentSegments:
     style = get_style(style)
     before, after = _around_assistant(tokenizer, student_system_prompt(style), question)
-    (think_open, think_close), (sol_open, sol_close) = style.thought, style.solution
-    return StudentSegments(
-        prefix=before + think_open + PADDING,
-        middle=think_close + PADDING + sol_open + PADDING,
-        suffix=PADDING + sol_close + after,
-    )
+    head, middle, tail = _student_turn(style)
+    return StudentSegments(prefix=before + head, middle=middle, suffix=tail + after)
+
+
+def student_messages(question: str, explanation: str, solution: str, style: TagStyle | str = STRATOS) -> list[dict]:
+    """The distillation chat as messages, for any student's chat template; the same turn as `student_text`."""
+    style = get_style(style)
+    head, middle, tail = _student_turn(style)
+    return [
+        {"role": "system", "content": student_system_prompt(style)},
+        {"role": "user", "content": question},
+        {"role": "assistant", "content": head + explanation + middle + solution + tail},
+    ]
 
 
 def student_text(tokenizer, question: str, explanation: str, solution: str, style: TagStyle | str = STRATOS) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from rlt.data import DataError, Problem
-from rlt.formats import STRATOS, TagStyle, student_system_prompt, teacher_prompt
+from rlt.formats import student_messages, teacher_prompt
 from rlt.generation import SamplingConfig, hf_generate, vllm_generate
 from rlt.reward import RLTReward
 
@@ -89,19 +89,6 @@ class JsonlAppender:
 
 
 # -------------------------------------------------------------------------------------------------- traces
-
-
-def student_messages(question: str, explanation: str, solution: str, style: TagStyle = STRATOS) -> list[dict]:
-    """The distillation chat: the explanation in the student's think section, then the tagged solution."""
-    from rlt.formats import PADDING, solution_block
-
-    think_open, think_close = style.thought
-    assistant = think_open + PADDING + explanation + think_close + PADDING + solution_block(solution, style)
-    return [
-        {"role": "system", "content": student_system_prompt(style)},
-        {"role": "user", "content": question},
-        {"role": "assistant", "content": assistant},
-    ]
 
 
 def collect_traces(
