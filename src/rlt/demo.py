@@ -15,6 +15,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from rlt.formats import PADDING
@@ -150,6 +151,14 @@ def run_demo(args: DemoArguments) -> Path:
 # ----------------------------------------------------------------------------------------------- stages
 
 
+@lru_cache(maxsize=4)
+def _frozen(spec: str):
+    """The models the stages after training only read (teachers, students): each loaded once per demo."""
+    from rlt.models import load_model
+
+    return load_model(spec)
+
+
 def _sampling(args: DemoArguments, temperature: float):
     from rlt.generation import SamplingConfig
 
@@ -157,19 +166,17 @@ def _sampling(args: DemoArguments, temperature: float):
 
 
 def collect(args, problems, teacher_dir, path: Path, style, reward_args, rl_config) -> list[dict]:
-    from rlt.models import load_model
     from rlt.reward import RLTReward
     from rlt.traces import collect_traces
 
-    teacher, tokenizer = load_model(str(teacher_dir))
-    student, _ = load_model(args.student)
+    teacher, tokenizer = _frozen(str(teacher_dir))
+    student, _ = _frozen(args.student)
     reward = RLTReward(student, tokenizer, teacher, reward_args.reward_config(rl_config.temperature), style)
     return collect_traces(problems, teacher, reward, path, _sampling(args, rl_config.temperature))
 
 
 def compare_sources(args, held_out, base_dir, rl_dir, style, reward_args, rl_config) -> dict[str, list[dict]]:
     """Per held-out question, the student's view of the solution under four explanation sources."""
-    from rlt.models import load_model
     from rlt.reward import RLTReward
 
     out = Path(args.output_dir)
@@ -178,8 +185,8 @@ def compare_sources(args, held_out, base_dir, rl_dir, style, reward_args, rl_con
                                 rl_config),
         "RL teacher": collect(args, held_out, rl_dir, out / "heldout" / "rl.jsonl", style, reward_args, rl_config),
     }  # fmt: skip
-    base_teacher, tokenizer = load_model(str(base_dir))
-    student, _ = load_model(args.student)
+    base_teacher, tokenizer = _frozen(str(base_dir))
+    student, _ = _frozen(args.student)
     reward = RLTReward(student, tokenizer, base_teacher, reward_args.reward_config(rl_config.temperature), style)
     end = reward.style.explanation[1]
     for name, explanation in (("none", lambda p: end), ("dataset solution", lambda p: p.solution + PADDING + end)):
@@ -192,9 +199,8 @@ def compare_sources(args, held_out, base_dir, rl_dir, style, reward_args, rl_con
 
 def evaluate(args: DemoArguments, model_spec: str, problems, style) -> dict:
     from rlt.evaluate import EvalArguments, evaluate_student
-    from rlt.models import load_model
 
-    model, tokenizer = load_model(model_spec)
+    model, tokenizer = _frozen(model_spec)
     eval_args = EvalArguments(model=model_spec, max_new_tokens=args.answer_tokens, batch_size=args.batch_size)
     result = evaluate_student(model, tokenizer, problems, eval_args, style)
     result.pop("records")
