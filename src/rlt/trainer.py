@@ -25,8 +25,8 @@ from trl.trainer.utils import pad
 from rlt.configs import DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig
 from rlt.data import Problem
 from rlt.formats import teacher_prompt
-from rlt.models import load_model, load_teacher_and_student
-from rlt.reward import RewardConfig, RLTReward
+from rlt.models import load_model
+from rlt.reward import RewardConfig, RLTReward, check_same_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -194,11 +194,10 @@ def run_train(
 ) -> RLTGRPOTrainer:
     train, _, skipped = data_args.load()
     dtype = model_dtype(model_args, config)
-    teacher, student, tokenizer = load_teacher_and_student(
-        model_args.model_name_or_path, reward_args.student, dtype, "cpu", config.trust_remote_code
-    )
-    if student is teacher:  # the policy trains; the student must stay frozen
-        student, _ = load_model(reward_args.student, dtype, "cpu", config.trust_remote_code)
+    # Two separate models even when both specs are the same: the policy trains, the student must stay frozen.
+    teacher, tokenizer = load_model(model_args.model_name_or_path, dtype, "cpu", config.trust_remote_code)
+    student, student_tokenizer = load_model(reward_args.student, dtype, "cpu", config.trust_remote_code)
+    check_same_tokenizer(tokenizer, student_tokenizer)
     logger.info("RL on %d problems (%d invalid rows skipped)", len(train), skipped)
     trainer = RLTGRPOTrainer(
         model=teacher,
