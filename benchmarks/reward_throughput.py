@@ -132,7 +132,7 @@ def original(student, teacher, tokenizer, rows: list[dict], config: RewardConfig
 def measure(args, length: int, reward: RLTReward, rows: list[dict]) -> dict:
     """Time (a), (b) and (c) on the same rows, interleaved; medians and ratios."""
     student, teacher, tokenizer, config = reward.student, reward.teacher, reward.tokenizer, reward.config
-    samples = [reward.align_text(r["question"], r["solution"], r["explanation"]) for r in rows]
+    samples = reward.align_texts(rows)
     sequences = {"student": [s.student_input_ids for s in samples], "teacher": [s.teacher_input_ids for s in samples]}
     methods = {
         "bound": lambda: bound(student, teacher, sequences, args.token_budget, args.device),

@@ -1,6 +1,7 @@
-"""Recompute every reward component of a `rlt score --details` output from its ids and spans alone.
+"""Recompute every reward component of a `rlt score --details` output from its ids, spans and KL chunks alone.
 
-Independent of rlt's batched, span-only log-prob code: one plain full-logits forward per sequence.
+Independent of rlt's batched, span-only log-prob code: one plain full-logits forward per sequence, and each KL
+chunk summed token by token. Also checks that every student sequence is its tokenizer's own split of its text.
 
     python benchmarks/verify_scored.py runs/scored.jsonl --teacher smollm2-135m --student smollm2-135m
 """
@@ -27,12 +28,20 @@ def reference_logprobs(model, ids: list[int], span: tuple[int, int], temperature
 
 
 def recompute(sample: AlignedSample, student, teacher, config: RewardConfig) -> tuple[dict[str, float], float]:
-    """Components (NaN on empty spans) and the reward, from the sample's ids and spans."""
+    """Components (NaN on empty spans) and the reward, from the sample's ids, spans and KL chunks."""
     t_s, t_t = config.student_temperature, config.teacher_temperature
     solution = reference_logprobs(student, sample.student_input_ids, sample.student_solution_span, t_s)
-    student_expl = reference_logprobs(student, sample.student_input_ids, sample.student_explanation_span, t_s)
-    teacher_expl = reference_logprobs(teacher, sample.teacher_input_ids, sample.teacher_explanation_span, t_t)
-    kl = teacher_expl - student_expl if config.teacher_entropy else -student_expl
+    student_lp = reference_logprobs(student, sample.student_input_ids, (1, len(sample.student_input_ids)), t_s)
+    if config.teacher_entropy:
+        teacher_lp = reference_logprobs(teacher, sample.teacher_input_ids, (1, len(sample.teacher_input_ids)), t_t)
+    # Token i's log-prob is at i - 1 of these whole-sequence vectors; each chunk is summed token by token.
+
+    def total(logprobs: torch.Tensor, tokens: tuple[int, int]) -> float:
+        return sum(logprobs[i - 1].item() for i in range(*tokens))
+
+    kl = torch.tensor(
+        [(total(teacher_lp, t) if config.teacher_entropy else 0.0) - total(student_lp, s) for t, s in sample.kl_chunks]
+    )
     if config.schulman_kl:
         kl = kl - 1 + torch.exp(-kl)
     values = {
@@ -58,7 +67,7 @@ def recompute(sample: AlignedSample, student, teacher, config: RewardConfig) -> 
 
 
 def max_deviation(record: dict, student, teacher, config: RewardConfig) -> float:
-    sample = AlignedSample(**{name: record[name] for name in AlignedSample.__dataclass_fields__})
+    sample = AlignedSample(**{name: record[name] for name in AlignedSample.__dataclass_fields__ if name in record})
     values, reward = recompute(sample, student, teacher, config)
     deviations = [abs(record["reward"] - reward)]
     for name, value in values.items():
@@ -67,6 +76,22 @@ def max_deviation(record: dict, student, teacher, config: RewardConfig) -> float
         if record[name] is not None:
             deviations.append(abs(record[name] - value))
     return max(deviations)
+
+
+def text_checks(record: dict, teacher_tokenizer, student_tokenizer) -> tuple[bool, bool]:
+    """(the student ids are the student tokenizer's own split of their decoded text, every KL chunk spells the
+    same text on both sides)."""
+
+    def spell(tokenizer, ids: list[int]) -> str:
+        return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    ids = record["student_input_ids"]
+    natural = student_tokenizer(spell(student_tokenizer, ids), add_special_tokens=False)["input_ids"] == ids
+    chunks_agree = all(
+        spell(teacher_tokenizer, record["teacher_input_ids"][slice(*t)]) == spell(student_tokenizer, ids[slice(*s)])
+        for t, s in record["kl_chunks"]
+    )
+    return natural, chunks_agree
 
 
 def main() -> None:
@@ -78,13 +103,28 @@ def main() -> None:
     parser.add_argument("--student", default="smollm2-135m")
     parser.add_argument("--tolerance", type=float, default=1e-4)
     args = parser.parse_args()
-    student, _ = load_model(args.student)
-    teacher = student if args.teacher == args.student else load_model(args.teacher)[0]
+    student, student_tokenizer = load_model(args.student)
+    teacher, teacher_tokenizer = (
+        (student, student_tokenizer) if args.teacher == args.student else load_model(args.teacher)
+    )
     records = [json.loads(line) for line in Path(args.scored).read_text(encoding="utf-8").splitlines()]
     worst = [max_deviation(r, student, teacher, RewardConfig()) for r in records]
-    print(json.dumps({"rows": len(records), "max_abs_deviation": max(worst), "tolerance": args.tolerance}))
-    if max(worst) > args.tolerance:
-        raise SystemExit(f"{sum(w > args.tolerance for w in worst)} rows deviate by more than {args.tolerance}")
+    checks = [text_checks(r, teacher_tokenizer, student_tokenizer) for r in records]
+    summary = {
+        "rows": len(records),
+        "max_abs_deviation": max(worst),
+        "tolerance": args.tolerance,
+        "rows_not_naturally_tokenised": sum(not natural for natural, _ in checks),
+        "rows_with_chunks_spelling_different_text": sum(not agree for _, agree in checks),
+    }
+    print(json.dumps(summary))
+    if (
+        max(worst) > args.tolerance
+        or summary["rows_not_naturally_tokenised"]
+        or summary["rows_with_chunks_spelling_different_text"]
+    ):
+        raise SystemExit(f"{sum(w > args.tolerance for w in worst)} rows deviate by more than {args.tolerance}; "
+                         f"text checks: {summary}")  # fmt: skip
 
 
 if __name__ == "__main__":

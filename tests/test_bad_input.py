@@ -5,13 +5,14 @@ import json
 
 import pytest
 
+from rlt.align import tokenize_texts
 from rlt.cli import main
 from rlt.data import DataError, load_problems, to_problems
 from rlt.evaluate import EvalArguments, evaluate_student
 from rlt.formats import get_style
 from rlt.generation import SamplingConfig
 from rlt.models import load_model, save_tiny, tiny_model, tiny_tokenizer
-from rlt.reward import RewardConfig, check_same_tokenizer
+from rlt.reward import RewardConfig
 from rlt.sft import warmup_examples
 from rlt.traces import recover_jsonl
 
@@ -114,10 +115,10 @@ CONFIG_CASES = {
     ),
     "zero token budget": (lambda: RewardConfig(token_budget=0), ValueError, r"token_budget must be >= 1"),
     "negative sampling temperature": (lambda: SamplingConfig(temperature=-1), ValueError, r"temperature must be >= 0"),
-    "tokenizer mismatch": (
-        lambda: check_same_tokenizer(tiny_tokenizer(), tiny_tokenizer(512)),
+    "tokenizer without offsets": (
+        lambda: tokenize_texts(type("SlowTokenizer", (), {})(), ["text"]),
         ValueError,
-        r"tokenizers differ",
+        r"SlowTokenizer is a slow tokenizer without character offsets",
     ),
     "non-existent model path": (
         lambda: load_model("/no/such/model"),
@@ -211,14 +212,26 @@ def test_invalid_coefficient_flag(tmp_path, model_dir, capsys):
     assert code == 2 and "solution_coeffs must be two finite numbers >= 0" in err
 
 
-def test_teacher_student_tokenizer_mismatch_on_the_cli(tmp_path, model_dir, capsys):
-    other = tmp_path / "other"
-    tiny_model(vocab_size=512).save_pretrained(other)
-    tiny_tokenizer(512).save_pretrained(other)
+def test_teacher_and_student_with_different_tokenizers_on_the_cli(tmp_path, model_dir, capsys):
+    """No longer an error: score, traces and teacher evaluation run with a byte-level student."""
+    other = save_tiny(tmp_path / "bytes", vocab_size=256 + 3)
     rows = tmp_path / "rows.jsonl"
-    rows.write_text(json.dumps({**GOOD, "explanation": "e"}) + "\n")
-    code, err = run_cli(["score", str(rows), "--teacher", model_dir, "--student", str(other)], capsys)
-    assert code == 2 and "tokenizers differ" in err
+    rows.write_text(json.dumps({**GOOD, "explanation": "One and one make two.\n\n<|end_of_explanation|>"}) + "\n")
+    out = tmp_path / "scored.jsonl"
+    code, err = run_cli(["score", str(rows), "--teacher", model_dir, "--student", str(other), "--out", str(out),
+                         "--details", "true"], capsys)  # fmt: skip
+    assert code == 0, err
+    (scored,) = [json.loads(line) for line in out.read_text().splitlines()]
+    student_tokenizer = tiny_tokenizer(256 + 3)
+    explanation = student_tokenizer.decode(scored["student_input_ids"][slice(*scored["student_explanation_span"])])
+    assert explanation == "One and one make two.\n\n" and scored["kl_chunks"] and scored["aligned"]
+    traces = tmp_path / "traces.jsonl"
+    for argv in (["traces", "--out", str(traces), "--max_new_tokens", "8"],
+                 ["eval", "--out", str(tmp_path / "eval.json"), "--max_new_tokens", "8", "--part", "all"]):  # fmt: skip
+        code, err = run_cli([*argv, "--teacher", model_dir, "--student", str(other), "--dataset", str(rows)], capsys)
+        assert code == 0, err
+    assert json.loads(traces.read_text().splitlines()[0])["aligned"]
+    assert json.loads((tmp_path / "eval.json").read_text())["alignment_failures"] == 0
 
 
 def test_holdout_part_out_of_range(model_dir, tmp_path, capsys):

@@ -3,10 +3,10 @@ import math
 import pytest
 import torch
 
-from benchmarks.verify_scored import recompute, reference_logprobs
+from benchmarks.verify_scored import recompute
 from rlt.formats import R1, STRATOS, student_text, teacher_prompt
-from rlt.models import tiny_model, tiny_tokenizer
-from rlt.reward import RewardConfig, RLTReward, check_same_tokenizer, rlt_reward
+from rlt.models import tiny_model
+from rlt.reward import RewardConfig, RLTReward, rlt_reward
 
 QUESTION = "How many apples does she have left?"
 SOLUTION = "She had 7 and ate 3, so 7 - 3 = 4.\nThe answer is 4."
@@ -38,6 +38,38 @@ def reward(student, teacher, tokenizer):
     return RLTReward(student, tokenizer, teacher=teacher)
 
 
+def assert_alignment(sample, teacher_tokenizer, student_tokenizer, question, solution, completion, sampled=None):
+    """The invariants of a scored sample (rlt.align): natural student tokens, spans by the edge rule, chunks."""
+    explanation = sample.explanation
+    # The student sequence is its own tokenizer's split of the distillation text, whole.
+    text = student_text(student_tokenizer, question, explanation, solution)
+    assert sample.student_input_ids == student_tokenizer(text, add_special_tokens=False)["input_ids"]
+    # The teacher sequence is the prompt, then the completion tokenised once.
+    prompt_ids = teacher_tokenizer(teacher_prompt(teacher_tokenizer, question, solution))["input_ids"]
+    completion_ids = sampled or teacher_tokenizer(completion, add_special_tokens=False)["input_ids"]
+    assert sample.teacher_input_ids == prompt_ids + completion_ids
+    assert completion.startswith(explanation)
+
+    def spell(tokenizer, ids):
+        return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    # Spans hold whole tokens inside their text: the explanation (both sides) and the solution.
+    assert spell(student_tokenizer, sample.student_input_ids[slice(*sample.student_explanation_span)]) in explanation
+    assert spell(teacher_tokenizer, sample.teacher_input_ids[slice(*sample.teacher_explanation_span)]) in explanation
+    assert spell(student_tokenizer, sample.student_input_ids[slice(*sample.student_solution_span)]) in solution
+    # KL chunks: in order, disjoint, inside the spans, and each pair spells the same text.
+    previous = (sample.teacher_explanation_span[0], sample.student_explanation_span[0])
+    for (t0, t1), (s0, s1) in sample.kl_chunks:
+        assert previous[0] <= t0 < t1 <= sample.teacher_explanation_span[1]
+        assert previous[1] <= s0 < s1 <= sample.student_explanation_span[1]
+        assert spell(teacher_tokenizer, sample.teacher_input_ids[t0:t1]) == spell(
+            student_tokenizer, sample.student_input_ids[s0:s1]
+        )
+        previous = (t1, s1)
+    pieces = [spell(student_tokenizer, sample.student_input_ids[s0:s1]) for _, (s0, s1) in sample.kl_chunks]
+    assert "".join(pieces) in explanation
+
+
 @pytest.mark.parametrize("kind", sorted(ADVERSARIAL))
 def test_components_recomputed_independently(reward, student, teacher, tokenizer, kind):
     completion = ADVERSARIAL[kind]
@@ -46,17 +78,14 @@ def test_components_recomputed_independently(reward, student, teacher, tokenizer
     )
     assert breakdown.aligned and math.isfinite(breakdown.reward)
     assert breakdown.matched == (END in completion)
-    # The spans hold exactly the explanation and the solution, in both sequences.
-    s0, s1 = sample.student_explanation_span
-    t0, t1 = sample.teacher_explanation_span
-    assert sample.student_input_ids[s0:s1] == sample.teacher_input_ids[t0:t1]
-    explanation = completion.split(END)[0]
-    assert tokenizer.decode(sample.student_input_ids[s0:s1]) == explanation
+    assert sample.explanation == completion.split(END)[0]
+    assert_alignment(sample, tokenizer, tokenizer, QUESTION, SOLUTION, completion)
+    # One tokenizer: the solution is scored whole, and every chunk is the same ids on both sides: one token, or
+    # the byte tokens of one character (the emoji of "unicode").
     assert tokenizer.decode(sample.student_input_ids[slice(*sample.student_solution_span)]) == SOLUTION
-    # The student text is the distillation format, token for token.
-    assert tokenizer.decode(sample.student_input_ids) == student_text(tokenizer, QUESTION, explanation, SOLUTION)
-    prompt = teacher_prompt(tokenizer, QUESTION, SOLUTION)
-    assert tokenizer.decode(sample.teacher_input_ids) == prompt + completion
+    for (t0, t1), (s0, s1) in sample.kl_chunks:
+        assert sample.teacher_input_ids[t0:t1] == sample.student_input_ids[s0:s1]
+        assert t1 - t0 == 1 or "\ufffd" in tokenizer.decode(sample.student_input_ids[s0 : s0 + 1])
     values, expected = recompute(sample, student, teacher, reward.config)
     assert_components(breakdown, values, expected)
 
@@ -78,8 +107,8 @@ def test_batch_size_invariance(student, teacher, tokenizer):
         assert abs(a.reward - b.reward) <= 1e-5
 
 
-def test_sampled_ids_are_used_verbatim(reward, teacher, tokenizer):
-    """Training path: the explanation ids go into the student sequence exactly as sampled."""
+def test_sampled_ids_are_the_teacher_sequence(reward, teacher, tokenizer):
+    """Training path: the teacher sequence holds the ids as sampled; the student reads their text."""
     prompt = teacher_prompt(tokenizer, QUESTION, SOLUTION)
     prompt_ids = tokenizer(prompt)["input_ids"]
     torch.manual_seed(0)
@@ -89,20 +118,52 @@ def test_sampled_ids_are_used_verbatim(reward, teacher, tokenizer):
     assert len(sampled) >= 10
     end_ids = tokenizer(END, add_special_tokens=False)["input_ids"]
     cases = {
-        "missing_tag": sampled,
-        "tag_then_eos": [*sampled[:10], *end_ids, eos],
-        "tag_midway": sampled[:5] + end_ids + sampled[5:],
-        "eos_without_tag": [*sampled[:8], eos],
+        "missing_tag": (sampled, len(sampled)),
+        "tag_then_eos": ([*sampled[:10], *end_ids, eos], 10),
+        "tag_midway": (sampled[:5] + end_ids + sampled[5:], 5),
+        "eos_without_tag": ([*sampled[:8], eos], 8),
     }
-    for name, completion_ids in cases.items():
+    for name, (completion_ids, explanation_tokens) in cases.items():
         sample = reward.align_ids(QUESTION, SOLUTION, prompt_ids, completion_ids)
-        s0, s1 = sample.student_explanation_span
-        t0, t1 = sample.teacher_explanation_span
         assert sample.teacher_input_ids == prompt_ids + completion_ids, name
-        assert sample.student_input_ids[s0:s1] == completion_ids[: s1 - s0] == sample.teacher_input_ids[t0:t1], name
-        expected_len = {"missing_tag": len(sampled), "tag_then_eos": 10, "tag_midway": 5, "eos_without_tag": 8}[name]
-        assert s1 - s0 == expected_len, name
-        assert sample.matched == ("tag" in name and "without" not in name and "missing" not in name), name
+        assert sample.explanation == tokenizer.decode(completion_ids[:explanation_tokens]), name
+        t0, t1 = sample.teacher_explanation_span
+        assert sample.teacher_input_ids[t0:t1] == completion_ids[: t1 - t0], name
+        assert t1 - t0 <= explanation_tokens and t0 == len(prompt_ids), name
+        assert sample.matched == (name in ("tag_then_eos", "tag_midway")), name
+        natural = tokenizer(student_text(tokenizer, QUESTION, sample.explanation, SOLUTION), add_special_tokens=False)
+        assert sample.student_input_ids == natural["input_ids"], name
+
+
+def test_a_split_the_tokenizer_would_not_make(reward, student, teacher, tokenizer):
+    """A policy may sample a non-canonical split (character by character here, and an emoji byte by byte): the
+    teacher keeps its ids, the student reads the same characters tokenised its own way, and chunks bridge them."""
+    prompt_ids = tokenizer(teacher_prompt(tokenizer, QUESTION, SOLUTION))["input_ids"]
+    text = "The answer 🍎 minus three.\n\n"
+    vocab = tokenizer.get_vocab()
+    by_char = [vocab[tokenizer.convert_ids_to_tokens(tokenizer(c, add_special_tokens=False)["input_ids"])[0]]
+               for c in "The answer "]  # fmt: skip
+    emoji_bytes = tokenizer("🍎", add_special_tokens=False)["input_ids"]
+    rest = tokenizer(" minus three.\n\n" + END, add_special_tokens=False)["input_ids"]
+    completion_ids = [*by_char, *emoji_bytes, *rest, tokenizer.eos_token_id]
+    assert tokenizer.decode(completion_ids).startswith(text)
+    sample = reward.align_ids(QUESTION, SOLUTION, prompt_ids, completion_ids)
+    assert sample.explanation == text and sample.matched
+    assert sample.teacher_input_ids == prompt_ids + completion_ids
+    completion = tokenizer.decode(completion_ids)
+    t0, t1 = sample.teacher_explanation_span
+    assert (t0, t1) == (len(prompt_ids), len(prompt_ids) + len(completion_ids) - 1 - len(END_IDS(tokenizer)))
+    assert completion.startswith(sample.explanation)
+    # Where the student's tokens are coarser than the teacher's character-wise ones, a chunk spans several.
+    assert any(t1 - t0 > s1 - s0 for (t0, t1), (s0, s1) in sample.kl_chunks)
+    assert_alignment(sample, tokenizer, tokenizer, QUESTION, SOLUTION, completion, completion_ids)
+    (breakdown,) = reward.score([sample])
+    values, expected = recompute(sample, student, teacher, reward.config)
+    assert_components(breakdown, values, expected, atol=1e-4)
+
+
+def END_IDS(tokenizer):
+    return tokenizer(END, add_special_tokens=False)["input_ids"]
 
 
 def test_end_tag_inside_a_merged_token(reward, tokenizer):
@@ -111,7 +172,7 @@ def test_end_tag_inside_a_merged_token(reward, tokenizer):
     ids = tokenizer("abc" + END, add_special_tokens=False)["input_ids"]
     sample = reward.align_ids(QUESTION, SOLUTION, prompt_ids, ids)
     explanation = tokenizer.decode(sample.student_input_ids[slice(*sample.student_explanation_span)])
-    assert "abc".startswith(explanation) and sample.matched
+    assert "abc".startswith(explanation) and sample.matched and sample.explanation == "abc"
 
 
 def test_trl_interface_logs_every_component(reward, tokenizer):
@@ -140,6 +201,7 @@ def test_trl_interface_logs_every_component(reward, tokenizer):
         "rlt/kl_max",
         "rlt/match_rate",
         "rlt/alignment_failures",
+        "rlt/kl_edge_tokens_dropped",
     }
     assert logged["rlt/match_rate"] == 0.5 and logged["rlt/alignment_failures"] == 0
 
@@ -164,15 +226,15 @@ def test_too_long_is_an_alignment_failure_not_an_exception(student, teacher, tok
 def test_options_schulman_and_no_teacher_entropy(student, teacher, tokenizer):
     row = {"question": QUESTION, "solution": SOLUTION, "explanation": ADVERSARIAL["plain"]}
     (base,), (sample,) = RLTReward(student, tokenizer, teacher).score_texts([row])
-    (k3,), _ = RLTReward(student, tokenizer, teacher, RewardConfig(schulman_kl=True)).score_texts([row])
-    (ce,), _ = RLTReward(student, tokenizer, None, RewardConfig(teacher_entropy=False)).score_texts([row])
-    t = reference_logprobs(teacher, sample.teacher_input_ids, sample.teacher_explanation_span, 0.7)
-    s = reference_logprobs(student, sample.student_input_ids, sample.student_explanation_span, 0.7)
-    k = t - s
-    assert k3.kl_mean == pytest.approx((k - 1 + torch.exp(-k)).mean().item(), abs=1e-5)
-    assert k3.kl_mean >= 0  # k3 is a non-negative estimator, the plain log-ratio need not be
-    assert ce.kl_mean == pytest.approx((-s).mean().item(), abs=1e-5)
-    assert base.solution_logprob_mean == pytest.approx(ce.solution_logprob_mean, abs=1e-6)
+    for config in (RewardConfig(schulman_kl=True), RewardConfig(teacher_entropy=False)):
+        (b,), _ = RLTReward(student, tokenizer, None if not config.teacher_entropy else teacher, config).score_texts(
+            [row]
+        )
+        values, expected = recompute(sample, student, teacher, config)
+        assert_components(b, values, expected)
+        assert b.kl_mean >= 0  # k3 is non-negative; so is a cross-entropy
+        assert b.solution_logprob_mean == pytest.approx(base.solution_logprob_mean, abs=1e-6)
+    assert base.kl_mean != pytest.approx(values["kl_mean"], abs=1e-3)
 
 
 def test_rlt_reward_formula_by_hand():
@@ -198,11 +260,6 @@ def test_rlt_reward_formula_by_hand():
 def test_invalid_config_is_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         RewardConfig(**kwargs)
-
-
-def test_tokenizer_mismatch_is_refused(tokenizer):
-    with pytest.raises(ValueError, match="tokenizers differ"):
-        check_same_tokenizer(tokenizer, tiny_tokenizer(512))
 
 
 def test_r1_style(student, teacher, tokenizer):

@@ -117,6 +117,32 @@ def aligned_prompt(tokenizer, sample) -> str:
     return teacher_prompt(tokenizer, sample["question"], sample["solution"])
 
 
+def test_train_with_a_student_that_tokenises_differently(workdir):
+    """A BPE teacher and a byte-level student: GRPO runs, every component is logged, the trainer's reward is
+    rlt's offline score of the same ids."""
+    save_tiny(workdir / "byte_student", seed=0, vocab_size=256 + 3)
+    argv = train_args(workdir, "mixed", 2)
+    argv[argv.index("--student") + 1] = str(workdir / "byte_student")
+    assert main(argv) == 0
+    history = json.loads((workdir / "mixed" / "trainer_state.json").read_text())["log_history"]
+    steps = [h for h in history if "rlt/reward" in h]
+    assert [h["step"] for h in steps] == [1, 2]
+    for name in ("rlt/solution_logprob_mean", "rlt/solution_logprob_min", "rlt/kl_mean", "rlt/kl_max",
+                 "rlt/match_rate", "rlt/alignment_failures", "rlt/kl_edge_tokens_dropped"):  # fmt: skip
+        assert all(name in h for h in steps), name
+    assert all(h["rlt/alignment_failures"] == 0 for h in steps)
+    teacher, tokenizer = load_model(str(workdir / "teacher"))
+    student, student_tokenizer = load_model(str(workdir / "byte_student"))
+    assert len(student_tokenizer) != len(tokenizer)
+    reward = RLTReward(student, tokenizer, teacher=teacher, student_tokenizer=student_tokenizer)
+    samples = [json.loads(line) for line in (workdir / "mixed" / "completions.jsonl").read_text().splitlines()]
+    for s in [s for s in samples if s["step"] == 0]:
+        (offline,) = reward.score(
+            [reward.align_ids(s["question"], s["solution"], s["prompt_ids"], s["completion_ids"])]
+        )
+        assert abs(offline.reward - s["reward"]) <= 1e-4
+
+
 def test_resume_continues_at_the_saved_step(workdir, rl_run):
     import shutil
 

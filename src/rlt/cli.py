@@ -48,10 +48,10 @@ def score(argv: list[str]) -> int:
                 raise DataError("missing or not a string", row=index, column=column)
     config = args.reward_config(args.teacher_temperature)
     device, dtype = _device(args.device), getattr(torch, args.dtype)
-    teacher, student, tokenizer = load_teacher_and_student(
+    teacher, student, tokenizer, student_tokenizer = load_teacher_and_student(
         args.teacher, args.student, dtype, device, args.trust_remote_code
     )
-    reward = RLTReward(student, tokenizer, teacher=teacher, config=config, style=args.style)
+    reward = RLTReward(student, tokenizer, teacher, config, args.style, student_tokenizer)
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -126,11 +126,11 @@ def traces(argv: list[str]) -> int:
     parsed = _parse((TracesArguments, DataArguments, FormatArguments, RewardArguments), argv)
     args, data_args, format_args, reward_args = parsed
     problems = _problems(data_args, args.part)
-    teacher, student, tokenizer = load_teacher_and_student(
+    teacher, student, tokenizer, student_tokenizer = load_teacher_and_student(
         args.teacher, reward_args.student, device=_device(args.device)
     )
     config = reward_args.reward_config(_kl_temperature(args.temperature))
-    reward = RLTReward(student, tokenizer, teacher, config, format_args.style)
+    reward = RLTReward(student, tokenizer, teacher, config, format_args.style, student_tokenizer)
     sampling = SamplingConfig(args.max_new_tokens, args.temperature, args.top_p, args.batch_size, args.seed)
     out = Path(args.out)
     journal = out.with_suffix(".jsonl")  # rows are appended here as they come; Parquet is written at the end
@@ -179,10 +179,11 @@ def evaluate(argv: list[str]) -> int:
         from rlt.reward import RewardBreakdown, RLTReward, summarize
         from rlt.traces import collect_traces
 
-        teacher, student, tokenizer = load_teacher_and_student(args.teacher, reward_args.student,
-                                                               device=_device(args.device))  # fmt: skip
+        teacher, student, tokenizer, student_tokenizer = load_teacher_and_student(
+            args.teacher, reward_args.student, device=_device(args.device)
+        )
         config = reward_args.reward_config(_kl_temperature(args.temperature))
-        reward = RLTReward(student, tokenizer, teacher, config, format_args.style)
+        reward = RLTReward(student, tokenizer, teacher, config, format_args.style, student_tokenizer)
         sampling = SamplingConfig(args.max_new_tokens, args.temperature, 1.0, args.batch_size, args.seed)
         explanations = Path(args.out).with_suffix(".traces.jsonl")
         explanations.unlink(missing_ok=True)  # never score another teacher's leftovers as this one's

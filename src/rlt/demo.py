@@ -170,8 +170,9 @@ def collect(args, problems, teacher_dir, path: Path, style, reward_args, rl_conf
     from rlt.traces import collect_traces
 
     teacher, tokenizer = _frozen(str(teacher_dir))
-    student, _ = _frozen(args.student)
-    reward = RLTReward(student, tokenizer, teacher, reward_args.reward_config(rl_config.temperature), style)
+    student, student_tokenizer = _frozen(args.student)
+    config = reward_args.reward_config(rl_config.temperature)
+    reward = RLTReward(student, tokenizer, teacher, config, style, student_tokenizer)
     return collect_traces(problems, teacher, reward, path, _sampling(args, rl_config.temperature))
 
 
@@ -186,8 +187,9 @@ def compare_sources(args, held_out, base_dir, rl_dir, style, reward_args, rl_con
         "RL teacher": collect(args, held_out, rl_dir, out / "heldout" / "rl.jsonl", style, reward_args, rl_config),
     }  # fmt: skip
     base_teacher, tokenizer = _frozen(str(base_dir))
-    student, _ = _frozen(args.student)
-    reward = RLTReward(student, tokenizer, base_teacher, reward_args.reward_config(rl_config.temperature), style)
+    student, student_tokenizer = _frozen(args.student)
+    config = reward_args.reward_config(rl_config.temperature)
+    reward = RLTReward(student, tokenizer, base_teacher, config, style, student_tokenizer)
     end = reward.style.explanation[1]
     for name, explanation in (("none", lambda p: end), ("dataset solution", lambda p: p.solution + PADDING + end)):
         rows = [{"question": p.question, "solution": p.solution, "explanation": explanation(p)} for p in held_out]

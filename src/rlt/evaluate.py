@@ -17,6 +17,7 @@ from pathlib import Path
 
 from math_verify import parse, verify
 
+from rlt.align import tokenize_texts
 from rlt.data import Problem, boxed_answer
 from rlt.formats import STRATOS, TagStyle, extract_solution, student_prompt
 from rlt.generation import SamplingConfig, hf_generate
@@ -86,10 +87,8 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 def evaluate_student(model, tokenizer, problems: list[Problem], args: EvalArguments, style: TagStyle = STRATOS) -> dict:
     """Greedy pass@1 (and sampled pass@k) with per-question records."""
-    prompts = [
-        tokenizer(student_prompt(tokenizer, args.question_template.format(question=p.question), style))["input_ids"]
-        for p in problems
-    ]
+    texts = [student_prompt(tokenizer, args.question_template.format(question=p.question), style) for p in problems]
+    prompts = [tokens.ids for tokens in tokenize_texts(tokenizer, texts)]  # as distillation and the reward do
     greedy = SamplingConfig(args.max_new_tokens, 0.0, 1.0, args.batch_size, args.seed)
     records = []
     for index, ids in hf_generate(model, tokenizer, prompts, greedy):

@@ -141,7 +141,7 @@ class StudentSegments:
     """The student chat as text pieces around the explanation and the solution.
 
     student chat = prefix + EXPLANATION + middle + SOLUTION + suffix
-    Keeping them apart lets the reward assemble token ids segment by segment, so both spans are known exactly.
+    The reward tokenises the whole chat and finds both spans from these pieces' lengths (character offsets).
     """
 
     prefix: str

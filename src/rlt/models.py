@@ -164,11 +164,11 @@ def tiny_model(seed: int = 0, vocab_size: int = 1024, hidden: int = 64, layers: 
     return model.eval()
 
 
-def save_tiny(path: str | Path, seed: int = 0) -> Path:
+def save_tiny(path: str | Path, seed: int = 0, vocab_size: int = 1024) -> Path:
     """Write a tiny model + tokenizer to `path` (safetensors), so CLI tests can load it by path."""
     path = Path(path)
-    tiny_model(seed).save_pretrained(path, safe_serialization=True)
-    tiny_tokenizer().save_pretrained(path)
+    tiny_model(seed, vocab_size).save_pretrained(path, safe_serialization=True)
+    tiny_tokenizer(vocab_size).save_pretrained(path)
     return path
 
 
@@ -178,13 +178,11 @@ def load_teacher_and_student(
     dtype: torch.dtype | str = torch.float32,
     device: str | torch.device = "cpu",
     trust_remote_code: bool = False,
-) -> tuple[PreTrainedModel, PreTrainedModel, PreTrainedTokenizerBase]:
-    """Both models of the reward, sharing one tokenizer (checked); one model object when both specs are the same."""
-    from rlt.reward import check_same_tokenizer
-
+) -> tuple[PreTrainedModel, PreTrainedModel, PreTrainedTokenizerBase, PreTrainedTokenizerBase]:
+    """Both frozen models of the reward and their tokenizers (teacher's, student's), which may differ; one model
+    object when both specs are the same."""
     teacher_model, tokenizer = load_model(teacher, dtype, device, trust_remote_code)
     if student == teacher:
-        return teacher_model, teacher_model, tokenizer
+        return teacher_model, teacher_model, tokenizer, tokenizer
     student_model, student_tokenizer = load_model(student, dtype, device, trust_remote_code)
-    check_same_tokenizer(tokenizer, student_tokenizer)
-    return teacher_model, student_model, tokenizer
+    return teacher_model, student_model, tokenizer, student_tokenizer

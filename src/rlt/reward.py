@@ -1,23 +1,22 @@
 """The RLT reward: how well a frozen student understands the solution after reading the teacher's explanation.
 
-The formula lives in `rlt_reward`; `RLTReward` aligns tokens, batches the forward passes and plugs into TRL.
-
-Alignment is by construction (never by searching re-tokenised text): the student sequence is assembled from
-token-id segments, prefix + EXPLANATION + middle + SOLUTION + suffix, where EXPLANATION is the teacher's own
-explanation ids (as sampled, or tokenised once for free text). Both spans are therefore known exactly, in the
-teacher's and the student's sequence alike, in time linear in the length.
+The formula lives in `rlt_reward`; `RLTReward` builds both sequences, batches the forward passes and plugs into
+TRL. Which tokens are scored is decided in `rlt.align`: the student's chat is tokenised whole by the student's own
+tokenizer (what it is distilled on and prompted with), the teacher's tokens are the ones it sampled, and both are
+located by character offsets, so teacher and student may use different tokenizers.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
 import torch
 from torch import nn
 
+from rlt.align import TokenizedText, align_explanation, sampled_text, tokenize_texts
 from rlt.formats import STRATOS, TagStyle, get_style, parse_explanation, student_segments, teacher_prompt
 from rlt.logprobs import Span, span_logprobs
 
@@ -60,6 +59,7 @@ class RewardBreakdown:
     kl_max: float
     matched: bool  # the closing explanation tag was found
     aligned: bool = True  # False: the sample could not be scored at all and got the floor reward
+    kl_edge_tokens_dropped: int = 0  # explanation tokens (teacher + student) outside every KL chunk
 
     def to_dict(self) -> dict:
         """JSON-ready: NaN components (empty spans) become None."""
@@ -68,7 +68,8 @@ class RewardBreakdown:
     @classmethod
     def from_dict(cls, row: dict) -> RewardBreakdown:
         """Back from a JSON row (`to_dict`'s inverse; extra keys ignored)."""
-        return cls(**{k: math.nan if row[k] is None else row[k] for k in cls.__dataclass_fields__})
+        fields = {k: row[k] for k in cls.__dataclass_fields__ if k in row}  # rows from older versions lack some
+        return cls(**{k: math.nan if v is None else v for k, v in fields.items()})
 
 
 def _reduce(values: torch.Tensor, extreme: Callable[[torch.Tensor], torch.Tensor]) -> tuple[float, float]:
@@ -79,14 +80,15 @@ def _reduce(values: torch.Tensor, extreme: Callable[[torch.Tensor], torch.Tensor
 
 def rlt_reward(
     solution_logprobs: torch.Tensor,
-    teacher_explanation_logprobs: torch.Tensor,
-    student_explanation_logprobs: torch.Tensor,
+    teacher_chunk_logprobs: torch.Tensor,
+    student_chunk_logprobs: torch.Tensor,
     matched: bool,
     config: RewardConfig,
 ) -> RewardBreakdown:
     r"""The RLT reward of one explanation (spec §2.6–2.8).
 
-    With solution tokens s_1..s_m and explanation tokens o_1..o_n,
+    With the student's solution tokens s_1..s_m and the explanation o cut into KL chunks o_1..o_n (`rlt.align`:
+    one token each when teacher and student tokenise it alike),
 
         l_j = log π_s^{τ_s}(s_j | q, o, s_<j)                             student, question + explanation
         k_i = log π_θ^{τ_t}(o_i | q, s, o_<i) − log π_s^{τ_s}(o_i | q, o_<i)   teacher saw the solution
@@ -94,15 +96,13 @@ def rlt_reward(
         r_KL = mean_i k_i + α_KL · max_i k_i
         r    = λ_SS · r_SS − λ_KL · r_KL + penalty · [no closing tag]
 
-    with (λ_SS, λ_SS·α_SS) = `solution_coeffs`, (λ_KL, λ_KL·α_KL) = `kl_coeffs`, i.e. the code form
-    [1, 0.01]·[mean, min] − [3, 0.03]·[mean, max] + match. k3 option: k ← k − 1 + e^{−k}. Without the
-    teacher-entropy term k_i = −log π_s(o_i). An empty span reduces to NaN, which the reward replaces by the
-    penalty (−1 for each log-prob reduction, +1 for each KL reduction): an empty explanation scores −3.03.
+    where a chunk's log-prob is the sum of its tokens' under each model's own tokenizer. (λ_SS, λ_SS·α_SS) =
+    `solution_coeffs`, (λ_KL, λ_KL·α_KL) = `kl_coeffs`, i.e. the code form [1, 0.01]·[mean, min] −
+    [3, 0.03]·[mean, max] + match. k3 option: k ← k − 1 + e^{−k}. Without the teacher-entropy term
+    k_i = −log π_s(o_i). An empty span reduces to NaN, which the reward replaces by the penalty (−1 for each
+    log-prob reduction, +1 for each KL reduction): an empty explanation scores −3.03.
     """
-    if config.teacher_entropy:
-        kl = teacher_explanation_logprobs - student_explanation_logprobs
-    else:
-        kl = -student_explanation_logprobs
+    kl = teacher_chunk_logprobs - student_chunk_logprobs if config.teacher_entropy else -student_chunk_logprobs
     if config.schulman_kl:
         kl = kl - 1 + torch.exp(-kl)
     lp_mean, lp_min = _reduce(solution_logprobs, torch.min)
@@ -125,31 +125,57 @@ def rlt_reward(
 
 @dataclass
 class AlignedSample:
-    """Token ids of both sequences and the spans the reward reads; spans are [start, end) into the ids."""
+    """Token ids of both sequences and what the reward reads in them (the `--details` columns).
+
+    Spans are [start, end) token indices, and the log-prob of token i comes from the logits at i − 1. `kl_chunks`
+    pairs a teacher token range with a student token range that cover the same explanation characters, in order.
+    """
 
     teacher_input_ids: list[int]
     teacher_explanation_span: Span
     student_input_ids: list[int]
     student_explanation_span: Span
     student_solution_span: Span
+    kl_chunks: list[tuple[Span, Span]]
     matched: bool
+    kl_edge_tokens_dropped: int = 0
+    explanation: str = field(default="", repr=False)  # the text both models read as the explanation
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        details = asdict(self)
+        del details["explanation"]  # a scored row already holds the completion it came from
+        return details
 
 
 class AlignmentError(ValueError):
     pass
 
 
-_STAND_IN = AlignedSample([0, 0], (1, 1), [0, 0], (1, 1), (1, 1), matched=False)
+_STAND_IN = AlignedSample([0, 0], (1, 1), [0, 0], (1, 1), (1, 1), [], matched=False)
+
+
+@dataclass(frozen=True)
+class _Completion:
+    text: str
+    tokens: TokenizedText  # the teacher's completion tokens and their characters in `text`
+
+
+def _chunk_sums(logprobs: torch.Tensor, span_start: int, ranges: Sequence[Span]) -> torch.Tensor:
+    """Sum of the log-probs over each token range; `logprobs` holds the span that starts at token `span_start`."""
+    if not ranges:
+        return torch.zeros(0)
+    # float64 running sums: a difference of two fp32 sums over thousands of tokens would lose ~1e-4.
+    cumulative = torch.cat([torch.zeros(1, dtype=torch.float64), logprobs.double().cumsum(0)])
+    index = torch.tensor(ranges, dtype=torch.long) - span_start
+    return (cumulative[index[:, 1]] - cumulative[index[:, 0]]).float()
 
 
 class RLTReward:
     """The RLT reward for TRL's GRPOTrainer and for scoring explanations offline.
 
     `teacher` is the model whose log-probs enter the KL term: during RL the trainer sets it to the policy being
-    trained; offline it is any teacher. Teacher and student must share one tokenizer (ids are reused across them).
+    trained; offline it is any teacher. `tokenizer` is the teacher's; the student may have its own
+    (`student_tokenizer`, default: the same), in which case the KL is taken over chunks both tokenizers share.
     """
 
     __name__ = "rlt"  # TRL names reward columns after this
@@ -161,76 +187,100 @@ class RLTReward:
         teacher: nn.Module | None = None,
         config: RewardConfig | None = None,
         style: TagStyle | str = STRATOS,
+        student_tokenizer=None,
     ):
         self.student = student.eval().requires_grad_(False)
         self.teacher = teacher
         self.tokenizer = tokenizer
+        self.student_tokenizer = student_tokenizer or tokenizer
         self.config = config or RewardConfig()
         self.style = get_style(style)
         self._special_ids = set(tokenizer.all_special_ids)
         # Under ZeRO-3 every rank must run as many forwards as the others: unscoreable samples then still run a
         # (discarded) two-token forward instead of being skipped.
         self.equal_forward_calls = False
-        self._student_parts = lru_cache(maxsize=4096)(self._student_parts_uncached)
+        self._student_turn = lru_cache(maxsize=4096)(self._student_turn_uncached)
         self._prompt_ids = lru_cache(maxsize=4096)(self._encode_prompt)
 
     # ------------------------------------------------------------------------------------------ alignment
-
-    def _encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def _encode_prompt(self, prompt: str) -> tuple[int, ...]:
         # TRL tokenises string prompts with the tokenizer's defaults; so do we, so the ids are the trainer's.
         return tuple(self.tokenizer(prompt)["input_ids"])
 
-    def _student_parts_uncached(self, question: str, solution: str) -> tuple[tuple[int, ...], ...]:
-        segments = student_segments(self.tokenizer, question, self.style)
-        prefix = tuple(self.tokenizer(segments.prefix)["input_ids"])
-        return (
-            prefix,
-            tuple(self._encode(segments.middle)),
-            tuple(self._encode(solution)),
-            tuple(self._encode(segments.suffix)),
-        )
+    def _student_turn_uncached(self, question: str) -> tuple[str, str, str]:
+        segments = student_segments(self.student_tokenizer, question, self.style)
+        return segments.prefix, segments.middle, segments.suffix
 
-    def _explanation_length(self, completion_ids: Sequence[int]) -> tuple[int, bool]:
-        """How many leading completion tokens form the explanation, and whether the closing tag was found.
+    def _explanation_end(self, completion: _Completion) -> tuple[int, bool]:
+        """How many leading characters of the completion are the explanation, and whether its closing tag was found.
 
-        The closing tag is found in the decoded text; the token count is the largest prefix whose decoded text
-        ends at or before the tag (binary search over prefix decodes). A token straddling the tag is left out.
+        The teacher's turn ends at its first special token (eos, padding); the explanation ends at the first
+        closing tag within the turn, or with the turn when there is none.
         """
-        text = self.tokenizer.decode(completion_ids)
-        parsed = parse_explanation(text, self.style)
-        if not parsed.matched:
-            n = len(completion_ids)
-            while n and completion_ids[n - 1] in self._special_ids:  # eos / pad never go into the think section
-                n -= 1
-            return n, False
-        lo, hi = 0, len(completion_ids)
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if len(self.tokenizer.decode(completion_ids[:mid]).rstrip("\ufffd")) <= parsed.end:
-                lo = mid
-            else:
-                hi = mid - 1
-        return lo, True
+        tokens = completion.tokens
+        turn_end = next(
+            (start for t, (start, _) in zip(tokens.ids, tokens.offsets, strict=True) if t in self._special_ids),
+            len(completion.text),
+        )
+        parsed = parse_explanation(completion.text[:turn_end], self.style)
+        return parsed.end, parsed.matched
 
-    def _assemble(
-        self, question: str, solution: str, prompt_ids: Sequence[int], explanation_ids: Sequence[int], rest_ids, matched
+    def _align(
+        self,
+        questions: Sequence[str],
+        solutions: Sequence[str],
+        prompt_ids: Sequence[Sequence[int]],
+        completions: Sequence[_Completion | None],
+    ) -> list[AlignedSample | AlignmentError]:
+        """Both sequences of every sample, the student chats tokenised in one call; an error where one fails."""
+        layouts, texts = [], []
+        for question, solution, completion in zip(questions, solutions, completions, strict=True):
+            end, matched = self._explanation_end(completion) if completion else (0, False)
+            explanation = completion.text[:end] if completion else ""
+            prefix, middle, suffix = self._student_turn(question)
+            texts.append(prefix + explanation + middle + solution + suffix)
+            solution_start = len(prefix) + end + len(middle)
+            layouts.append((explanation, matched, len(prefix), (solution_start, solution_start + len(solution))))
+        samples: list[AlignedSample | AlignmentError] = []
+        students = tokenize_texts(self.student_tokenizer, texts)
+        for prompt, completion, student, layout in zip(prompt_ids, completions, students, layouts, strict=True):
+            try:
+                if completion is None:
+                    raise AlignmentError("the sampled ids do not decode into a text rlt can locate them in")
+                samples.append(self._sample(list(prompt), completion, student, *layout))
+            except AlignmentError as e:
+                samples.append(e)
+        return samples
+
+    def _sample(
+        self,
+        prompt_ids: list[int],
+        completion: _Completion,
+        student: TokenizedText,
+        explanation: str,
+        matched: bool,
+        student_start: int,
+        solution_chars: Span,
     ) -> AlignedSample:
-        prefix, middle, solution_ids, suffix = self._student_parts(question, solution)
-        explanation_ids = list(explanation_ids)
-        student = [*prefix, *explanation_ids, *middle, *solution_ids, *suffix]
-        expl_start = len(prefix)
-        sol_start = expl_start + len(explanation_ids) + len(middle)
-        teacher = [*prompt_ids, *explanation_ids, *rest_ids]
+        aligned = align_explanation(
+            completion.tokens, (0, len(explanation)), student, (student_start, student_start + len(explanation))
+        )
+        n = len(prompt_ids)
+
+        def in_teacher(span: Span) -> Span:
+            return span[0] + n, span[1] + n
+
         sample = AlignedSample(
-            teacher_input_ids=teacher,
-            teacher_explanation_span=(len(prompt_ids), len(prompt_ids) + len(explanation_ids)),
-            student_input_ids=student,
-            student_explanation_span=(expl_start, expl_start + len(explanation_ids)),
-            student_solution_span=(sol_start, sol_start + len(solution_ids)),
+            teacher_input_ids=prompt_ids + completion.tokens.ids,
+            teacher_explanation_span=in_teacher(aligned.teacher_span),
+            student_input_ids=student.ids,
+            student_explanation_span=aligned.student_span,
+            student_solution_span=student.tokens_within(solution_chars),
+            kl_chunks=[(in_teacher(t), s) for t, s in aligned.chunks],
             matched=matched,
+            kl_edge_tokens_dropped=aligned.dropped_tokens,
+            explanation=explanation,
         )
         self._check_fits(sample)
         return sample
@@ -251,29 +301,41 @@ class RLTReward:
         if not sample.student_explanation_span[0] >= 1 or not sample.teacher_explanation_span[0] >= 1:
             raise AlignmentError("an explanation span starts at token 0 and has no context to be scored from")
 
+    def _sampled(self, completion_ids: Sequence[int]) -> _Completion | None:
+        try:
+            return _Completion(*sampled_text(self.tokenizer, completion_ids))
+        except ValueError:
+            return None
+
+    def align_sampled(
+        self,
+        questions: Sequence[str],
+        solutions: Sequence[str],
+        prompt_ids: Sequence[Sequence[int]],
+        completion_ids: Sequence[Sequence[int]],
+    ) -> list[AlignedSample | None]:
+        """Align sampled completions (the teacher's own ids); None where a sample cannot be scored."""
+        completions = [self._sampled(ids) for ids in completion_ids]
+        results = self._align(questions, solutions, prompt_ids, completions)
+        return [None if isinstance(r, AlignmentError) else r for r in results]
+
+    def align_texts(self, rows: Sequence[dict]) -> list[AlignedSample | None]:
+        """Align free-text rows (`question`, `solution`, `explanation` = the raw completion), each tokenised once."""
+        texts = [r["explanation"] for r in rows]
+        completions = [_Completion(*pair) for pair in zip(texts, tokenize_texts(self.tokenizer, texts), strict=True)]
+        prompts = [self._prompt_ids(teacher_prompt(self.tokenizer, r["question"], r["solution"], self.style))
+                   for r in rows]  # fmt: skip
+        results = self._align([r["question"] for r in rows], [r["solution"] for r in rows], prompts, completions)
+        return [None if isinstance(r, AlignmentError) else r for r in results]
+
     def align_ids(
         self, question: str, solution: str, prompt_ids: Sequence[int], completion_ids: Sequence[int]
     ) -> AlignedSample:
-        """Align a sampled completion: the teacher's explanation ids go into the student sequence unchanged."""
-        n, matched = self._explanation_length(completion_ids)
-        return self._assemble(question, solution, prompt_ids, completion_ids[:n], completion_ids[n:], matched)
-
-    def _split_and_encode(self, completions: Sequence[str]) -> list[tuple[bool, list[int], list[int]]]:
-        """(matched, explanation ids, ids of the rest) per free-text completion, in one batched tokenizer call."""
-        parsed = [parse_explanation(c, self.style) for c in completions]
-        texts = [p.text for p in parsed] + [c[p.end :] for c, p in zip(completions, parsed, strict=True)]
-        ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
-        n = len(completions)
-        return [(p.matched, e, r) for p, e, r in zip(parsed, ids[:n], ids[n:], strict=True)]
-
-    def _align_encoded(self, question: str, solution: str, encoded: tuple[bool, list[int], list[int]]):
-        matched, explanation_ids, rest_ids = encoded
-        prompt_ids = self._prompt_ids(teacher_prompt(self.tokenizer, question, solution, self.style))
-        return self._assemble(question, solution, prompt_ids, explanation_ids, rest_ids, matched)
-
-    def align_text(self, question: str, solution: str, completion: str) -> AlignedSample:
-        """Align a free-text completion: the explanation is tokenised once and the same ids serve both sides."""
-        return self._align_encoded(question, solution, self._split_and_encode([completion])[0])
+        """One sampled completion, aligned; AlignmentError when it cannot be scored."""
+        (result,) = self._align([question], [solution], [prompt_ids], [self._sampled(completion_ids)])
+        if isinstance(result, AlignmentError):
+            raise result
+        return result
 
     # ------------------------------------------------------------------------------------------- scoring
 
@@ -292,9 +354,9 @@ class RLTReward:
     ) -> list[RewardBreakdown]:
         """Rewards of aligned samples (None = alignment failed: floor reward), with batched forward passes.
 
-        `teacher_logprobs`, when given, are each sample's per-token log-probs of its completion under the teacher
-        at the teacher temperature (the trainer's own); the explanation is their leading span. Otherwise they are
-        computed here with `teacher`.
+        `teacher_logprobs`, when given, are each sample's per-token log-probs of its completion (the tokens after
+        the prompt) under the teacher at the teacher temperature: the trainer's own. Otherwise they are computed
+        here with `teacher`.
         """
         teacher = teacher or self.teacher
         if teacher is None and teacher_logprobs is None and self.config.teacher_entropy:
@@ -310,41 +372,46 @@ class RLTReward:
             self.config.token_budget,
         )
         if not self.config.teacher_entropy:
-            teacher_lp = [[torch.zeros(0)] for _ in forwarded]
+            teacher_lp = [torch.zeros(0) for _ in forwarded]
         elif teacher_logprobs is not None:
-            teacher_lp = [
-                [teacher_logprobs[i][: s.teacher_explanation_span[1] - s.teacher_explanation_span[0]]]
-                for i, s in zip(indices, forwarded, strict=True)
-            ]
+            teacher_lp = []
+            for i, s in zip(indices, forwarded, strict=True):
+                prompt_length = len(s.teacher_input_ids) - len(teacher_logprobs[i])
+                start, end = s.teacher_explanation_span
+                teacher_lp.append(teacher_logprobs[i][start - prompt_length : end - prompt_length])
         else:
-            teacher_lp = span_logprobs(
-                teacher,
-                [s.teacher_input_ids for s in forwarded],
-                [[s.teacher_explanation_span] for s in forwarded],
-                self.config.teacher_temperature,
-                self.config.token_budget,
-            )
+            teacher_lp = [
+                span[0]
+                for span in span_logprobs(
+                    teacher,
+                    [s.teacher_input_ids for s in forwarded],
+                    [[s.teacher_explanation_span] for s in forwarded],
+                    self.config.teacher_temperature,
+                    self.config.token_budget,
+                )
+            ]
         breakdowns = [self.floor() for _ in samples]
-        for i, (student_expl, solution), (teacher_expl,) in zip(indices, student_lp, teacher_lp, strict=True):
-            if samples[i] is not None:
-                breakdowns[i] = rlt_reward(solution, teacher_expl, student_expl, samples[i].matched, self.config)
+        for i, (student_expl, solution), teacher_expl in zip(indices, student_lp, teacher_lp, strict=True):
+            sample = samples[i]
+            if sample is None:
+                continue
+            teacher_ranges = [t for t, _ in sample.kl_chunks]
+            student_ranges = [s for _, s in sample.kl_chunks]
+            student_chunks = _chunk_sums(student_expl, sample.student_explanation_span[0], student_ranges)
+            teacher_chunks = (
+                _chunk_sums(teacher_expl, sample.teacher_explanation_span[0], teacher_ranges)
+                if self.config.teacher_entropy
+                else torch.zeros_like(student_chunks)
+            )
+            breakdowns[i] = rlt_reward(solution, teacher_chunks, student_chunks, sample.matched, self.config)
+            breakdowns[i].kl_edge_tokens_dropped = sample.kl_edge_tokens_dropped
         return breakdowns
-
-    def align_or_none(self, align: Callable[..., AlignedSample], *args) -> AlignedSample | None:
-        try:
-            return align(*args)
-        except AlignmentError:
-            return None
 
     def score_texts(
         self, rows: Sequence[dict], teacher: nn.Module | None = None
     ) -> tuple[list[RewardBreakdown], list[AlignedSample | None]]:
         """Score rows with `question`, `solution` and `explanation` (the raw completion after the opening tag)."""
-        encoded = self._split_and_encode([r["explanation"] for r in rows])
-        samples = [
-            self.align_or_none(self._align_encoded, r["question"], r["solution"], e)
-            for r, e in zip(rows, encoded, strict=True)
-        ]
+        samples = self.align_texts(rows)
         return self.score(samples, teacher), samples
 
     # ---------------------------------------------------------------------------------------------- TRL
@@ -364,10 +431,7 @@ class RLTReward:
         """TRL reward-function interface: one reward per completion, every component sent to `log_metric`."""
         if prompt_ids is None:
             prompt_ids = [self._prompt_ids(p) for p in prompts]
-        samples = [
-            self.align_or_none(self.align_ids, q, s, p, c)
-            for q, s, p, c in zip(question, solution, prompt_ids, completion_ids, strict=True)
-        ]
+        samples = self.align_sampled(question, solution, prompt_ids, completion_ids)
         breakdowns = self.score(samples, teacher_logprobs=teacher_logprobs)
         if log_metric is not None:
             for name, value in summarize(breakdowns).items():
@@ -386,13 +450,5 @@ def summarize(breakdowns: Sequence[RewardBreakdown]) -> dict[str, float]:
     out = {name: mean([getattr(b, name) for b in breakdowns]) for name in fields}
     out["match_rate"] = mean([float(b.matched) for b in breakdowns])
     out["alignment_failures"] = float(sum(not b.aligned for b in breakdowns))
+    out["kl_edge_tokens_dropped"] = mean([float(b.kl_edge_tokens_dropped) for b in breakdowns if b.aligned])
     return out
-
-
-def check_same_tokenizer(teacher_tokenizer, student_tokenizer) -> None:
-    """The reward reuses token ids across models, so both must tokenise identically."""
-    if teacher_tokenizer.get_vocab() != student_tokenizer.get_vocab():
-        raise ValueError(
-            "teacher and student tokenizers differ; rlt needs both models to share one tokenizer "
-            f"(vocab sizes {len(teacher_tokenizer)} vs {len(student_tokenizer)})"
-        )

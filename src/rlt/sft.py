@@ -3,9 +3,11 @@ distillation on the teacher's traces (spec §5).
 
 Both train only a completion: the warm-up the explanation (with its closing tag and end of turn) after the teacher
 prompt; the distillation the student's whole answer — think section holding the explanation, then the solution —
-after the system prompt and question. Examples are tokenised here the way generation sees them, the prompt alone
-and then the completion, so training and sampling agree on the token at the boundary. The warm-up explanation is
-the row's reasoning trace when it has one, else the solution itself, as in the original.
+after the system prompt and question. The teacher's examples are tokenised the way RL samples it, the prompt alone
+(as TRL tokenises it) and then the completion. The student's chat is tokenised whole, no special tokens added, the
+same ids the RLT reward scores and `rlt eval` prompts with (`rlt.align.tokenize_texts`); its answer is every token
+inside the assistant's reply. The warm-up explanation is the row's reasoning trace when it has one, else the
+solution itself, as in the original.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 from trl import ModelConfig, SFTTrainer, get_peft_config
 
+from rlt.align import tokenize_texts
 from rlt.configs import DataArguments, FormatArguments, RLTSFTConfig
 from rlt.data import DataError, Problem
 from rlt.formats import teacher_text
@@ -46,6 +49,21 @@ def completion_only_examples(
                 "completion_mask": [0] * len(prompt_ids) + [1] * len(completion_ids),
             }
         )
+    return examples, dropped
+
+
+def chat_examples(
+    pairs: list[tuple[str, str]], tokenizer: PreTrainedTokenizerBase, max_length: int | None
+) -> tuple[list[dict], int]:
+    """Like `completion_only_examples`, but each chat tokenised whole; the completion is every token that lies
+    inside its characters (the edge rule of `rlt.align`)."""
+    examples, dropped = [], 0
+    for (prompt, completion), tokens in zip(pairs, tokenize_texts(tokenizer, [p + c for p, c in pairs]), strict=True):
+        first, _ = tokens.tokens_within((len(prompt), len(prompt) + len(completion)))
+        if max_length is not None and first >= max_length:
+            dropped += 1
+            continue
+        examples.append({"input_ids": tokens.ids, "completion_mask": [int(i >= first) for i in range(len(tokens.ids))]})
     return examples, dropped
 
 
@@ -119,7 +137,7 @@ def run_distill(model_args: ModelConfig, distill_args: DistillArguments, config:
     dtype = model_dtype(model_args, config)
     model, tokenizer = load_model(model_args.model_name_or_path, dtype, "cpu", config.trust_remote_code)
     pairs = [chat_prompt_completion(tokenizer, row["messages"]) for row in rows]
-    examples, dropped = completion_only_examples(pairs, tokenizer, config.max_length)
+    examples, dropped = chat_examples(pairs, tokenizer, config.max_length)
     logger.info("distilling on %d traces (%d too long)", len(examples), dropped)
     if not examples:
         raise ValueError(f"no trace fits max_length={config.max_length}")

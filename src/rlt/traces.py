@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from rlt.data import DataError, Problem
-from rlt.formats import student_messages, teacher_prompt
+from rlt.formats import parse_explanation, student_messages, teacher_prompt
 from rlt.generation import SamplingConfig, hf_generate, vllm_generate
 from rlt.reward import RLTReward
 
@@ -141,18 +141,17 @@ def _batched(iterator, size: int):
 
 
 def _score_batch(problems, jobs, prompts, batch, teacher, reward: RLTReward) -> list[dict]:
-    samples = []
-    for j, completion_ids in batch:
-        problem = problems[jobs[j][0]]
-        samples.append(reward.align_or_none(reward.align_ids, problem.question, problem.solution, prompts[j],
-                                            completion_ids))  # fmt: skip
+    batch_problems = [problems[jobs[j][0]] for j, _ in batch]
+    samples = reward.align_sampled([p.question for p in batch_problems], [p.solution for p in batch_problems],
+                                   [prompts[j] for j, _ in batch], [ids for _, ids in batch])  # fmt: skip
     breakdowns = reward.score(samples, teacher=teacher)
     rows = []
     for (j, completion_ids), sample, b in zip(batch, samples, breakdowns, strict=True):
         index, k = jobs[j]
         problem = problems[index]
-        n = sample.teacher_explanation_span[1] - sample.teacher_explanation_span[0] if sample else len(completion_ids)
-        explanation = reward.tokenizer.decode(completion_ids[:n])
+        completion = reward.tokenizer.decode(completion_ids, skip_special_tokens=True)
+        # The text the student read; an unscoreable sample (too long for a model) keeps its parsed explanation.
+        explanation = sample.explanation if sample else parse_explanation(completion, reward.style).text
         rows.append(
             {
                 "index": index,
@@ -160,7 +159,7 @@ def _score_batch(problems, jobs, prompts, batch, teacher, reward: RLTReward) -> 
                 "question": problem.question,
                 "solution": problem.solution,
                 "answer": problem.answer,
-                "completion": reward.tokenizer.decode(completion_ids, skip_special_tokens=True),
+                "completion": completion,
                 "explanation": explanation,
                 **b.to_dict(),
                 "messages": student_messages(problem.question, explanation, problem.solution, reward.style),

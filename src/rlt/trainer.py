@@ -26,7 +26,7 @@ from rlt.configs import DataArguments, FormatArguments, RewardArguments, RLTGRPO
 from rlt.data import Problem
 from rlt.formats import teacher_prompt
 from rlt.models import load_model
-from rlt.reward import RewardConfig, RLTReward, check_same_tokenizer
+from rlt.reward import RewardConfig, RLTReward
 
 logger = logging.getLogger(__name__)
 
@@ -90,9 +90,12 @@ class RLTGRPOTrainer(GRPOTrainer):
         style: str = "stratos",
         peft_config=None,
         callbacks=None,
+        student_tokenizer=None,
     ):
         reward_config = replace(reward_config or RewardConfig(), teacher_temperature=args.temperature)
-        self.rlt_reward = RLTReward(student, processing_class, config=reward_config, style=style)
+        self.rlt_reward = RLTReward(
+            student, processing_class, config=reward_config, style=style, student_tokenizer=student_tokenizer
+        )
         super().__init__(
             model=model,
             reward_funcs=[self.rlt_reward],
@@ -197,7 +200,6 @@ def run_train(
     # Two separate models even when both specs are the same: the policy trains, the student must stay frozen.
     teacher, tokenizer = load_model(model_args.model_name_or_path, dtype, "cpu", config.trust_remote_code)
     student, student_tokenizer = load_model(reward_args.student, dtype, "cpu", config.trust_remote_code)
-    check_same_tokenizer(tokenizer, student_tokenizer)
     logger.info("RL on %d problems (%d invalid rows skipped)", len(train), skipped)
     trainer = RLTGRPOTrainer(
         model=teacher,
@@ -208,6 +210,7 @@ def run_train(
         reward_config=reward_args.reward_config(config.temperature),
         style=format_args.style,
         peft_config=get_peft_config(model_args),
+        student_tokenizer=student_tokenizer,
     )
     trainer.train(resume_from_checkpoint=last_checkpoint(config))
     finish_run(trainer, tokenizer)

@@ -1,0 +1,180 @@
+"""Where the explanation and the solution sit in each model's tokens, found by character offsets.
+
+The student reads its chat as its own tokenizer splits the whole text, so that is the sequence the reward scores:
+the same ids `rlt distill` trains on and `rlt eval` prompts with. The teacher's tokens are the ones it sampled
+(or, for free text, the completion tokenised once). Both sides are mapped to the characters of one explanation
+string, and every span is a range of characters turned into tokens by one rule:
+
+    Edge rule. A token belongs to a span when all its characters lie inside the span. A token that straddles an
+    edge (merged with a tag, a padding or a neighbour) belongs to neither side: it is context, never scored.
+
+The KL compares teacher and student on the same text, which two tokenizations may cut differently. It is taken
+over chunks: the coarsest partition of the explanation whose edges are token boundaries on both sides. A chunk's
+KL is Σ teacher log-probs − Σ student log-probs of its tokens, the log-prob of the chunk's text under each model.
+With one tokenizer and no merges at the edges every chunk is one token: spec §2.6 exactly. Explanation tokens
+outside every chunk (edge straddlers, and one side's tokens past the last boundary both share) are counted as
+`kl_edge_tokens_dropped`.
+
+A boundary is a character position where one token ends and the next starts. Byte-level tokenizers can split one
+character over several tokens; their offsets overlap and no boundary is placed inside that character.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from itertools import pairwise
+
+Span = tuple[int, int]  # [start, end): token indices into a sequence, or characters into a text
+
+
+@dataclass(frozen=True)
+class TokenizedText:
+    """Token ids and the [start, end) characters each covers in the text they came from."""
+
+    ids: list[int]
+    offsets: list[Span]
+
+    def tokens_within(self, chars: Span) -> Span:
+        """The tokens inside `chars` by the edge rule, as a token range (empty at the first token after `chars`)."""
+        lo, hi = chars
+        inside = [i for i, (s, e) in enumerate(self.offsets) if lo <= s < hi and e <= hi]
+        if inside:
+            return inside[0], inside[-1] + 1
+        after = next((i for i, (s, _) in enumerate(self.offsets) if s >= hi), len(self.offsets))
+        return after, after
+
+    def tokens_touching(self, chars: Span) -> int:
+        lo, hi = chars
+        return sum(1 for s, e in self.offsets if s < hi and e > lo)
+
+    def boundaries(self, tokens: Span) -> dict[int, int]:
+        """{character position: token index} of the clean boundaries of a non-empty token range, its ends included.
+
+        Boundary i lies before token i (i == end: after the last); it is clean unless tokens i − 1 and i overlap.
+        """
+        start, end = tokens
+        found = {}
+        for i in range(start, end + 1):
+            left = self.offsets[i - 1] if i > 0 else None
+            right = self.offsets[i] if i < len(self.offsets) else None
+            if left is not None and right is not None and right[0] < left[1]:
+                continue  # one character split over two tokens
+            found[right[0] if i < end else left[1]] = i
+        return found
+
+
+def _untrimmed_backend(tokenizer):
+    """The tokenizer's Rust backend with offset trimming off, so that offsets tile the text.
+
+    Byte-level post-processors trim whitespace off offsets by default (" She" would cover only "She"), which
+    would move a token's leading space outside it.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise ValueError(
+            f"{type(tokenizer).__name__} is a slow tokenizer without character offsets; rlt aligns teacher and "
+            "student tokens by offsets and needs a fast (Rust) tokenizer, e.g. AutoTokenizer(..., use_fast=True)"
+        )
+    return _untrimmed(backend.to_str())
+
+
+@cache
+def _untrimmed(serialized: str):
+    from tokenizers import Tokenizer
+
+    config = json.loads(serialized)
+
+    def untrim(node) -> None:
+        if isinstance(node, dict):
+            if "trim_offsets" in node:
+                node["trim_offsets"] = False
+            for value in node.values():
+                untrim(value)
+        elif isinstance(node, list):
+            for value in node:
+                untrim(value)
+
+    untrim(config.get("post_processor"))
+    return Tokenizer.from_str(json.dumps(config))
+
+
+def tokenize_texts(tokenizer, texts: Sequence[str]) -> list[TokenizedText]:
+    """Texts tokenised whole, adding no special tokens (a chat text carries its own), with character offsets.
+
+    The ids are exactly `tokenizer(text, add_special_tokens=False)["input_ids"]`.
+    """
+    if not texts:
+        return []
+    encodings = _untrimmed_backend(tokenizer).encode_batch(list(texts), add_special_tokens=False)
+    return [TokenizedText(list(e.ids), [tuple(o) for o in e.offsets]) for e in encodings]
+
+
+def decode(tokenizer, ids: Sequence[int]) -> str:
+    """The exact characters token ids spell: special tokens kept, no clean-up of spaces."""
+    return tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+def sampled_text(tokenizer, ids: Sequence[int]) -> tuple[str, TokenizedText]:
+    """The text of sampled ids, with each token's characters in it.
+
+    Sampled ids are nearly always the tokenizer's own split of their text, whose offsets are then used. When a
+    model sampled another split (say "\\n", "\\n" where the tokenizer writes "\\n\\n"), each token's characters
+    come from decoding it after a few tokens of left context.
+    """
+    ids = list(ids)
+    text = decode(tokenizer, ids)
+    (natural,) = tokenize_texts(tokenizer, [text])
+    if natural.ids == ids:
+        return text, natural
+    offsets = _offsets_by_decoding(tokenizer, ids, context=4)
+    if offsets is None or offsets[-1][1] != len(text):
+        offsets = _offsets_by_decoding(tokenizer, ids, context=None)  # whole prefixes: slow, always consistent
+    return text, TokenizedText(ids, offsets)
+
+
+def _offsets_by_decoding(tokenizer, ids: list[int], context: int | None) -> list[Span] | None:
+    """Offsets from incremental decoding; tokens ending inside a character share its span. None if inconsistent."""
+    offsets: list[Span] = []
+    position, clean = 0, 0  # characters placed so far; first token after the last clean boundary
+    for k in range(len(ids)):
+        first = 0 if context is None else max(0, clean - context)
+        before, through = decode(tokenizer, ids[first:clean]), decode(tokenizer, ids[first : k + 1])
+        if through.endswith("\ufffd") and k + 1 < len(ids):
+            continue  # token k ends inside a character: wait for the rest of it
+        if not through.startswith(before):
+            return None
+        length = len(through) - len(before)
+        offsets += [(position, position + length)] * (k + 1 - clean)
+        position, clean = position + length, k + 1
+    return offsets
+
+
+@dataclass(frozen=True)
+class ExplanationAlignment:
+    """The explanation's tokens on both sides and the KL chunks pairing them."""
+
+    teacher_span: Span
+    student_span: Span
+    chunks: list[tuple[Span, Span]]  # (teacher token range, student token range), in order
+    dropped_tokens: int  # explanation tokens (teacher + student) in no chunk
+
+
+def align_explanation(
+    teacher: TokenizedText, teacher_chars: Span, student: TokenizedText, student_chars: Span
+) -> ExplanationAlignment:
+    """Tokens of the explanation (the same string at `teacher_chars` and `student_chars`) and its KL chunks."""
+    if teacher_chars[1] - teacher_chars[0] != student_chars[1] - student_chars[0]:
+        raise ValueError("the explanation must be the same text on both sides")
+    teacher_span, student_span = teacher.tokens_within(teacher_chars), student.tokens_within(student_chars)
+    chunks = []
+    if teacher_span[0] < teacher_span[1] and student_span[0] < student_span[1]:
+        t_edges = {pos - teacher_chars[0]: i for pos, i in teacher.boundaries(teacher_span).items()}
+        s_edges = {pos - student_chars[0]: i for pos, i in student.boundaries(student_span).items()}
+        shared = sorted(t_edges.keys() & s_edges.keys())
+        chunks = [((t_edges[a], t_edges[b]), (s_edges[a], s_edges[b])) for a, b in pairwise(shared)]
+    in_chunks = sum(t1 - t0 + s1 - s0 for (t0, t1), (s0, s1) in chunks)
+    touching = teacher.tokens_touching(teacher_chars) + student.tokens_touching(student_chars)
+    return ExplanationAlignment(teacher_span, student_span, chunks, touching - in_chunks)
