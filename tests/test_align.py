@@ -140,3 +140,15 @@ def test_reward_distillation_and_eval_read_the_same_student_tokens(tokenizer):
     assert student_text(tokenizer, QUESTION, sample.explanation, SOLUTION) == "".join(
         chat_prompt_completion(tokenizer, messages)
     )
+
+
+def test_offsets_ignore_padding_left_on_the_backend(tokenizer):
+    """A padded call (TRL pads prompts, left) leaves padding enabled on the Rust backend; a batch encoded with that
+    state would start shorter texts with pad tokens."""
+    from rlt.models import tiny_tokenizer
+
+    padded = tiny_tokenizer.__wrapped__()  # a fresh tokenizer, not the shared cached one
+    padded.backend_tokenizer.enable_padding(direction="left", pad_id=padded.pad_token_id, pad_token="<|endoftext|>")
+    short, long = tokenize_texts(padded, ["a b", "a much longer text"])
+    assert short.ids == tokenizer("a b", add_special_tokens=False)["input_ids"]
+    assert long.ids == tokenizer("a much longer text", add_special_tokens=False)["input_ids"]

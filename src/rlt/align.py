@@ -67,10 +67,11 @@ class TokenizedText:
 
 
 def _untrimmed_backend(tokenizer):
-    """The tokenizer's Rust backend with offset trimming off, so that offsets tile the text.
+    """A copy of the tokenizer's Rust backend with offset trimming, padding and truncation off.
 
     Byte-level post-processors trim whitespace off offsets by default (" She" would cover only "She"), which
-    would move a token's leading space outside it.
+    would move a token's leading space outside it. Padding and truncation are whatever the last padded call left
+    on the backend (a left-padded batch would put pad tokens before every shorter text): texts are encoded whole.
     """
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
@@ -98,6 +99,7 @@ def _untrimmed(serialized: str):
                 untrim(value)
 
     untrim(config.get("post_processor"))
+    config["padding"] = config["truncation"] = None
     return Tokenizer.from_str(json.dumps(config))
 
 
