@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from benchmarks.verify_scored import recompute
-from rlt.align import TokenizedText, align_explanation, sampled_text, tokenize_texts
+from rlt.align import TokenizedText, align_explanation, sampled_texts, tokenize_texts
 from rlt.formats import student_text, teacher_prompt
 from rlt.models import tiny_model, tiny_tokenizer
 from rlt.reward import RewardConfig, RLTReward
@@ -116,7 +116,7 @@ def test_sampled_text_places_every_token(tokenizer):
     emoji = tokenizer("🍎", add_special_tokens=False)["input_ids"]
     by_char = [tokenizer(c, add_special_tokens=False)["input_ids"][0] for c in "answer"]
     assert len(emoji) > 1 and tokenizer("answer", add_special_tokens=False)["input_ids"] != by_char  # not canonical
-    text, tokens = sampled_text(tokenizer, emoji + by_char)
+    ((text, tokens),) = sampled_texts(tokenizer, [emoji + by_char])
     assert text == "🍎answer"
     # The emoji's byte tokens share its one character; no boundary falls inside it.
     assert tokens.offsets == [(0, 1)] * len(emoji) + [(i, i + 1) for i in range(1, 7)]

@@ -22,10 +22,13 @@ character over several tokens; their offsets overlap and no boundary is placed i
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cached_property
 from itertools import pairwise
+
+import numpy as np
 
 Span = tuple[int, int]  # [start, end): token indices into a sequence, or characters into a text
 
@@ -37,70 +40,74 @@ class TokenizedText:
     ids: list[int]
     offsets: list[Span]
 
+    @cached_property
+    def _starts_ends(self) -> tuple[np.ndarray, np.ndarray]:
+        table = np.asarray(self.offsets, dtype=np.int64).reshape(-1, 2)
+        return table[:, 0], table[:, 1]
+
     def tokens_within(self, chars: Span) -> Span:
         """The tokens inside `chars` by the edge rule, as a token range (empty at the first token after `chars`)."""
-        lo, hi = chars
-        inside = [i for i, (s, e) in enumerate(self.offsets) if lo <= s < hi and e <= hi]
-        if inside:
-            return inside[0], inside[-1] + 1
-        after = next((i for i, (s, _) in enumerate(self.offsets) if s >= hi), len(self.offsets))
-        return after, after
+        (lo, hi), (starts, ends) = chars, self._starts_ends
+        inside = np.flatnonzero((starts >= lo) & (starts < hi) & (ends <= hi))
+        if len(inside):
+            return int(inside[0]), int(inside[-1]) + 1
+        after = np.flatnonzero(starts >= hi)
+        return (int(after[0]),) * 2 if len(after) else (len(self.ids),) * 2
 
     def tokens_touching(self, chars: Span) -> int:
-        lo, hi = chars
-        return sum(1 for s, e in self.offsets if s < hi and e > lo)
+        (lo, hi), (starts, ends) = chars, self._starts_ends
+        return int(((starts < hi) & (ends > lo)).sum())
 
     def boundaries(self, tokens: Span) -> dict[int, int]:
         """{character position: token index} of the clean boundaries of a non-empty token range, its ends included.
 
         Boundary i lies before token i (i == end: after the last); it is clean unless tokens i − 1 and i overlap.
         """
-        start, end = tokens
-        found = {}
-        for i in range(start, end + 1):
-            left = self.offsets[i - 1] if i > 0 else None
-            right = self.offsets[i] if i < len(self.offsets) else None
-            if left is not None and right is not None and right[0] < left[1]:
-                continue  # one character split over two tokens
-            found[right[0] if i < end else left[1]] = i
-        return found
+        (start, end), (starts, ends) = tokens, self._starts_ends
+        index = np.arange(start, end + 1)
+        has_left, has_right = index > 0, index < len(self.ids)
+        left_end = ends[np.maximum(index - 1, 0)]
+        right_start = starts[np.minimum(index, len(self.ids) - 1)]
+        clean = ~(has_left & has_right & (right_start < left_end))  # a character split over two tokens otherwise
+        position = np.where(index < end, right_start, left_end)
+        return dict(zip(position[clean].tolist(), index[clean].tolist(), strict=True))
+
+
+_BACKENDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _untrimmed_backend(tokenizer):
-    """A copy of the tokenizer's Rust backend with offset trimming, padding and truncation off.
+    """A copy of the tokenizer's Rust backend with offset trimming, padding and truncation off (made once each).
 
     Byte-level post-processors trim whitespace off offsets by default (" She" would cover only "She"), which
     would move a token's leading space outside it. Padding and truncation are whatever the last padded call left
     on the backend (a left-padded batch would put pad tokens before every shorter text): texts are encoded whole.
     """
+    from tokenizers import Tokenizer
+
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         raise ValueError(
             f"{type(tokenizer).__name__} is a slow tokenizer without character offsets; rlt aligns teacher and "
             "student tokens by offsets and needs a fast (Rust) tokenizer, e.g. AutoTokenizer(..., use_fast=True)"
         )
-    return _untrimmed(backend.to_str())
+    if tokenizer not in _BACKENDS:
+        config = json.loads(backend.to_str())
 
+        def untrim(node) -> None:
+            if isinstance(node, dict):
+                if "trim_offsets" in node:
+                    node["trim_offsets"] = False
+                for value in node.values():
+                    untrim(value)
+            elif isinstance(node, list):
+                for value in node:
+                    untrim(value)
 
-@cache
-def _untrimmed(serialized: str):
-    from tokenizers import Tokenizer
-
-    config = json.loads(serialized)
-
-    def untrim(node) -> None:
-        if isinstance(node, dict):
-            if "trim_offsets" in node:
-                node["trim_offsets"] = False
-            for value in node.values():
-                untrim(value)
-        elif isinstance(node, list):
-            for value in node:
-                untrim(value)
-
-    untrim(config.get("post_processor"))
-    config["padding"] = config["truncation"] = None
-    return Tokenizer.from_str(json.dumps(config))
+        untrim(config.get("post_processor"))
+        config["padding"] = config["truncation"] = None
+        _BACKENDS[tokenizer] = Tokenizer.from_str(json.dumps(config))
+    return _BACKENDS[tokenizer]
 
 
 def tokenize_texts(tokenizer, texts: Sequence[str]) -> list[TokenizedText]:
@@ -119,22 +126,24 @@ def decode(tokenizer, ids: Sequence[int]) -> str:
     return tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
 
-def sampled_text(tokenizer, ids: Sequence[int]) -> tuple[str, TokenizedText]:
-    """The text of sampled ids, with each token's characters in it.
+def sampled_texts(tokenizer, ids: Sequence[Sequence[int]]) -> list[tuple[str, TokenizedText]]:
+    """The text of each list of sampled ids, with each token's characters in it.
 
-    Sampled ids are nearly always the tokenizer's own split of their text, whose offsets are then used. When a
-    model sampled another split (say "\\n", "\\n" where the tokenizer writes "\\n\\n"), each token's characters
-    come from decoding it after a few tokens of left context.
+    Sampled ids are nearly always the tokenizer's own split of their text, whose offsets are then used (one batched
+    call). When a model sampled another split (say "\\n", "\\n" where the tokenizer writes "\\n\\n"), each token's
+    characters come from decoding it after a few tokens of left context.
     """
-    ids = list(ids)
-    text = decode(tokenizer, ids)
-    (natural,) = tokenize_texts(tokenizer, [text])
-    if natural.ids == ids:
-        return text, natural
-    offsets = _offsets_by_decoding(tokenizer, ids, context=4)
-    if offsets is None or offsets[-1][1] != len(text):
-        offsets = _offsets_by_decoding(tokenizer, ids, context=None)  # whole prefixes: slow, always consistent
-    return text, TokenizedText(ids, offsets)
+    ids = [list(i) for i in ids]
+    texts = [decode(tokenizer, i) for i in ids]
+    results = []
+    for sampled, text, natural in zip(ids, texts, tokenize_texts(tokenizer, texts), strict=True):
+        if natural.ids != sampled:
+            offsets = _offsets_by_decoding(tokenizer, sampled, context=4)
+            if offsets is None or (offsets and offsets[-1][1] != len(text)):
+                offsets = _offsets_by_decoding(tokenizer, sampled, context=None)  # whole prefixes: slow, exact
+            natural = TokenizedText(sampled, offsets)
+        results.append((text, natural))
+    return results
 
 
 def _offsets_by_decoding(tokenizer, ids: list[int], context: int | None) -> list[Span] | None:
@@ -146,9 +155,9 @@ def _offsets_by_decoding(tokenizer, ids: list[int], context: int | None) -> list
         before, through = decode(tokenizer, ids[first:clean]), decode(tokenizer, ids[first : k + 1])
         if through.endswith("\ufffd") and k + 1 < len(ids):
             continue  # token k ends inside a character: wait for the rest of it
-        if not through.startswith(before):
-            return None
-        length = len(through) - len(before)
+        if not through.startswith(before) and context is not None:
+            return None  # the window changed how earlier text decodes; the caller retries with whole prefixes
+        length = max(0, len(through) - len(before))
         offsets += [(position, position + length)] * (k + 1 - clean)
         position, clean = position + length, k + 1
     return offsets

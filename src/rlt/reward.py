@@ -16,7 +16,7 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from rlt.align import TokenizedText, align_explanation, sampled_text, tokenize_texts
+from rlt.align import TokenizedText, align_explanation, sampled_texts, tokenize_texts
 from rlt.formats import STRATOS, TagStyle, get_style, parse_explanation, student_segments, teacher_prompt
 from rlt.logprobs import Span, span_logprobs
 
@@ -231,13 +231,13 @@ class RLTReward:
         questions: Sequence[str],
         solutions: Sequence[str],
         prompt_ids: Sequence[Sequence[int]],
-        completions: Sequence[_Completion | None],
+        completions: Sequence[_Completion],
     ) -> list[AlignedSample | AlignmentError]:
         """Both sequences of every sample, the student chats tokenised in one call; an error where one fails."""
         layouts, texts = [], []
         for question, solution, completion in zip(questions, solutions, completions, strict=True):
-            end, matched = self._explanation_end(completion) if completion else (0, False)
-            explanation = completion.text[:end] if completion else ""
+            end, matched = self._explanation_end(completion)
+            explanation = completion.text[:end]
             prefix, middle, suffix = self._student_turn(question)
             texts.append(prefix + explanation + middle + solution + suffix)
             solution_start = len(prefix) + end + len(middle)
@@ -246,8 +246,6 @@ class RLTReward:
         students = tokenize_texts(self.student_tokenizer, texts)
         for prompt, completion, student, layout in zip(prompt_ids, completions, students, layouts, strict=True):
             try:
-                if completion is None:
-                    raise AlignmentError("the sampled ids do not decode into a text rlt can locate them in")
                 samples.append(self._sample(list(prompt), completion, student, *layout))
             except AlignmentError as e:
                 samples.append(e)
@@ -301,12 +299,6 @@ class RLTReward:
         if not sample.student_explanation_span[0] >= 1 or not sample.teacher_explanation_span[0] >= 1:
             raise AlignmentError("an explanation span starts at token 0 and has no context to be scored from")
 
-    def _sampled(self, completion_ids: Sequence[int]) -> _Completion | None:
-        try:
-            return _Completion(*sampled_text(self.tokenizer, completion_ids))
-        except ValueError:
-            return None
-
     def align_sampled(
         self,
         questions: Sequence[str],
@@ -315,7 +307,7 @@ class RLTReward:
         completion_ids: Sequence[Sequence[int]],
     ) -> list[AlignedSample | None]:
         """Align sampled completions (the teacher's own ids); None where a sample cannot be scored."""
-        completions = [self._sampled(ids) for ids in completion_ids]
+        completions = [_Completion(*located) for located in sampled_texts(self.tokenizer, completion_ids)]
         results = self._align(questions, solutions, prompt_ids, completions)
         return [None if isinstance(r, AlignmentError) else r for r in results]
 
@@ -332,7 +324,8 @@ class RLTReward:
         self, question: str, solution: str, prompt_ids: Sequence[int], completion_ids: Sequence[int]
     ) -> AlignedSample:
         """One sampled completion, aligned; AlignmentError when it cannot be scored."""
-        (result,) = self._align([question], [solution], [prompt_ids], [self._sampled(completion_ids)])
+        (located,) = sampled_texts(self.tokenizer, [completion_ids])
+        (result,) = self._align([question], [solution], [prompt_ids], [_Completion(*located)])
         if isinstance(result, AlignmentError):
             raise result
         return result
