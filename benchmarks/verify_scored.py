@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from rlt.align import decode as spell
 from rlt.reward import AlignedSample, RewardConfig
 
 
@@ -81,9 +82,6 @@ def max_deviation(record: dict, student, teacher, config: RewardConfig) -> float
 def text_checks(record: dict, teacher_tokenizer, student_tokenizer) -> tuple[bool, bool]:
     """(the student ids are the student tokenizer's own split of their decoded text, every KL chunk spells the
     same text on both sides)."""
-
-    def spell(tokenizer, ids: list[int]) -> str:
-        return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
     ids = record["student_input_ids"]
     natural = student_tokenizer(spell(student_tokenizer, ids), add_special_tokens=False)["input_ids"] == ids

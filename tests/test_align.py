@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 
 from benchmarks.verify_scored import recompute
 from rlt.align import TokenizedText, align_explanation, sampled_texts, tokenize_texts
-from rlt.formats import student_text, teacher_prompt
+from rlt.formats import student_segments, student_text, teacher_prompt
 from rlt.models import tiny_model, tiny_tokenizer
 from rlt.reward import RewardConfig, RLTReward
 from rlt.sft import chat_examples, chat_prompt_completion
@@ -64,10 +64,16 @@ def test_invariants_hold_for_any_text(mixed, tokenizer, student_tokenizer, compl
         assert not breakdown.aligned
         return
     assert_alignment(sample, tokenizer, student_tokenizer, QUESTION, SOLUTION, completions[0])
+    # Dropped = explanation tokens on either side (touching its characters) that no chunk holds.
     chunked = sum(t1 - t0 + s1 - s0 for (t0, t1), (s0, s1) in sample.kl_chunks)
-    explanation_chars = (0, len(sample.explanation))
-    touching = TokenizedText(*_offsets(tokenizer, completions[0])).tokens_touching(explanation_chars)
-    assert 0 <= breakdown.kl_edge_tokens_dropped <= touching + len(sample.student_input_ids) - chunked
+    length = len(sample.explanation)
+    teacher_touching = TokenizedText(*_offsets(tokenizer, completions[0])).tokens_touching((0, length))
+    prefix = student_segments(student_tokenizer, QUESTION).prefix
+    student_text_ = student_text(student_tokenizer, QUESTION, sample.explanation, SOLUTION)
+    student_touching = TokenizedText(*_offsets(student_tokenizer, student_text_)).tokens_touching(
+        (len(prefix), len(prefix) + length)
+    )
+    assert breakdown.kl_edge_tokens_dropped == teacher_touching + student_touching - chunked >= 0
     assert math.isfinite(breakdown.reward)
 
 
@@ -152,3 +158,14 @@ def test_offsets_ignore_padding_left_on_the_backend(tokenizer):
     short, long = tokenize_texts(padded, ["a b", "a much longer text"])
     assert short.ids == tokenizer("a b", add_special_tokens=False)["input_ids"]
     assert long.ids == tokenizer("a much longer text", add_special_tokens=False)["input_ids"]
+
+
+def test_distillation_drops_a_chat_whose_answer_starts_past_max_length(tokenizer):
+    from rlt.formats import student_messages
+
+    pair = chat_prompt_completion(tokenizer, student_messages(QUESTION, "Because.", SOLUTION))
+    (tokens,) = tokenize_texts(tokenizer, ["".join(pair)])
+    first_answer_token = tokens.tokens_within((len(pair[0]), len(pair[0]) + len(pair[1])))[0]
+    kept, dropped = chat_examples([pair], tokenizer, max_length=first_answer_token + 1)
+    assert dropped == 0 and len(kept) == 1 and kept[0]["completion_mask"][first_answer_token] == 1
+    assert chat_examples([pair], tokenizer, max_length=first_answer_token) == ([], 1)

@@ -12,7 +12,7 @@ from rlt.evaluate import EvalArguments, evaluate_student
 from rlt.formats import get_style
 from rlt.generation import SamplingConfig
 from rlt.models import load_model, save_tiny, tiny_model, tiny_tokenizer
-from rlt.reward import RewardConfig
+from rlt.reward import RewardConfig, RLTReward
 from rlt.sft import warmup_examples
 from rlt.traces import recover_jsonl
 
@@ -115,6 +115,13 @@ CONFIG_CASES = {
     ),
     "zero token budget": (lambda: RewardConfig(token_budget=0), ValueError, r"token_budget must be >= 1"),
     "negative sampling temperature": (lambda: SamplingConfig(temperature=-1), ValueError, r"temperature must be >= 0"),
+    "student tokenizer without a chat template": (
+        lambda: RLTReward(
+            tiny_model(), tiny_tokenizer(), student_tokenizer=type("NoTemplate", (), {"chat_template": None})()
+        ),
+        ValueError,
+        r"the student's tokenizer has no chat template",
+    ),
     "tokenizer without offsets": (
         lambda: tokenize_texts(type("SlowTokenizer", (), {})(), ["text"]),
         ValueError,

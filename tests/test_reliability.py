@@ -21,7 +21,8 @@ from rlt.reward import RewardConfig, RLTReward
 
 QUESTION = "A farmer has 17 sheep and all but 9 run away. How many are left?"
 SOLUTION = "All but 9 run away, so 9 are left.\nThe answer is 9."
-TAG_PIECES = [*STRATOS.all_tags, "<|", "|>", "<|end_of_expl", "anation|>", "</think>", "<think>", "\n\n", " "]
+TAG_PIECES = [*STRATOS.all_tags, "<|", "|>", "<|end_of_expl", "anation|>", "</think>", "<think>", "\n\n", " ",
+              "<|im_end|>"]  # fmt: skip
 
 completion_text = st.lists(
     st.one_of(
@@ -62,8 +63,8 @@ def test_adversarial_text_completions(reward, completions):
     for completion, b, sample in zip(completions, breakdowns, samples, strict=True):
         assert math.isfinite(b.reward)
         assert b.aligned == (sample is not None)
-        if b.aligned:
-            assert b.matched == (STRATOS.explanation[1] in completion)
+        if b.aligned:  # the teacher's turn ends at a special token: a closing tag after it does not count
+            assert b.matched == (STRATOS.explanation[1] in completion.split("<|im_end|>")[0])
         else:  # too long for the model: scored at the floor, every reduction and the tag penalised
             assert b.reward == reward.floor().reward
         assert b.reward == pytest.approx(penalised_formula(b), abs=1e-9)  # each failure costs its penalty

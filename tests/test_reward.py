@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from benchmarks.verify_scored import recompute
+from rlt.align import decode as spell
 from rlt.formats import R1, STRATOS, student_text, teacher_prompt
-from rlt.models import tiny_model
+from rlt.models import tiny_model, tiny_tokenizer
 from rlt.reward import RewardConfig, RLTReward, rlt_reward
 
 QUESTION = "How many apples does she have left?"
@@ -50,13 +51,11 @@ def assert_alignment(sample, teacher_tokenizer, student_tokenizer, question, sol
     assert sample.teacher_input_ids == prompt_ids + completion_ids
     assert completion.startswith(explanation)
 
-    def spell(tokenizer, ids):
-        return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
-
     # Spans hold whole tokens inside their text: the explanation (both sides) and the solution.
     assert spell(student_tokenizer, sample.student_input_ids[slice(*sample.student_explanation_span)]) in explanation
     assert spell(teacher_tokenizer, sample.teacher_input_ids[slice(*sample.teacher_explanation_span)]) in explanation
-    assert spell(student_tokenizer, sample.student_input_ids[slice(*sample.student_solution_span)]) in solution
+    # Both tiny tokenizers split "\n\n" from the text on either side: the solution is scored whole.
+    assert spell(student_tokenizer, sample.student_input_ids[slice(*sample.student_solution_span)]) == solution
     # KL chunks: in order, disjoint, inside the spans, and each pair spells the same text.
     previous = (sample.teacher_explanation_span[0], sample.student_explanation_span[0])
     for (t0, t1), (s0, s1) in sample.kl_chunks:
@@ -160,6 +159,38 @@ def test_a_split_the_tokenizer_would_not_make(reward, student, teacher, tokenize
     (breakdown,) = reward.score([sample])
     values, expected = recompute(sample, student, teacher, reward.config)
     assert_components(breakdown, values, expected, atol=1e-4)
+
+
+def test_tokens_merged_with_the_closing_tag_are_dropped_and_counted(reward, tokenizer):
+    """ "four." + closing tag: "." merges with "<" on both sides, so that token is in no chunk, on either side."""
+    (b,), (sample,) = reward.score_texts(
+        [{"question": QUESTION, "solution": SOLUTION, "explanation": "Seven minus three is four." + END}]
+    )
+    merged = [tokenizer.convert_ids_to_tokens(i) for i in tokenizer(".<", add_special_tokens=False)["input_ids"]]
+    assert merged == [".<"]  # the premise: the tokenizer merges them
+    assert b.kl_edge_tokens_dropped == sample.kl_edge_tokens_dropped == 2  # teacher ".<" and student ".<"
+    assert (
+        spell(tokenizer, sample.student_input_ids[slice(*sample.student_explanation_span)])
+        == "Seven minus three is four"
+    )
+    assert "".join(spell(tokenizer, sample.student_input_ids[s0:s1]) for _, (s0, s1) in sample.kl_chunks) == (
+        "Seven minus three is four"
+    )
+
+
+def test_the_teacher_turn_ends_at_any_special_token():
+    """An added token flagged special (Llama 3's <|eot_id|> style) ends the turn even if not a named special."""
+    from tokenizers import AddedToken
+
+    tokenizer = tiny_tokenizer.__wrapped__()  # a fresh copy: this test adds a token
+    tokenizer.add_tokens([AddedToken("<|eot|>", special=True)])
+    teacher = tiny_model(1)
+    teacher.resize_token_embeddings(len(tokenizer))
+    reward = RLTReward(tiny_model(0), tokenizer, teacher)
+    prompt_ids = tokenizer(teacher_prompt(tokenizer, QUESTION, SOLUTION))["input_ids"]
+    ids = tokenizer("Seven minus three<|eot|>junk after the turn", add_special_tokens=False)["input_ids"]
+    assert reward.explanation_of(ids) == "Seven minus three"
+    assert not reward.align_ids(QUESTION, SOLUTION, prompt_ids, ids).matched
 
 
 def END_IDS(tokenizer):

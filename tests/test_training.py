@@ -136,7 +136,9 @@ def test_train_with_a_student_that_tokenises_differently(workdir):
     assert len(student_tokenizer) != len(tokenizer)
     reward = RLTReward(student, tokenizer, teacher=teacher, student_tokenizer=student_tokenizer)
     samples = [json.loads(line) for line in (workdir / "mixed" / "completions.jsonl").read_text().splitlines()]
-    for s in [s for s in samples if s["step"] == 0]:
+    first_step = [s for s in samples if s["step"] == 0]
+    assert len(first_step) == 2
+    for s in first_step:
         (offline,) = reward.score(
             [reward.align_ids(s["question"], s["solution"], s["prompt_ids"], s["completion_ids"])]
         )

@@ -126,23 +126,33 @@ def decode(tokenizer, ids: Sequence[int]) -> str:
     return tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
 
-def sampled_texts(tokenizer, ids: Sequence[Sequence[int]]) -> list[tuple[str, TokenizedText]]:
-    """The text of each list of sampled ids, with each token's characters in it.
+#: Left context, in tokens, for decoding a token of a non-canonical split; the last entry decodes whole prefixes,
+#: exact but quadratic, and only for completions up to EXACT_DECODE_LIMIT tokens.
+DECODE_CONTEXTS = (4, 32, None)
+EXACT_DECODE_LIMIT = 2048
+
+
+def sampled_texts(tokenizer, ids: Sequence[Sequence[int]]) -> list[tuple[str, TokenizedText] | None]:
+    """The text of each list of sampled ids, with each token's characters in it; None where they cannot be placed.
 
     Sampled ids are nearly always the tokenizer's own split of their text, whose offsets are then used (one batched
     call). When a model sampled another split (say "\\n", "\\n" where the tokenizer writes "\\n\\n"), each token's
-    characters come from decoding it after a few tokens of left context.
+    characters come from decoding it after some tokens of left context, widened until the pieces spell the text.
     """
     ids = [list(i) for i in ids]
     texts = [decode(tokenizer, i) for i in ids]
-    results = []
+    results: list[tuple[str, TokenizedText] | None] = []
     for sampled, text, natural in zip(ids, texts, tokenize_texts(tokenizer, texts), strict=True):
         if natural.ids != sampled:
-            offsets = _offsets_by_decoding(tokenizer, sampled, context=4)
-            if offsets is None or (offsets and offsets[-1][1] != len(text)):
-                offsets = _offsets_by_decoding(tokenizer, sampled, context=None)  # whole prefixes: slow, exact
-            natural = TokenizedText(sampled, offsets)
-        results.append((text, natural))
+            natural = None
+            for context in DECODE_CONTEXTS:
+                if context is None and len(sampled) > EXACT_DECODE_LIMIT:
+                    break
+                offsets = _offsets_by_decoding(tokenizer, sampled, context)
+                if offsets is not None and (offsets[-1][1] if offsets else 0) == len(text):
+                    natural = TokenizedText(sampled, offsets)
+                    break
+        results.append(None if natural is None else (text, natural))
     return results
 
 
@@ -155,9 +165,9 @@ def _offsets_by_decoding(tokenizer, ids: list[int], context: int | None) -> list
         before, through = decode(tokenizer, ids[first:clean]), decode(tokenizer, ids[first : k + 1])
         if through.endswith("\ufffd") and k + 1 < len(ids):
             continue  # token k ends inside a character: wait for the rest of it
-        if not through.startswith(before) and context is not None:
-            return None  # the window changed how earlier text decodes; the caller retries with whole prefixes
-        length = max(0, len(through) - len(before))
+        if not through.startswith(before):
+            return None  # the context changed how earlier text decodes; the caller retries with more of it
+        length = len(through) - len(before)
         offsets += [(position, position + length)] * (k + 1 - clean)
         position, clean = position + length, k + 1
     return offsets

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-Span = tuple[int, int]  # [start, end) token indices into a sequence
+from rlt.align import Span
 
 #: Largest number of logits (rows × vocab) materialised at once: 32M floats = 128 MB in fp32 on a CPU, where a
 #: small chunk keeps memory low at no cost in speed; 256M floats = 1 GB on a GPU, where fewer, larger kernels win.

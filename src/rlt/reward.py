@@ -151,6 +151,10 @@ class AlignmentError(ValueError):
     pass
 
 
+def _or_none(results: list[AlignedSample | AlignmentError]) -> list[AlignedSample | None]:
+    return [None if isinstance(r, AlignmentError) else r for r in results]
+
+
 _STAND_IN = AlignedSample([0, 0], (1, 1), [0, 0], (1, 1), (1, 1), [], matched=False)
 
 
@@ -195,7 +199,11 @@ class RLTReward:
         self.student_tokenizer = student_tokenizer or tokenizer
         self.config = config or RewardConfig()
         self.style = get_style(style)
-        self._special_ids = set(tokenizer.all_special_ids)
+        if getattr(self.student_tokenizer, "chat_template", None) is None:
+            raise ValueError("the student's tokenizer has no chat template; the student reads the explanation in one")
+        # Where the teacher's turn ends: its special tokens, including added ones flagged special (e.g. <|eot_id|>).
+        added = getattr(tokenizer, "added_tokens_decoder", {})
+        self._special_ids = set(tokenizer.all_special_ids) | {i for i, token in added.items() if token.special}
         # Under ZeRO-3 every rank must run as many forwards as the others: unscoreable samples then still run a
         # (discarded) two-token forward instead of being skipped.
         self.equal_forward_calls = False
@@ -231,13 +239,13 @@ class RLTReward:
         questions: Sequence[str],
         solutions: Sequence[str],
         prompt_ids: Sequence[Sequence[int]],
-        completions: Sequence[_Completion],
+        completions: Sequence[_Completion | None],
     ) -> list[AlignedSample | AlignmentError]:
         """Both sequences of every sample, the student chats tokenised in one call; an error where one fails."""
         layouts, texts = [], []
         for question, solution, completion in zip(questions, solutions, completions, strict=True):
-            end, matched = self._explanation_end(completion)
-            explanation = completion.text[:end]
+            end, matched = self._explanation_end(completion) if completion else (0, False)
+            explanation = completion.text[:end] if completion else ""
             prefix, middle, suffix = self._student_turn(question)
             texts.append(prefix + explanation + middle + solution + suffix)
             solution_start = len(prefix) + end + len(middle)
@@ -246,6 +254,8 @@ class RLTReward:
         students = tokenize_texts(self.student_tokenizer, texts)
         for prompt, completion, student, layout in zip(prompt_ids, completions, students, layouts, strict=True):
             try:
+                if completion is None:
+                    raise AlignmentError("the sampled ids could not be placed in their decoded text")
                 samples.append(self._sample(list(prompt), completion, student, *layout))
             except AlignmentError as e:
                 samples.append(e)
@@ -299,6 +309,9 @@ class RLTReward:
         if not sample.student_explanation_span[0] >= 1 or not sample.teacher_explanation_span[0] >= 1:
             raise AlignmentError("an explanation span starts at token 0 and has no context to be scored from")
 
+    def _located(self, completion_ids: Sequence[Sequence[int]]) -> list[_Completion | None]:
+        return [_Completion(*found) if found else None for found in sampled_texts(self.tokenizer, completion_ids)]
+
     def align_sampled(
         self,
         questions: Sequence[str],
@@ -307,9 +320,7 @@ class RLTReward:
         completion_ids: Sequence[Sequence[int]],
     ) -> list[AlignedSample | None]:
         """Align sampled completions (the teacher's own ids); None where a sample cannot be scored."""
-        completions = [_Completion(*located) for located in sampled_texts(self.tokenizer, completion_ids)]
-        results = self._align(questions, solutions, prompt_ids, completions)
-        return [None if isinstance(r, AlignmentError) else r for r in results]
+        return _or_none(self._align(questions, solutions, prompt_ids, self._located(completion_ids)))
 
     def align_texts(self, rows: Sequence[dict]) -> list[AlignedSample | None]:
         """Align free-text rows (`question`, `solution`, `explanation` = the raw completion), each tokenised once."""
@@ -317,15 +328,18 @@ class RLTReward:
         completions = [_Completion(*pair) for pair in zip(texts, tokenize_texts(self.tokenizer, texts), strict=True)]
         prompts = [self._prompt_ids(teacher_prompt(self.tokenizer, r["question"], r["solution"], self.style))
                    for r in rows]  # fmt: skip
-        results = self._align([r["question"] for r in rows], [r["solution"] for r in rows], prompts, completions)
-        return [None if isinstance(r, AlignmentError) else r for r in results]
+        return _or_none(self._align([r["question"] for r in rows], [r["solution"] for r in rows], prompts, completions))
+
+    def explanation_of(self, completion_ids: Sequence[int]) -> str:
+        """The explanation text of sampled ids, as the student reads it (whether or not the sample can be scored)."""
+        (completion,) = self._located([completion_ids])
+        return completion.text[: self._explanation_end(completion)[0]] if completion else ""
 
     def align_ids(
         self, question: str, solution: str, prompt_ids: Sequence[int], completion_ids: Sequence[int]
     ) -> AlignedSample:
         """One sampled completion, aligned; AlignmentError when it cannot be scored."""
-        (located,) = sampled_texts(self.tokenizer, [completion_ids])
-        (result,) = self._align([question], [solution], [prompt_ids], [_Completion(*located)])
+        (result,) = self._align([question], [solution], [prompt_ids], self._located([completion_ids]))
         if isinstance(result, AlignmentError):
             raise result
         return result
@@ -424,6 +438,8 @@ class RLTReward:
         """TRL reward-function interface: one reward per completion, every component sent to `log_metric`."""
         if prompt_ids is None:
             prompt_ids = [self._prompt_ids(p) for p in prompts]
+        if teacher_logprobs is not None and [len(lp) for lp in teacher_logprobs] != [len(c) for c in completion_ids]:
+            raise ValueError("teacher_logprobs must hold one log-prob per completion token")
         samples = self.align_sampled(question, solution, prompt_ids, completion_ids)
         breakdowns = self.score(samples, teacher_logprobs=teacher_logprobs)
         if log_metric is not None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from rlt.data import DataError, Problem
-from rlt.formats import parse_explanation, student_messages, teacher_prompt
+from rlt.formats import student_messages, teacher_prompt
 from rlt.generation import SamplingConfig, hf_generate, vllm_generate
 from rlt.reward import RLTReward
 
@@ -150,8 +150,7 @@ def _score_batch(problems, jobs, prompts, batch, teacher, reward: RLTReward) -> 
         index, k = jobs[j]
         problem = problems[index]
         completion = reward.tokenizer.decode(completion_ids, skip_special_tokens=True)
-        # The text the student read; an unscoreable sample (too long for a model) keeps its parsed explanation.
-        explanation = sample.explanation if sample else parse_explanation(completion, reward.style).text
+        explanation = sample.explanation if sample else reward.explanation_of(completion_ids)
         rows.append(
             {
                 "index": index,
