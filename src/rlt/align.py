@@ -26,7 +26,6 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from itertools import pairwise
 
 import numpy as np
 
@@ -58,8 +57,9 @@ class TokenizedText:
         (lo, hi), (starts, ends) = chars, self._starts_ends
         return int(((starts < hi) & (ends > lo)).sum())
 
-    def boundaries(self, tokens: Span) -> dict[int, int]:
-        """{character position: token index} of the clean boundaries of a non-empty token range, its ends included.
+    def boundaries(self, tokens: Span) -> tuple[np.ndarray, np.ndarray]:
+        """(character positions, token indices) of the clean boundaries of a non-empty token range, ends included,
+        in order, one per position (the last index where zero-width tokens share one).
 
         Boundary i lies before token i (i == end: after the last); it is clean unless tokens i − 1 and i overlap.
         """
@@ -69,8 +69,9 @@ class TokenizedText:
         left_end = ends[np.maximum(index - 1, 0)]
         right_start = starts[np.minimum(index, len(self.ids) - 1)]
         clean = ~(has_left & has_right & (right_start < left_end))  # a character split over two tokens otherwise
-        position = np.where(index < end, right_start, left_end)
-        return dict(zip(position[clean].tolist(), index[clean].tolist(), strict=True))
+        position, index = np.where(index < end, right_start, left_end)[clean], index[clean]
+        last = np.append(position[1:] != position[:-1], True)
+        return position[last], index[last]
 
 
 _BACKENDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -179,7 +180,7 @@ class ExplanationAlignment:
 
     teacher_span: Span
     student_span: Span
-    chunks: list[tuple[Span, Span]]  # (teacher token range, student token range), in order
+    chunks: np.ndarray  # [n, 2, 2]: (teacher token range, student token range) per chunk, in order
     dropped_tokens: int  # explanation tokens (teacher + student) in no chunk
 
 
@@ -190,12 +191,16 @@ def align_explanation(
     if teacher_chars[1] - teacher_chars[0] != student_chars[1] - student_chars[0]:
         raise ValueError("the explanation must be the same text on both sides")
     teacher_span, student_span = teacher.tokens_within(teacher_chars), student.tokens_within(student_chars)
-    chunks = []
+    chunks = np.zeros((0, 2, 2), dtype=np.int64)
     if teacher_span[0] < teacher_span[1] and student_span[0] < student_span[1]:
-        t_edges = {pos - teacher_chars[0]: i for pos, i in teacher.boundaries(teacher_span).items()}
-        s_edges = {pos - student_chars[0]: i for pos, i in student.boundaries(student_span).items()}
-        shared = sorted(t_edges.keys() & s_edges.keys())
-        chunks = [((t_edges[a], t_edges[b]), (s_edges[a], s_edges[b])) for a, b in pairwise(shared)]
-    in_chunks = sum(t1 - t0 + s1 - s0 for (t0, t1), (s0, s1) in chunks)
+        t_positions, t_index = teacher.boundaries(teacher_span)
+        s_positions, s_index = student.boundaries(student_span)
+        # Boundaries both sides share, as positions within the explanation; consecutive ones delimit a chunk.
+        _, t_shared, s_shared = np.intersect1d(
+            t_positions - teacher_chars[0], s_positions - student_chars[0], assume_unique=True, return_indices=True
+        )
+        t_edges, s_edges = t_index[t_shared], s_index[s_shared]
+        chunks = np.stack([np.stack([t_edges[:-1], t_edges[1:]], 1), np.stack([s_edges[:-1], s_edges[1:]], 1)], 1)
+    in_chunks = int((chunks[:, :, 1] - chunks[:, :, 0]).sum())
     touching = teacher.tokens_touching(teacher_chars) + student.tokens_touching(student_chars)
     return ExplanationAlignment(teacher_span, student_span, chunks, touching - in_chunks)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -136,7 +137,7 @@ class AlignedSample:
     student_input_ids: list[int]
     student_explanation_span: Span
     student_solution_span: Span
-    kl_chunks: list[tuple[Span, Span]]
+    kl_chunks: np.ndarray  # [n, 2, 2], or the same as nested lists when read back from JSON
     matched: bool
     kl_edge_tokens_dropped: int = 0
     explanation: str = field(default="", repr=False)  # the text both models read as the explanation
@@ -144,6 +145,7 @@ class AlignedSample:
     def to_dict(self) -> dict:
         details = asdict(self)
         del details["explanation"]  # a scored row already holds the completion it came from
+        details["kl_chunks"] = np.asarray(self.kl_chunks).tolist()
         return details
 
 
@@ -155,7 +157,7 @@ def _or_none(results: list[AlignedSample | AlignmentError]) -> list[AlignedSampl
     return [None if isinstance(r, AlignmentError) else r for r in results]
 
 
-_STAND_IN = AlignedSample([0, 0], (1, 1), [0, 0], (1, 1), (1, 1), [], matched=False)
+_STAND_IN = AlignedSample([0, 0], (1, 1), [0, 0], (1, 1), (1, 1), np.zeros((0, 2, 2), dtype=np.int64), matched=False)
 
 
 @dataclass(frozen=True)
@@ -164,13 +166,11 @@ class _Completion:
     tokens: TokenizedText  # the teacher's completion tokens and their characters in `text`
 
 
-def _chunk_sums(logprobs: torch.Tensor, span_start: int, ranges: Sequence[Span]) -> torch.Tensor:
-    """Sum of the log-probs over each token range; `logprobs` holds the span that starts at token `span_start`."""
-    if not ranges:
-        return torch.zeros(0)
+def _chunk_sums(logprobs: torch.Tensor, span_start: int, ranges: torch.Tensor) -> torch.Tensor:
+    """Sum of the log-probs over each token range ([n, 2]); `logprobs` holds the span starting at token `span_start`."""
     # float64 running sums: a difference of two fp32 sums over thousands of tokens would lose ~1e-4.
     cumulative = torch.cat([torch.zeros(1, dtype=torch.float64), logprobs.double().cumsum(0)])
-    index = torch.tensor(ranges, dtype=torch.long) - span_start
+    index = ranges - span_start
     return (cumulative[index[:, 1]] - cumulative[index[:, 0]]).float()
 
 
@@ -274,18 +274,14 @@ class RLTReward:
         aligned = align_explanation(
             completion.tokens, (0, len(explanation)), student, (student_start, student_start + len(explanation))
         )
-        n = len(prompt_ids)
-
-        def in_teacher(span: Span) -> Span:
-            return span[0] + n, span[1] + n
-
+        n = len(prompt_ids)  # the teacher's completion tokens follow its prompt
         sample = AlignedSample(
             teacher_input_ids=prompt_ids + completion.tokens.ids,
-            teacher_explanation_span=in_teacher(aligned.teacher_span),
+            teacher_explanation_span=(aligned.teacher_span[0] + n, aligned.teacher_span[1] + n),
             student_input_ids=student.ids,
             student_explanation_span=aligned.student_span,
             student_solution_span=student.tokens_within(solution_chars),
-            kl_chunks=[(in_teacher(t), s) for t, s in aligned.chunks],
+            kl_chunks=aligned.chunks + np.array([[n, n], [0, 0]]),
             matched=matched,
             kl_edge_tokens_dropped=aligned.dropped_tokens,
             explanation=explanation,
@@ -402,8 +398,8 @@ class RLTReward:
             sample = samples[i]
             if sample is None:
                 continue
-            teacher_ranges = [t for t, _ in sample.kl_chunks]
-            student_ranges = [s for _, s in sample.kl_chunks]
+            chunks = torch.as_tensor(np.asarray(sample.kl_chunks, dtype=np.int64)).reshape(-1, 2, 2)
+            teacher_ranges, student_ranges = chunks[:, 0], chunks[:, 1]
             student_chunks = _chunk_sums(student_expl, sample.student_explanation_span[0], student_ranges)
             teacher_chunks = (
                 _chunk_sums(teacher_expl, sample.teacher_explanation_span[0], teacher_ranges)
