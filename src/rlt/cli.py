@@ -245,10 +245,15 @@ def main(argv: list[str] | None = None) -> int:
 
     command = {"eval": evaluate}.get(argv[0]) or globals()[argv[0]]
     try:
-        return command(argv[1:])
+        code = command(argv[1:])
     except (DataError, ValueError, FileNotFoundError) as e:
         print(f"rlt {argv[0]}: error: {e}", file=sys.stderr)
         return 2
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # A process group left to interpreter shutdown can abort the process (gloo's threads, "terminate called
+        # without an active exception"): close it once the command has finished on every rank.
+        torch.distributed.destroy_process_group()
+    return code
 
 
 if __name__ == "__main__":
