@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import random
 from pathlib import Path
 
 import torch
@@ -23,18 +22,11 @@ from rlt.formats import PADDING, STRATOS
 from rlt.generation import SamplingConfig
 from rlt.models import load_model
 from rlt.reward import RewardConfig, RLTReward
+from rlt.reward_check import bootstrap
 from rlt.traces import collect_traces
 
 GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "test.jsonl"
 END = STRATOS.explanation[1]
-
-
-def bootstrap(values: list[float], resamples: int = 2000, seed: int = 0) -> dict[str, float]:
-    """Mean with a 95 % percentile-bootstrap interval."""
-    rng = random.Random(seed)
-    means = sorted(sum(rng.choices(values, k=len(values))) / len(values) for _ in range(resamples))
-    low, high = means[int(0.025 * resamples)], means[int(0.975 * resamples)]
-    return {"mean": sum(values) / len(values), "low": low, "high": high}
 
 
 def r_ss(row: dict) -> float:

@@ -14,6 +14,7 @@ from rlt.configs import parse as _parse
 
 COMMANDS = {
     "score": "Score explanations with the RLT reward (teacher + frozen student).",
+    "check-reward": "Does the reward rank reference > shuffled > none explanations? Run before training a new pair.",
     "warmup": "Teacher SFT warm-up on the teacher format (explanation-only loss).",
     "train": "Teacher RL: GRPO with the RLT reward from a frozen student.",
     "traces": "Collect a teacher's explanations as student distillation data (resumable; best-of-k).",
@@ -73,6 +74,25 @@ def score(argv: list[str]) -> int:
     print(f"scored {len(rows)} rows in {seconds:.1f} s ({len(rows) / seconds:.2f} rows/s) -> {out}")
     for name, value in summary.items():
         print(f"  {name:<22} {value:.4f}")
+    return 0
+
+
+def check_reward(argv: list[str]) -> int:
+    from rlt.configs import DataArguments, FormatArguments, RewardArguments
+    from rlt.models import load_teacher_and_student
+    from rlt.reward import RLTReward
+    from rlt.reward_check import CheckRewardArguments, check_reward, write_report
+
+    parsed = _parse((CheckRewardArguments, DataArguments, FormatArguments, RewardArguments), argv)
+    args, data_args, format_args, reward_args = parsed
+    train, held_out, _ = data_args.load()
+    teacher, student, tokenizer, student_tokenizer = load_teacher_and_student(
+        args.teacher, reward_args.student, device=_device(args.device)
+    )
+    config = reward_args.reward_config(args.temperature)
+    reward = RLTReward(student, tokenizer, teacher, config, format_args.style, student_tokenizer)
+    report = check_reward(train + held_out, reward, args, teacher)
+    print(write_report(report, args.out) + f"-> {args.out}")
     return 0
 
 
@@ -243,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     from rlt.data import DataError
 
-    command = {"eval": evaluate}.get(argv[0]) or globals()[argv[0]]
+    command = {"eval": evaluate, "check-reward": check_reward}.get(argv[0]) or globals()[argv[0]]
     try:
         code = command(argv[1:])
     except (DataError, ValueError, FileNotFoundError) as e:

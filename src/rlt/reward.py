@@ -108,20 +108,25 @@ def rlt_reward(
         kl = kl - 1 + torch.exp(-kl)
     lp_mean, lp_min = _reduce(solution_logprobs, torch.min)
     kl_mean, kl_max = _reduce(kl, torch.max)
+    reward = combine(lp_mean, lp_min, kl_mean, kl_max, matched, config)
+    return RewardBreakdown(reward, lp_mean, lp_min, kl_mean, kl_max, matched)
+
+
+def combine(lp_mean: float, lp_min: float, kl_mean: float, kl_max: float, matched: bool, config: RewardConfig) -> float:
+    """The reward from its reduced components (the last line of `rlt_reward`'s formula), NaN ones penalised."""
     miss = config.missing_end_tag_penalty
 
     def nan_to(x: float, fill: float) -> float:
         return fill if math.isnan(x) else x
 
     (a_mean, a_min), (b_mean, b_max) = config.solution_coeffs, config.kl_coeffs
-    reward = (
+    return (
         a_mean * nan_to(lp_mean, miss)
         + a_min * nan_to(lp_min, miss)
         - b_mean * nan_to(kl_mean, -miss)
         - b_max * nan_to(kl_max, -miss)
         + (0.0 if matched else miss)
     )
-    return RewardBreakdown(reward, lp_mean, lp_min, kl_mean, kl_max, matched)
 
 
 @dataclass

@@ -1,0 +1,263 @@
+"""`rlt check-reward`: does the RLT reward prefer real teaching, for this teacher, student and data?
+
+What a researcher runs before spending GPU hours on a new teacher/student pair. On the same problems, explanations
+of known quality are scored with the reward:
+
+    reference   the problem's own worked explanation (its reasoning trace, or its worked solution)
+    shuffled    another problem's reference explanation: fluent, on-topic in form, no help for this problem
+    none        an empty think section
+    restated    the solution the teacher was shown, restated (what a copy-task warm-up teaches)
+    teacher     optionally, a teacher model's own sampled explanations
+
+A reward worth optimising ranks reference > shuffled > none. The report gives each source's reward and components
+with 95 % bootstrap intervals, the paired differences behind that ranking, whether it holds (both paired intervals
+above 0), the same test with the KL coefficients scaled (the ranking's dependence on λ), and how often explanations
+state the final answer verbatim (leakage: the student can copy instead of understand).
+
+Framing: with `answer` the teacher and student are shown "The answer is N." as the solution and the reference
+explanation is the worked solution (or the trace); with `solution` they are shown the dataset's solution and the
+reference is the reasoning trace (or, without one, the solution itself: the copy task).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from rlt.data import Problem
+from rlt.formats import PADDING, get_style
+from rlt.reward import RewardBreakdown, RewardConfig, RLTReward, combine
+
+
+@dataclass
+class CheckRewardArguments:
+    teacher: str = field(
+        default="smollm2-135m", metadata={"help": "Model whose log-probs enter the KL term: Hub id, path, embedded."}
+    )
+    framing: str = field(
+        default="answer",
+        metadata={"help": "answer: the solution shown is 'The answer is N.'; solution: the dataset's solution."},
+    )
+    sample_teacher: bool = field(
+        default=False, metadata={"help": "Also score one explanation sampled from the teacher per problem."}
+    )
+    max_new_tokens: int = field(default=128, metadata={"help": "Longest sampled teacher explanation, in tokens."})
+    temperature: float = field(default=0.7, metadata={"help": "Sampling and teacher log-prob temperature."})
+    kl_scales: list[float] = field(
+        default_factory=lambda: [0.0, 0.1, 0.3, 0.5, 1.0, 2.0],
+        metadata={"help": "Multipliers of the KL coefficients to test the ranking under."},
+    )
+    resamples: int = field(default=2000, metadata={"help": "Bootstrap resamples for the 95 % intervals."})
+    seed: int = field(default=0, metadata={"help": "Seed of the shuffle and the bootstrap."})
+    out: str = field(default="runs/check_reward.json", metadata={"help": "JSON report; a .md table beside it."})
+    device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N, or auto."})
+
+
+# ------------------------------------------------------------------------------------------------ the sources
+
+
+def framed(problems: Sequence[Problem], framing: str) -> list[tuple[Problem, str]]:
+    """(problem as the models see it, its reference explanation) under a framing."""
+    if framing not in ("answer", "solution"):
+        raise ValueError(f"--framing must be answer or solution, got {framing!r}")
+    out = []
+    for index, p in enumerate(problems):
+        if framing == "answer":
+            if not p.answer:
+                raise ValueError(f"problem {index} has no final answer, which the answer framing shows")
+            shown = replace(p, solution=f"The answer is {p.answer}.")
+            out.append((shown, p.reasoning_trace or p.solution))
+        else:
+            out.append((p, p.reasoning_trace or p.solution))
+    return out
+
+
+def derangement(n: int, seed: int) -> list[int]:
+    """A seeded permutation with no fixed point: problem i gets the explanation of problem order[i] != i."""
+    if n < 2:
+        raise ValueError("the shuffled source needs at least two problems")
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    successor = {order[k]: order[(k + 1) % n] for k in range(n)}  # one cycle through all problems
+    return [successor[i] for i in range(n)]
+
+
+def completion(explanation: str, end_tag: str) -> str:
+    """A teacher completion holding `explanation`: padded as the warm-up teaches, then the closing tag."""
+    return (explanation + PADDING if explanation else "") + end_tag
+
+
+def explanation_rows(pairs: list[tuple[Problem, str]], end_tag: str, seed: int) -> dict[str, list[dict]]:
+    """Score rows (question, solution, raw completion) for every fixed source."""
+    shuffled = derangement(len(pairs), seed)
+    texts = {
+        "reference": [reference for _, reference in pairs],
+        "shuffled": [pairs[j][1] for j in shuffled],
+        "none": ["" for _ in pairs],
+        "restated": [p.solution for p, _ in pairs],
+    }
+    return {
+        name: [
+            {"question": p.question, "solution": p.solution, "explanation": completion(text, end_tag)}
+            for (p, _), text in zip(pairs, explanations, strict=True)
+        ]
+        for name, explanations in texts.items()
+    }
+
+
+def leaks(explanation: str, answer: str | None) -> bool:
+    """Whether an explanation states the final answer verbatim (as a whole number / word, not inside another)."""
+    if not answer:
+        return False
+    pattern = r"(?<![\w.])" + re.escape(answer.strip()) + r"(?![\w]|\.\d)"
+    return re.search(pattern, explanation, flags=re.IGNORECASE) is not None
+
+
+# ------------------------------------------------------------------------------------------------- statistics
+
+
+def bootstrap(values: Sequence[float], resamples: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Mean with a 95 % percentile-bootstrap interval."""
+    rng = random.Random(seed)
+    means = sorted(sum(rng.choices(values, k=len(values))) / len(values) for _ in range(resamples))
+    low, high = means[int(0.025 * resamples)], means[int(0.975 * resamples)]
+    return {"mean": sum(values) / len(values), "low": low, "high": high}
+
+
+def r_ss(b: RewardBreakdown, config: RewardConfig) -> float:
+    """The student-understanding term alone: coefficient-weighted mean and min of the solution log-probs."""
+    no_kl = replace(config, kl_coeffs=(0.0, 0.0))
+    return combine(b.solution_logprob_mean, b.solution_logprob_min, 0.0, 0.0, True, no_kl)
+
+
+def rescored(breakdowns: Sequence[RewardBreakdown], config: RewardConfig, kl_scale: float) -> list[float]:
+    """Each reward recomputed from its components with the KL coefficients multiplied by `kl_scale`."""
+    scaled = replace(config, kl_coeffs=tuple(kl_scale * c for c in config.kl_coeffs))
+    return [
+        combine(b.solution_logprob_mean, b.solution_logprob_min, b.kl_mean, b.kl_max, b.matched, scaled)
+        if b.aligned
+        else b.reward
+        for b in breakdowns
+    ]
+
+
+RANKED = ("reference", "shuffled", "none")  # the order a reward worth optimising must respect
+
+
+def ranking(values: dict[str, list[float]], resamples: int, seed: int) -> dict:
+    """Paired differences reference − shuffled and shuffled − none, and whether both intervals lie above 0."""
+    pairs = {}
+    for better, worse in (("reference", "shuffled"), ("shuffled", "none"), ("reference", "none")):
+        diffs = [a - b for a, b in zip(values[better], values[worse], strict=True)]
+        pairs[f"{better} - {worse}"] = {**bootstrap(diffs, resamples, seed), "wins": sum(d > 0 for d in diffs)}
+    holds = pairs["reference - shuffled"]["low"] > 0 and pairs["shuffled - none"]["low"] > 0
+    return {"paired": pairs, "holds": holds}
+
+
+# ------------------------------------------------------------------------------------------------------- run
+
+
+def summarize_sources(
+    scored: dict[str, list[RewardBreakdown]],
+    explanations: dict[str, list[str]],
+    answers: list[str | None],
+    config: RewardConfig,
+    args: CheckRewardArguments,
+) -> dict:
+    """The report: per source, the ranking at the given coefficients, the KL-scale sweep, leakage."""
+
+    def interval(values: list[float]) -> dict[str, float] | None:
+        return bootstrap(values, args.resamples, args.seed) if values else None
+
+    sources = {}
+    for name, breakdowns in scored.items():
+        stated = [leaks(e, a) for e, a in zip(explanations[name], answers, strict=True)]
+        sources[name] = {
+            "reward": interval([b.reward for b in breakdowns]),
+            "r_ss": interval([r_ss(b, config) for b in breakdowns]),
+            "solution_logprob_mean": interval([b.solution_logprob_mean for b in breakdowns]),
+            "kl_mean": interval([b.kl_mean for b in breakdowns if not math.isnan(b.kl_mean)]),
+            "closing_tag_rate": sum(b.matched for b in breakdowns) / len(breakdowns),
+            "alignment_failures": sum(not b.aligned for b in breakdowns),
+            "leakage_rate": sum(stated) / len(stated),
+        }
+    sweep = {
+        str(scale): ranking({n: rescored(scored[n], config, scale) for n in RANKED}, args.resamples, args.seed)
+        for scale in args.kl_scales
+    }
+    return {
+        "sources": sources,
+        "ranking": ranking({n: [b.reward for b in scored[n]] for n in RANKED}, args.resamples, args.seed),
+        "ranking_r_ss": ranking({n: [r_ss(b, config) for b in scored[n]] for n in RANKED}, args.resamples, args.seed),
+        "kl_scale_sweep": sweep,
+        "ranking_holds_at_kl_scales": [float(s) for s, r in sweep.items() if r["holds"]],
+    }
+
+
+def check_reward(problems: list[Problem], reward: RLTReward, args: CheckRewardArguments, teacher=None) -> dict:
+    """Score every source on `problems` and build the report (see the module docstring)."""
+    pairs = framed(problems, args.framing)
+    end_tag = get_style(reward.style).explanation[1]
+    rows = explanation_rows(pairs, end_tag, args.seed)
+    scored = {name: reward.score_texts(source_rows)[0] for name, source_rows in rows.items()}
+    explanations = {name: [r["explanation"] for r in source_rows] for name, source_rows in rows.items()}
+    if args.sample_teacher:
+        from rlt.generation import SamplingConfig
+        from rlt.traces import collect_traces
+
+        journal = Path(args.out).with_suffix(".teacher.jsonl")
+        journal.unlink(missing_ok=True)  # never score another run's samples as this one's
+        sampling = SamplingConfig(args.max_new_tokens, args.temperature, 1.0, 8, args.seed)
+        traced = collect_traces([p for p, _ in pairs], teacher, reward, journal, sampling)
+        traced.sort(key=lambda r: r["index"])
+        scored["teacher"] = [RewardBreakdown.from_dict(r) for r in traced]
+        explanations["teacher"] = [r["explanation"] for r in traced]
+    report = summarize_sources(scored, explanations, [p.answer for p in problems], reward.config, args)
+    coefficients = {"solution_coeffs": list(reward.config.solution_coeffs), "kl_coeffs": list(reward.config.kl_coeffs)}
+    return {"framing": args.framing, "problems": len(problems), "coefficients": coefficients, **report}
+
+
+def markdown(report: dict) -> str:
+    """The report as tables a person reads."""
+
+    def ci(stat: dict | None) -> str:
+        return "—" if stat is None else f"{stat['mean']:.3f} [{stat['low']:.3f}, {stat['high']:.3f}]"
+
+    lines = [
+        f"Framing: {report['framing']}; {report['problems']} problems; coefficients {report['coefficients']}.",
+        "",
+        "| source | reward | r_SS | solution log-prob | KL (mean) | closing tag | states the answer |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, s in report["sources"].items():
+        cells = [ci(s["reward"]), ci(s["r_ss"]), ci(s["solution_logprob_mean"]), ci(s["kl_mean"]),
+                 f"{s['closing_tag_rate']:.0%}", f"{s['leakage_rate']:.0%}"]  # fmt: skip
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "| paired difference | reward | r_SS |", "|---|---|---|"]
+    for key, by_reward in report["ranking"]["paired"].items():
+        lines.append(f"| {key} | {ci(by_reward)} | {ci(report['ranking_r_ss']['paired'][key])} |")
+    verdict = {True: "holds", False: "does NOT hold"}
+    scales = report["ranking_holds_at_kl_scales"]
+    lines += [
+        "",
+        f"Ranking reference > shuffled > none (both paired intervals above 0): {verdict[report['ranking']['holds']]}"
+        f" with the reward; {verdict[report['ranking_r_ss']['holds']]} with r_SS alone.",
+        f"With the KL coefficients scaled by {[float(s) for s in report['kl_scale_sweep']]} the ranking holds at "
+        f"{scales if scales else 'none of them'}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, out: str | Path) -> str:
+    """The report as JSON at `out` and as markdown beside it; returns the markdown."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    table = markdown(report)
+    out.with_suffix(".md").write_text(table)
+    return table

@@ -1,0 +1,97 @@
+"""`rlt check-reward`: the ranking logic, the KL-scale sweep, the leakage count and the command end to end."""
+
+import json
+import math
+
+import pytest
+
+from rlt.cli import main
+from rlt.data import Problem
+from rlt.models import save_tiny
+from rlt.reward import RewardBreakdown, RewardConfig
+from rlt.reward_check import (
+    CheckRewardArguments,
+    derangement,
+    explanation_rows,
+    framed,
+    leaks,
+    ranking,
+    rescored,
+    summarize_sources,
+)
+
+
+def breakdown(lp: float, kl: float) -> RewardBreakdown:
+    """A scored explanation with every solution log-prob `lp` and every chunk KL `kl` (NaN: empty explanation)."""
+    reward = 1.01 * lp - (3.03 if math.isnan(kl) else 3.03 * kl)  # default coefficients; empty KL penalised
+    return RewardBreakdown(reward, lp, lp, kl, kl, True)
+
+
+def test_ranking_holds_only_when_both_paired_intervals_are_above_zero():
+    good = {"reference": [3.0, 3.1, 2.9, 3.2], "shuffled": [2.0, 2.1, 1.9, 2.2], "none": [1.0, 1.1, 0.9, 1.2]}
+    assert ranking(good, 200, 0)["holds"]
+    tied = {**good, "shuffled": [1.0, 1.1, 0.9, 1.2]}  # shuffled no better than none
+    result = ranking(tied, 200, 0)
+    assert not result["holds"] and result["paired"]["shuffled - none"]["mean"] == 0
+    assert result["paired"]["reference - shuffled"]["wins"] == 4
+
+
+def test_the_kl_sweep_rescores_from_components():
+    config = RewardConfig()
+    # Reference helps the student most but pays a large KL; none pays the fixed empty-explanation penalty.
+    scored = {
+        "reference": [breakdown(-0.2, 1.5) for _ in range(6)],
+        "shuffled": [breakdown(-1.0, 0.6) for _ in range(6)],
+        "none": [breakdown(-1.5, math.nan) for _ in range(6)],
+    }
+    at_one = rescored(scored["reference"], config, 1.0)
+    assert at_one == pytest.approx([b.reward for b in scored["reference"]])
+    assert rescored(scored["reference"], config, 0.0) == pytest.approx([-0.2 * 1.01] * 6)
+    assert rescored(scored["none"], config, 0.0) == pytest.approx([-1.5 * 1.01] * 6)  # empty KL costs nothing at 0
+    args = CheckRewardArguments(kl_scales=[0.0, 0.5, 1.0], resamples=200)
+    explanations = {name: ["x"] * 6 for name in scored}
+    report = summarize_sources(scored, explanations, ["7"] * 6, config, args)
+    # Without the KL: -0.202 > -1.01 > -1.515, the ranking holds. At scale 0.5: reference -2.47, shuffled -1.92.
+    assert report["ranking_holds_at_kl_scales"] == [0.0]
+    assert not report["ranking"]["holds"] and report["ranking_r_ss"]["holds"]
+
+
+def test_leakage_counts_the_answer_stated_as_a_whole_word():
+    assert leaks("so she has 18 apples left", "18")
+    assert not leaks("so she has 180 apples left", "18")
+    assert not leaks("18.5 dollars", "18")
+    assert leaks("The answer is No, because ...", "no")
+    assert not leaks("anything", None)
+
+
+def test_sources_and_framing():
+    problems = [Problem(f"Q{i}?", f"Work {i}.\nThe answer is {i}.", answer=str(i)) for i in range(5)]
+    pairs = framed(problems, "answer")
+    assert pairs[2][0].solution == "The answer is 2." and pairs[2][1] == problems[2].solution
+    rows = explanation_rows(pairs, "</e>", seed=3)
+    assert [r["explanation"] for r in rows["none"]] == ["</e>"] * 5
+    assert rows["reference"][1]["explanation"] == "Work 1.\nThe answer is 1.\n\n</e>"
+    shuffled = [r["explanation"] for r in rows["shuffled"]]
+    assert all(s != r["explanation"] for s, r in zip(shuffled, rows["reference"], strict=True))
+    assert sorted(shuffled) == sorted(r["explanation"] for r in rows["reference"])  # a permutation
+    assert sorted(derangement(7, 1)) == list(range(7)) and all(i != j for i, j in enumerate(derangement(7, 1)))
+    with pytest.raises(ValueError, match="no final answer"):
+        framed([Problem("q", "s")], "answer")
+
+
+def test_check_reward_command_end_to_end(tmp_path):
+    model = save_tiny(tmp_path / "tiny")
+    rows = [{"question": f"What is {i} + {i}?", "solution": f"{i} + {i} = {2 * i}.", "answer": str(2 * i)}
+            for i in range(6)]  # fmt: skip
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "check.json"
+    assert main(["check-reward", "--dataset", str(tmp_path / "rows.jsonl"), "--teacher", str(model), "--student",
+                 str(model), "--out", str(out), "--resamples", "100", "--sample_teacher", "true",
+                 "--max_new_tokens", "8"]) == 0  # fmt: skip
+    report = json.loads(out.read_text())
+    assert set(report["sources"]) == {"reference", "shuffled", "none", "restated", "teacher"}
+    assert report["problems"] == 6 and report["framing"] == "answer"
+    assert report["sources"]["none"]["kl_mean"] is None and report["sources"]["none"]["leakage_rate"] == 0
+    assert report["sources"]["reference"]["leakage_rate"] == 1  # "i + i = 2i." states the answer
+    assert set(report["kl_scale_sweep"]) == {"0.0", "0.1", "0.3", "0.5", "1.0", "2.0"}
+    assert "reference > shuffled > none" in out.with_suffix(".md").read_text()
