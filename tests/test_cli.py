@@ -89,3 +89,10 @@ def test_the_readme_example_rows_score(tmp_path, model_dirs):
     assert main(["score", str(rows), "--out", str(out), "--teacher", model_dirs[1], "--student", model_dirs[0]]) == 0
     scored = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["matched"] for r in scored] == [True, True, True, False]
+
+
+@pytest.mark.parametrize("command", ["score", "check-reward", "warmup", "train", "traces", "distill", "eval", "demo"])
+def test_every_command_prints_its_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0 and "--" in capsys.readouterr().out

@@ -52,7 +52,7 @@ class CheckRewardArguments:
         default_factory=lambda: [0.0, 0.1, 0.3, 0.5, 1.0, 2.0],
         metadata={"help": "Multipliers of the KL coefficients to test the ranking under."},
     )
-    resamples: int = field(default=2000, metadata={"help": "Bootstrap resamples for the 95 % intervals."})
+    resamples: int = field(default=2000, metadata={"help": "Bootstrap resamples for the 95-percent intervals."})
     seed: int = field(default=0, metadata={"help": "Seed of the shuffle and the bootstrap."})
     out: str = field(default="runs/check_reward.json", metadata={"help": "JSON report; a .md table beside it."})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N, or auto."})
