@@ -134,11 +134,16 @@ def test_traces_distill_eval_cli(pipeline_dir):
     assert any(not torch.equal(before[k], after[k]) for k in before)
     out = root / "eval" / "results.json"
     assert main(["eval", "--model", str(root / "distilled"), "--dataset", str(root / "rows.jsonl"), "--holdout", "4",
-                 "--out", str(out), "--max_new_tokens", "8", "--num_samples", "2", "--k", "1", "2"]) == 0  # fmt: skip
+                 "--out", str(out), "--max_new_tokens", "8", "--num_samples", "2", "--k", "1", "2",
+                 "--thought_samples", "2"]) == 0  # fmt: skip
     results = json.loads(out.read_text())
     assert results["questions"] == 4 and results["checked_with_math_verify"] == 4
     assert 0 <= results["pass@1_greedy"] <= results["pass@2"] + 1e-9 <= 1 + 1e-9
+    low, high = results["solution_logprob_after_own_thought_interval"]
+    assert low <= results["solution_logprob_after_own_thought"] <= high < 0
+    assert all("solution_logprob_after_own_thought" in r for r in results["records"])
     assert "| pass@1_greedy |" in out.with_suffix(".md").read_text()
+    assert "solution_logprob_after_own_thought" in out.with_suffix(".md").read_text()
     teacher_out = root / "eval" / "teacher.json"
     assert (
         main(
@@ -185,3 +190,34 @@ def test_demo_wiring_end_to_end(pipeline_dir):
     assert data["rl_steps"] == 2
     assert all(len(rows) == 4 for rows in data["comparison"].values())
     assert (out / "plots" / "reward.png").exists() and (out / "plots" / "heldout_solution_logprob.png").exists()
+
+
+def test_solution_logprob_after_own_thought_recomputed_independently():
+    """The continuous student measure, against a plain full-logits forward over the same text."""
+    import torch
+
+    from rlt.data import Problem
+    from rlt.evaluate import solution_logprob_after_own_thought
+    from rlt.formats import student_text
+    from rlt.generation import SamplingConfig
+    from rlt.models import tiny_model, tiny_tokenizer
+
+    model, tokenizer = tiny_model(0), tiny_tokenizer()
+    problems = [Problem("What is 2 + 2?", "2 + 2 = 4.", "4"), Problem("What is 3 + 3?", "3 + 3 = 6.", "6")]
+    measure = solution_logprob_after_own_thought(model, tokenizer, problems, 2, SamplingConfig(12, 1.0, 1.0, 4, 0))
+    assert len(measure["thoughts"]) == 4 and any(measure["thoughts"])
+    expected = []
+    for i, problem in enumerate(problems):
+        values = []
+        for thought in measure["thoughts"][2 * i : 2 * i + 2]:
+            text = student_text(tokenizer, problem.question, thought, problem.solution)
+            encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
+            start = text.rindex(problem.solution)
+            inside = [k for k, (s, e) in enumerate(offsets) if s >= start and e <= start + len(problem.solution)]
+            with torch.no_grad():
+                logp = torch.log_softmax(model(torch.tensor([ids])).logits[0], -1)
+            values.append(sum(logp[k - 1, ids[k]].item() for k in inside) / len(inside))
+        expected.append(sum(values) / 2)
+    assert measure["per_question"] == pytest.approx(expected, abs=1e-4)
+    assert measure["summary"]["mean"] == pytest.approx(sum(expected) / 2, abs=1e-4)

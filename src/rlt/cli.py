@@ -219,7 +219,8 @@ def evaluate(argv: list[str]) -> int:
 
         model, tokenizer = load_model(args.model, device=_device(args.device))
         results = {"model": args.model, **evaluate_student(model, tokenizer, problems, args, format_args.style)}
-        columns = ["pass@1_greedy", *(f"pass@{k}" for k in args.k if args.num_samples), "questions",
+        columns = ["pass@1_greedy", *(f"pass@{k}" for k in args.k if args.num_samples),
+                   *(["solution_logprob_after_own_thought"] if args.thought_samples else []), "questions",
                    "checked_with_math_verify", "checked_with_text", "unchecked"]  # fmt: skip
         table = markdown_table({args.model: results}, columns)
     write_results(args.out, results, table)

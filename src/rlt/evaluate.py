@@ -19,7 +19,7 @@ from math_verify import parse, verify
 
 from rlt.align import tokenize_texts
 from rlt.data import Problem, boxed_answer
-from rlt.formats import STRATOS, TagStyle, extract_solution, student_prompt
+from rlt.formats import STRATOS, TagStyle, extract_solution, get_style, student_prompt
 from rlt.generation import SamplingConfig, hf_generate
 
 
@@ -38,6 +38,13 @@ class EvalArguments:
     batch_size: int = field(default=8, metadata={"help": "Prompts per generate call."})
     question_template: str = field(
         default="{question}", metadata={"help": "How the question is put to the student, e.g. with a boxed hint."}
+    )
+    thought_samples: int = field(
+        default=0,
+        metadata={
+            "help": "A continuous measure where pass@1 is 0: sample this many of the student's own thoughts per "
+            "question and report the mean log-prob of the gold solution after them (0: off)."
+        },
     )
     seed: int = field(default=42, metadata={"help": "Sampling seed."})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N, or auto."})
@@ -106,6 +113,13 @@ def evaluate_student(model, tokenizer, problems: list[Problem], args: EvalArgume
         "unchecked": methods.count("unchecked"),
         "records": records,
     }
+    if args.thought_samples:
+        sampling = SamplingConfig(args.max_new_tokens, args.temperature, 1.0, args.batch_size, args.seed)
+        measure = solution_logprob_after_own_thought(model, tokenizer, problems, args.thought_samples, sampling, style)
+        result["solution_logprob_after_own_thought"] = measure["summary"]["mean"]
+        result["solution_logprob_after_own_thought_interval"] = [measure["summary"]["low"], measure["summary"]["high"]]
+        for record, value in zip(records, measure["per_question"], strict=True):
+            record["solution_logprob_after_own_thought"] = value
     if args.num_samples:
         sampled = SamplingConfig(args.max_new_tokens, args.temperature, 1.0, args.batch_size, args.seed)
         repeated = [ids for ids in prompts for _ in range(args.num_samples)]
@@ -119,6 +133,42 @@ def evaluate_student(model, tokenizer, problems: list[Problem], args: EvalArgume
                 raise ValueError(f"pass@{k} needs num_samples >= {k}, got {args.num_samples}")
             result[f"pass@{k}"] = sum(pass_at_k(args.num_samples, c, k) for c in correct) / len(problems)
     return result
+
+
+def solution_logprob_after_own_thought(
+    model, tokenizer, problems: list[Problem], samples: int, sampling: SamplingConfig, style: TagStyle | str = STRATOS
+) -> dict:
+    """How likely the student finds the gold solution after thinking on its own: a measure that moves long before
+    pass@1 does.
+
+    For each question the student writes `samples` thoughts, started inside its think section; each thought is
+    closed and followed by the gold solution in the distillation format, and scored like the reward's r_SS term
+    (the student's mean per-token log-prob of the solution, at temperature 1). Per question the mean over its
+    thoughts; overall the mean over questions with a 95 % bootstrap interval.
+    """
+    from rlt.align import tokenize_texts
+    from rlt.formats import PADDING
+    from rlt.reward import RewardConfig, RLTReward
+    from rlt.reward_check import bootstrap
+
+    style = get_style(style)
+    think_open, think_close = style.thought
+    texts = [student_prompt(tokenizer, p.question, style) + think_open + PADDING for p in problems]
+    prompts = [tokens.ids for tokens in tokenize_texts(tokenizer, texts) for _ in range(samples)]
+    thoughts = [""] * len(prompts)
+    for j, ids in hf_generate(model, tokenizer, prompts, sampling):
+        thoughts[j] = tokenizer.decode(ids, skip_special_tokens=True).split(think_close)[0]
+    student_only = RewardConfig(student_temperature=1.0, teacher_entropy=False)
+    reward = RLTReward(model, tokenizer, config=student_only, style=style)
+    end_tag = style.explanation[1]
+    rows = [{"question": problems[j // samples].question, "solution": problems[j // samples].solution,
+             "explanation": thought + end_tag} for j, thought in enumerate(thoughts)]  # fmt: skip
+    scored, _ = reward.score_texts(rows)
+    per_question = [
+        sum(b.solution_logprob_mean for b in scored[i * samples : (i + 1) * samples]) / samples
+        for i in range(len(problems))
+    ]
+    return {"summary": bootstrap(per_question), "per_question": per_question, "thoughts": thoughts}
 
 
 def markdown_table(rows: dict[str, dict], columns: list[str]) -> str:
