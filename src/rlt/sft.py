@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,40 +32,38 @@ from rlt.trainer import finish_run, last_checkpoint, model_dtype
 logger = logging.getLogger(__name__)
 
 
+def _masked_examples(sequences: Iterable[tuple[list[int], int]], max_length: int | None) -> tuple[list[dict], int]:
+    """Examples trained from token `first` on, from (ids, first) pairs, and how many were dropped because
+    truncation to `max_length` would leave no completion token to learn from."""
+    examples, dropped = [], 0
+    for ids, first in sequences:
+        if max_length is not None and first >= max_length:
+            dropped += 1
+            continue
+        examples.append({"input_ids": ids, "completion_mask": [0] * first + [1] * (len(ids) - first)})
+    return examples, dropped
+
+
 def completion_only_examples(
     pairs: list[tuple[str, str]], tokenizer: PreTrainedTokenizerBase, max_length: int | None
 ) -> tuple[list[dict], int]:
-    """Pre-tokenised (prompt, completion) examples with a completion mask, and how many were dropped because
-    truncation to `max_length` would leave no completion token to learn from."""
-    examples, dropped = [], 0
-    for prompt, completion in pairs:
+    """(prompt, completion) examples tokenised as sampling sees them, the prompt alone and then the completion."""
+
+    def split(prompt: str, completion: str) -> tuple[list[int], int]:
         prompt_ids = tokenizer(prompt)["input_ids"]
-        if max_length is not None and len(prompt_ids) >= max_length:
-            dropped += 1
-            continue
-        completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
-        examples.append(
-            {
-                "input_ids": prompt_ids + completion_ids,
-                "completion_mask": [0] * len(prompt_ids) + [1] * len(completion_ids),
-            }
-        )
-    return examples, dropped
+        return prompt_ids + tokenizer(completion, add_special_tokens=False)["input_ids"], len(prompt_ids)
+
+    return _masked_examples((split(prompt, completion) for prompt, completion in pairs), max_length)
 
 
 def chat_examples(
     pairs: list[tuple[str, str]], tokenizer: PreTrainedTokenizerBase, max_length: int | None
 ) -> tuple[list[dict], int]:
-    """Like `completion_only_examples`, but each chat tokenised whole; the completion is every token that lies
-    inside its characters (the edge rule of `rlt.align`)."""
-    examples, dropped = [], 0
-    for (prompt, completion), tokens in zip(pairs, tokenize_texts(tokenizer, [p + c for p, c in pairs]), strict=True):
-        first, _ = tokens.tokens_within((len(prompt), len(prompt) + len(completion)))
-        if max_length is not None and first >= max_length:
-            dropped += 1
-            continue
-        examples.append({"input_ids": tokens.ids, "completion_mask": [int(i >= first) for i in range(len(tokens.ids))]})
-    return examples, dropped
+    """(prompt, completion) chats tokenised whole; the completion is every token that lies inside its characters
+    (the edge rule of `rlt.align`)."""
+    chats = tokenize_texts(tokenizer, [prompt + completion for prompt, completion in pairs])
+    firsts = [tokens.tokens_within((len(p), len(p) + len(c)))[0] for (p, c), tokens in zip(pairs, chats, strict=True)]
+    return _masked_examples(((tokens.ids, first) for tokens, first in zip(chats, firsts, strict=True)), max_length)
 
 
 def warmup_examples(
