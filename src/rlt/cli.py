@@ -29,13 +29,26 @@ def _device(name: str) -> str:
     return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
 
 
+def _reward(teacher: str, reward_args, style: str, teacher_temperature: float, device: str = "auto",
+            dtype: str = "float32", trust_remote_code: bool = False):  # fmt: skip
+    """The RLT reward between a teacher and the frozen student, for every command that scores explanations; the
+    teacher model is `reward.teacher`."""
+    from rlt.models import load_teacher_and_student
+    from rlt.reward import RLTReward
+
+    config = reward_args.reward_config(teacher_temperature)  # a bad coefficient fails before any model loads
+    teacher_model, student, tokenizer, student_tokenizer = load_teacher_and_student(
+        teacher, reward_args.student, getattr(torch, dtype), _device(device), trust_remote_code
+    )
+    return RLTReward(student, tokenizer, teacher_model, config, style, student_tokenizer)
+
+
 def score(argv: list[str]) -> int:
     from tqdm.auto import tqdm
 
     from rlt.configs import ScoreArguments
     from rlt.data import DataError, read_rows
-    from rlt.models import load_teacher_and_student
-    from rlt.reward import RLTReward, summarize
+    from rlt.reward import summarize
 
     if argv and not argv[0].startswith("-"):  # `rlt score ROWS.jsonl ...`
         argv = ["--rows", argv[0], *argv[1:]]
@@ -47,12 +60,8 @@ def score(argv: list[str]) -> int:
         for column in ("question", "solution", "explanation"):
             if not isinstance(row.get(column), str):
                 raise DataError("missing or not a string", row=index, column=column)
-    config = args.reward_config(args.teacher_temperature)
-    device, dtype = _device(args.device), getattr(torch, args.dtype)
-    teacher, student, tokenizer, student_tokenizer = load_teacher_and_student(
-        args.teacher, args.student, dtype, device, args.trust_remote_code
-    )
-    reward = RLTReward(student, tokenizer, teacher, config, args.style, student_tokenizer)
+    reward = _reward(args.teacher, args, args.style, args.teacher_temperature, args.device, args.dtype,
+                     args.trust_remote_code)  # fmt: skip
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -79,19 +88,13 @@ def score(argv: list[str]) -> int:
 
 def check_reward(argv: list[str]) -> int:
     from rlt.configs import DataArguments, FormatArguments, RewardArguments
-    from rlt.models import load_teacher_and_student
-    from rlt.reward import RLTReward
     from rlt.reward_check import CheckRewardArguments, check_reward, write_report
 
     parsed = _parse((CheckRewardArguments, DataArguments, FormatArguments, RewardArguments), argv)
     args, data_args, format_args, reward_args = parsed
     train, held_out, _ = data_args.load()
-    teacher, student, tokenizer, student_tokenizer = load_teacher_and_student(
-        args.teacher, reward_args.student, device=_device(args.device)
-    )
-    config = reward_args.reward_config(args.temperature)
-    reward = RLTReward(student, tokenizer, teacher, config, format_args.style, student_tokenizer)
-    report = check_reward(train + held_out, reward, args, teacher)
+    reward = _reward(args.teacher, reward_args, format_args.style, args.temperature, args.device)
+    report = check_reward(train + held_out, reward, args, reward.teacher)
     print(write_report(report, args.out) + f"-> {args.out}")
     return 0
 
@@ -139,22 +142,18 @@ def traces(argv: list[str]) -> int:
 
     from rlt.configs import DataArguments, FormatArguments, RewardArguments
     from rlt.generation import SamplingConfig, vllm_usable
-    from rlt.models import load_teacher_and_student, resolve
-    from rlt.reward import RewardBreakdown, RLTReward, summarize
+    from rlt.models import resolve
+    from rlt.reward import RewardBreakdown, summarize
     from rlt.traces import TracesArguments, collect_traces, select_best, write_rows
 
     parsed = _parse((TracesArguments, DataArguments, FormatArguments, RewardArguments), argv)
     args, data_args, format_args, reward_args = parsed
     problems = _problems(data_args, args.part)
-    teacher, student, tokenizer, student_tokenizer = load_teacher_and_student(
-        args.teacher, reward_args.student, device=_device(args.device)
-    )
-    config = reward_args.reward_config(_kl_temperature(args.temperature))
-    reward = RLTReward(student, tokenizer, teacher, config, format_args.style, student_tokenizer)
+    reward = _reward(args.teacher, reward_args, format_args.style, _kl_temperature(args.temperature), args.device)
     sampling = SamplingConfig(args.max_new_tokens, args.temperature, args.top_p, args.batch_size, args.seed)
     out = Path(args.out)
     journal = out.with_suffix(".jsonl")  # rows are appended here as they come; Parquet is written at the end
-    rows = collect_traces(problems, teacher, reward, journal, sampling, args.num_samples, resolve(args.teacher),
+    rows = collect_traces(problems, reward.teacher, reward, journal, sampling, args.num_samples, resolve(args.teacher),
                           vllm_usable(args.use_vllm))  # fmt: skip
     if out != journal:
         write_rows(out, rows)
@@ -195,19 +194,15 @@ def evaluate(argv: list[str]) -> int:
     problems = _problems(data_args, args.part)
     if args.teacher:
         from rlt.generation import SamplingConfig
-        from rlt.models import load_teacher_and_student
-        from rlt.reward import RewardBreakdown, RLTReward, summarize
+        from rlt.reward import RewardBreakdown, summarize
         from rlt.traces import collect_traces
 
-        teacher, student, tokenizer, student_tokenizer = load_teacher_and_student(
-            args.teacher, reward_args.student, device=_device(args.device)
-        )
-        config = reward_args.reward_config(_kl_temperature(args.temperature))
-        reward = RLTReward(student, tokenizer, teacher, config, format_args.style, student_tokenizer)
+        temperature = _kl_temperature(args.temperature)
+        reward = _reward(args.teacher, reward_args, format_args.style, temperature, args.device)
         sampling = SamplingConfig(args.max_new_tokens, args.temperature, 1.0, args.batch_size, args.seed)
         explanations = Path(args.out).with_suffix(".traces.jsonl")
         explanations.unlink(missing_ok=True)  # never score another teacher's leftovers as this one's
-        rows = collect_traces(problems, teacher, reward, explanations, sampling)
+        rows = collect_traces(problems, reward.teacher, reward, explanations, sampling)
         results = {
             "teacher": args.teacher,
             "questions": len(problems),
