@@ -146,14 +146,14 @@ def solution_logprob_after_own_thought(
     (the student's mean per-token log-prob of the solution, at temperature 1). Per question the mean over its
     thoughts; overall the mean over questions with a 95 % bootstrap interval.
     """
-    from rlt.align import tokenize_texts
-    from rlt.formats import PADDING
+    from rlt.formats import student_segments
     from rlt.reward import RewardConfig, RLTReward
     from rlt.reward_check import bootstrap
 
     style = get_style(style)
-    think_open, think_close = style.thought
-    texts = [student_prompt(tokenizer, p.question, style) + think_open + PADDING for p in problems]
+    think_close = style.thought[1]
+    # The scored chat's own text up to the explanation: the prompt with the think section opened.
+    texts = [student_segments(tokenizer, p.question, style).prefix for p in problems]
     prompts = [tokens.ids for tokens in tokenize_texts(tokenizer, texts) for _ in range(samples)]
     thoughts = [""] * len(prompts)
     for j, ids in hf_generate(model, tokenizer, prompts, sampling):
