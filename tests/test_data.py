@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from rlt.data import DataError, load_champ, load_problems, read_rows, split_problems, to_problems
+from rlt.data import DataError, Problem, frame, load_champ, load_problems, read_rows, split_problems, to_problems
 
 
 def test_gsm8k_real_rows(gsm8k_test):
@@ -111,3 +111,30 @@ def test_unknown_adapter_and_split():
     problems, _ = load_problems("champ")
     train, held = split_problems(problems, 20)
     assert len(train) == 250 and len(held) == 20 and held[-1] == problems[-1]
+
+
+def test_framing_answer_auto_and_solution():
+    worked = Problem("Q?", "Step one.\nSo 4.", answer="4")
+    traced = Problem("Q?", "So 4.", answer="4", reasoning_trace="Long thought.")
+    no_answer = Problem("Q?", "Only a solution.")
+    answer = frame([worked, traced], "answer")
+    assert (answer[0].solution, answer[0].reasoning_trace) == ("The answer is 4.", "Step one.\nSo 4.")
+    assert (answer[1].solution, answer[1].reasoning_trace) == ("The answer is 4.", "Long thought.")
+    auto = frame([worked, traced, no_answer])  # answer only where there is an answer and no trace
+    assert [p.solution for p in auto] == ["The answer is 4.", "So 4.", "Only a solution."]
+    assert frame([worked], "solution") == [worked]
+    with pytest.raises(DataError, match="row 1: no final answer"):
+        frame([worked, no_answer], "answer")
+    with pytest.raises(ValueError, match="framing must be one of"):
+        frame([worked], "rationale")
+
+
+def test_data_arguments_frame_champ_for_a_warm_up_that_is_not_a_copy_task():
+    from rlt.configs import DataArguments
+
+    train, held_out, _ = DataArguments(max_solution_chars=400, holdout=64).load()
+    raw = [p for p in load_problems("champ")[0] if len(p.solution) <= 400]
+    assert len(train) + len(held_out) == len(raw) == 142 and len(held_out) == 64
+    for framed, original in zip(train + held_out, raw, strict=True):
+        assert framed.solution == f"The answer is {original.answer}."
+        assert framed.reasoning_trace == original.solution  # the worked steps become the explanation target

@@ -6,16 +6,16 @@ import math
 import pytest
 
 from rlt.cli import main
-from rlt.data import Problem
+from rlt.data import Problem, frame
 from rlt.models import save_tiny
 from rlt.reward import RewardBreakdown, RewardConfig
 from rlt.reward_check import (
     CheckRewardArguments,
     derangement,
     explanation_rows,
-    framed,
     leaks,
     ranking,
+    references,
     rescored,
     summarize_sources,
 )
@@ -64,19 +64,18 @@ def test_leakage_counts_the_answer_stated_as_a_whole_word():
     assert not leaks("anything", None)
 
 
-def test_sources_and_framing():
-    problems = [Problem(f"Q{i}?", f"Work {i}.\nThe answer is {i}.", answer=str(i)) for i in range(5)]
-    pairs = framed(problems, "answer")
-    assert pairs[2][0].solution == "The answer is 2." and pairs[2][1] == problems[2].solution
+def test_sources_of_framed_problems():
+    problems = frame([Problem(f"Q{i}?", f"Work {i}.\nThe answer is {i}.", answer=str(i)) for i in range(5)])
+    pairs = references(problems)
+    assert pairs[2][0].solution == "The answer is 2." and pairs[2][1] == "Work 2.\nThe answer is 2."
     rows = explanation_rows(pairs, "</e>", seed=3)
     assert [r["explanation"] for r in rows["none"]] == ["</e>"] * 5
     assert rows["reference"][1]["explanation"] == "Work 1.\nThe answer is 1.\n\n</e>"
+    assert rows["restated"][1]["explanation"] == "The answer is 1.\n\n</e>"
     shuffled = [r["explanation"] for r in rows["shuffled"]]
     assert all(s != r["explanation"] for s, r in zip(shuffled, rows["reference"], strict=True))
     assert sorted(shuffled) == sorted(r["explanation"] for r in rows["reference"])  # a permutation
     assert sorted(derangement(7, 1)) == list(range(7)) and all(i != j for i, j in enumerate(derangement(7, 1)))
-    with pytest.raises(ValueError, match="no final answer"):
-        framed([Problem("q", "s")], "answer")
 
 
 def test_check_reward_command_end_to_end(tmp_path):
@@ -90,7 +89,8 @@ def test_check_reward_command_end_to_end(tmp_path):
                  "--max_new_tokens", "8"]) == 0  # fmt: skip
     report = json.loads(out.read_text())
     assert set(report["sources"]) == {"reference", "shuffled", "none", "restated", "teacher"}
-    assert report["problems"] == 6 and report["framing"] == "answer"
+    assert report["problems"] == 6 and report["framing"] == "auto"
+    assert report["sources"]["restated"]["leakage_rate"] == 1  # auto frames these rows as "The answer is 2i."
     assert report["sources"]["none"]["kl_mean"] is None and report["sources"]["none"]["leakage_rate"] == 0
     assert report["sources"]["reference"]["leakage_rate"] == 1  # "i + i = 2i." states the answer
     assert set(report["kl_scale_sweep"]) == {"0.0", "0.1", "0.3", "0.5", "1.0", "2.0"}

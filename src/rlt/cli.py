@@ -94,7 +94,7 @@ def check_reward(argv: list[str]) -> int:
     args, data_args, format_args, reward_args = parsed
     train, held_out, _ = data_args.load()
     reward = _reward(args.teacher, reward_args, format_args.style, args.temperature, args.device)
-    report = check_reward(train + held_out, reward, args, reward.teacher)
+    report = check_reward(train + held_out, reward, args, reward.teacher, data_args.framing)
     print(write_report(report, args.out) + f"-> {args.out}")
     return 0
 

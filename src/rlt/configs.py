@@ -131,10 +131,18 @@ class DataArguments:
     holdout: int = field(
         default=0, metadata={"help": "Hold out the last N problems (for traces / evaluation); train on the rest."}
     )
+    framing: str = field(
+        default="auto",
+        metadata={
+            "help": "answer: the solution shown is 'The answer is X.' and the worked solution (or trace) is the "
+            "explanation to learn; solution: the dataset's solution is shown; auto: answer for rows without a "
+            "reasoning trace, solution for rows with one."
+        },
+    )
 
     def load(self):
         """(train problems, held-out problems, skipped row count)."""
-        from rlt.data import load_problems, split_problems
+        from rlt.data import frame, load_problems, split_problems
 
         options = {}
         if (self.adapter or "generic") == "generic" and self.dataset != "champ":
@@ -147,8 +155,9 @@ class DataArguments:
         problems, skipped = load_problems(
             self.dataset, self.adapter, self.split, self.skip_invalid, self.max_problems, self.subset, **options
         )
-        if self.max_solution_chars:
+        if self.max_solution_chars:  # on the dataset's solution, which the answer framing turns into the explanation
             problems = [p for p in problems if len(p.solution) <= self.max_solution_chars]
+        problems = frame(problems, self.framing)
         train, held_out = split_problems(problems, self.holdout)
         return train, held_out, skipped
 

@@ -253,6 +253,42 @@ def to_problems(
     return problems, skipped
 
 
+# ---------------------------------------------------------------------------------------------------- framing
+
+FRAMINGS = ("auto", "answer", "solution")
+
+
+def answer_statement(answer: str) -> str:
+    """The one-sentence solution of the answer framing."""
+    return f"The answer is {answer}."
+
+
+def frame(problems: Iterable[Problem], framing: str = "auto") -> list[Problem]:
+    """How a problem is posed to the teacher and the student, and what the teacher's warm-up learns to write.
+
+    solution  the solution shown is the dataset's; the explanation target is the reasoning trace or, without one,
+              the solution itself. The teacher then copies text from its own prompt, which r_KL punishes and the
+              warm-up rewards, and the reward misranks real explanations (BENCHMARKS §6: reference below a shuffled
+              one on GSM8K).
+    answer    the solution shown is the final answer in one sentence ("The answer is N."); the explanation target
+              is the reasoning trace or, without one, the worked solution. Nothing to copy, and the reward ranks
+              reference > shuffled > none on GSM8K and CHAMP at the paper's coefficients (BENCHMARKS §6).
+    auto      answer for problems that have a final answer and no reasoning trace, solution for the rest (the
+              paper's data, Bespoke-Stratos, has traces and keeps its solutions).
+    """
+    if framing not in FRAMINGS:
+        raise ValueError(f"framing must be one of {FRAMINGS}, got {framing!r}")
+    framed = []
+    for index, p in enumerate(problems):
+        use_answer = framing == "answer" or (framing == "auto" and p.answer and not p.reasoning_trace)
+        if use_answer and not p.answer:
+            raise DataError("no final answer, which the answer framing shows as the solution", row=index)
+        if use_answer:
+            p = Problem(p.question, answer_statement(p.answer), p.answer, p.reasoning_trace or p.solution)
+        framed.append(p)
+    return framed
+
+
 def load_problems(
     source: str,
     adapter: str | None = None,

@@ -77,7 +77,8 @@ def check_answer(prediction: str | None, gold: str) -> tuple[bool, str]:
     gold_text = normalize(gold)
     if not gold_text:
         return False, "unchecked"
-    answer = normalize(prediction or "")
+    # "The answer is X." is the solution sentence of the answer framing (`rlt.data.answer_statement`)
+    answer = re.sub(r"^(?:the )?(?:final )?answer is ", "", normalize(prediction or ""))
     # "No" against "No, because ...": a short gold counts when the answer starts with it as a word.
     return answer == gold_text or answer.startswith(gold_text + " "), "text"
 
@@ -144,7 +145,8 @@ def solution_logprob_after_own_thought(
     For each question the student writes `samples` thoughts, started inside its think section; each thought is
     closed and followed by the gold solution in the distillation format, and scored like the reward's r_SS term
     (the student's mean per-token log-prob of the solution, at temperature 1). Per question the mean over its
-    thoughts; overall the mean over questions with a 95 % bootstrap interval.
+    thoughts; overall the mean over questions with a 95 % bootstrap interval. `correct` says per sample whether the
+    student's own continuation past its thought answered right: pass@k from the same draws.
     """
     from rlt.formats import student_segments
     from rlt.reward import RewardConfig, RLTReward
@@ -155,9 +157,12 @@ def solution_logprob_after_own_thought(
     # The scored chat's own text up to the explanation: the prompt with the think section opened.
     texts = [student_segments(tokenizer, p.question, style).prefix for p in problems]
     prompts = [tokens.ids for tokens in tokenize_texts(tokenizer, texts) for _ in range(samples)]
-    thoughts = [""] * len(prompts)
+    thoughts, correct = [""] * len(prompts), [False] * len(prompts)
     for j, ids in hf_generate(model, tokenizer, prompts, sampling):
-        thoughts[j] = tokenizer.decode(ids, skip_special_tokens=True).split(think_close)[0]
+        completion = tokenizer.decode(ids, skip_special_tokens=True)
+        thoughts[j] = completion.split(think_close)[0]
+        # the same sample, read on to its own solution, is a pass@k draw
+        correct[j] = check_answer(final_answer(completion, style), problems[j // samples].answer or "")[0]
     student_only = RewardConfig(student_temperature=1.0, teacher_entropy=False)
     reward = RLTReward(model, tokenizer, config=student_only, style=style)
     end_tag = style.explanation[1]
@@ -168,7 +173,7 @@ def solution_logprob_after_own_thought(
         sum(b.solution_logprob_mean for b in scored[i * samples : (i + 1) * samples]) / samples
         for i in range(len(problems))
     ]
-    return {"summary": bootstrap(per_question), "per_question": per_question, "thoughts": thoughts}
+    return {"summary": bootstrap(per_question), "per_question": per_question, "thoughts": thoughts, "correct": correct}
 
 
 def markdown_table(rows: dict[str, dict], columns: list[str]) -> str:

@@ -14,9 +14,9 @@ with 95 % bootstrap intervals, the paired differences behind that ranking, wheth
 above 0), the same test with the KL coefficients scaled (the ranking's dependence on λ), and how often explanations
 state the final answer verbatim (leakage: the student can copy instead of understand).
 
-Framing: with `answer` the teacher and student are shown "The answer is N." as the solution and the reference
-explanation is the worked solution (or the trace); with `solution` they are shown the dataset's solution and the
-reference is the reasoning trace (or, without one, the solution itself: the copy task).
+Framing (`--framing`, `rlt.data.frame`): with `answer` the teacher and student are shown "The answer is N." as the
+solution and the reference explanation is the trace or the worked solution; with `solution` they are shown the
+dataset's solution and the reference is the reasoning trace (or, without one, the solution itself: the copy task).
 """
 
 from __future__ import annotations
@@ -39,10 +39,6 @@ class CheckRewardArguments:
     teacher: str = field(
         default="smollm2-135m", metadata={"help": "Model whose log-probs enter the KL term: Hub id, path, embedded."}
     )
-    framing: str = field(
-        default="answer",
-        metadata={"help": "answer: the solution shown is 'The answer is N.'; solution: the dataset's solution."},
-    )
     sample_teacher: bool = field(
         default=False, metadata={"help": "Also score one explanation sampled from the teacher per problem."}
     )
@@ -61,20 +57,9 @@ class CheckRewardArguments:
 # ------------------------------------------------------------------------------------------------ the sources
 
 
-def framed(problems: Sequence[Problem], framing: str) -> list[tuple[Problem, str]]:
-    """(problem as the models see it, its reference explanation) under a framing."""
-    if framing not in ("answer", "solution"):
-        raise ValueError(f"--framing must be answer or solution, got {framing!r}")
-    out = []
-    for index, p in enumerate(problems):
-        if framing == "answer":
-            if not p.answer:
-                raise ValueError(f"problem {index} has no final answer, which the answer framing shows")
-            shown = replace(p, solution=f"The answer is {p.answer}.")
-            out.append((shown, p.reasoning_trace or p.solution))
-        else:
-            out.append((p, p.reasoning_trace or p.solution))
-    return out
+def references(problems: Sequence[Problem]) -> list[tuple[Problem, str]]:
+    """(problem as the models see it, its reference explanation): the trace, or the solution itself."""
+    return [(p, p.reasoning_trace or p.solution) for p in problems]
 
 
 def derangement(n: int, seed: int) -> list[int]:
@@ -127,6 +112,11 @@ def bootstrap(values: Sequence[float], resamples: int = 2000, seed: int = 0) -> 
     means = sorted(sum(rng.choices(values, k=len(values))) / len(values) for _ in range(resamples))
     low, high = means[int(0.025 * resamples)], means[int(0.975 * resamples)]
     return {"mean": sum(values) / len(values), "low": low, "high": high}
+
+
+def ci(stat: dict | None) -> str:
+    """A `bootstrap` result as "mean [low, high]", or a dash for a statistic with no values."""
+    return "—" if stat is None else f"{stat['mean']:.3f} [{stat['low']:.3f}, {stat['high']:.3f}]"
 
 
 def r_ss(b: RewardBreakdown, config: RewardConfig) -> float:
@@ -199,9 +189,11 @@ def summarize_sources(
     }
 
 
-def check_reward(problems: list[Problem], reward: RLTReward, args: CheckRewardArguments, teacher=None) -> dict:
-    """Score every source on `problems` and build the report (see the module docstring)."""
-    pairs = framed(problems, args.framing)
+def check_reward(
+    problems: list[Problem], reward: RLTReward, args: CheckRewardArguments, teacher=None, framing: str = "auto"
+) -> dict:
+    """Score every source on `problems` (already framed, `rlt.data.frame`) and build the report."""
+    pairs = references(problems)
     end_tag = get_style(reward.style).explanation[1]
     rows = explanation_rows(pairs, end_tag, args.seed)
     scored = {name: reward.score_texts(source_rows)[0] for name, source_rows in rows.items()}
@@ -219,14 +211,11 @@ def check_reward(problems: list[Problem], reward: RLTReward, args: CheckRewardAr
         explanations["teacher"] = [r["explanation"] for r in traced]
     report = summarize_sources(scored, explanations, [p.answer for p in problems], reward.config, args)
     coefficients = {"solution_coeffs": list(reward.config.solution_coeffs), "kl_coeffs": list(reward.config.kl_coeffs)}
-    return {"framing": args.framing, "problems": len(problems), "coefficients": coefficients, **report}
+    return {"framing": framing, "problems": len(problems), "coefficients": coefficients, **report}
 
 
 def markdown(report: dict) -> str:
     """The report as tables a person reads."""
-
-    def ci(stat: dict | None) -> str:
-        return "—" if stat is None else f"{stat['mean']:.3f} [{stat['low']:.3f}, {stat['high']:.3f}]"
 
     lines = [
         f"Framing: {report['framing']}; {report['problems']} problems; coefficients {report['coefficients']}.",

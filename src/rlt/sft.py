@@ -7,7 +7,8 @@ after the system prompt and question. The teacher's examples are tokenised the w
 (as TRL tokenises it) and then the completion. The student's chat is tokenised whole, no special tokens added, the
 same ids the RLT reward scores and `rlt eval` prompts with (`rlt.align.tokenize_texts`); its answer is every token
 inside the assistant's reply. The warm-up explanation is the row's reasoning trace when it has one, else the
-solution itself, as in the original.
+solution itself; under the answer framing (`rlt.data.frame`, the default for rows without a trace) that is the
+worked solution while the teacher is shown only the final answer, so the warm-up is not a copy task.
 """
 
 from __future__ import annotations
