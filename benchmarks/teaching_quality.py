@@ -1,11 +1,18 @@
-"""How well does a frozen student understand held-out solutions, depending on who explained them?
+"""Does RL make a better teacher? Held-out problems, paired per problem, five explanation sources.
 
-On held-out problems (64 GSM8K test problems by default), four explanation sources: none (an empty think
-section), the gold rationale, the base teacher, and a trained teacher. For each: the student's mean solution
-log-prob, r_SS (mean + 0.01 min) and the KL term, as means with 95 % bootstrap intervals, and per-problem paired
-differences against no explanation and between the two teachers.
+The frozen student (SmolLM2-135M) reads, before each held-out solution: nothing, the reference explanation (the
+worked solution, under the answer framing), the base model's explanation, the warm-up teacher's and the RL
+teacher's (`--samples` each per problem, same sampling seed). Every explanation is scored with the RLT reward;
+`rlt.teaching.compare` gives each source's r_SS, reward and KL with 95 % bootstrap intervals and the paired
+differences that decide: RL − warm-up (isolates RL), RL − base, warm-up − base, reference − none.
 
-    python benchmarks/teaching_quality.py --trained runs/cpu/train --out benchmarks/results/teaching_quality.json
+    # CHAMP: the demo's own held-out split (its samples in runs/demo/heldout are reused, only the base is new)
+    python benchmarks/teaching_quality.py --warmup runs/demo/warmup --rl runs/demo/rl --work-dir runs/demo/heldout \\
+        --out benchmarks/results/teaching_champ.json
+    # GSM8K: 64 test problems the CHAMP-trained teachers never saw
+    python benchmarks/teaching_quality.py --dataset ../shared/data/gsm8k/test.jsonl --adapter gsm8k \\
+        --max-solution-chars 0 --holdout 64 --warmup runs/demo/warmup --rl runs/demo/rl \\
+        --work-dir runs/bench/teaching_gsm8k --out benchmarks/results/teaching_gsm8k.json
 """
 
 from __future__ import annotations
@@ -13,86 +20,71 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import time
 from pathlib import Path
 
 import torch
 
-from rlt.data import load_problems
-from rlt.formats import PADDING, STRATOS
+from rlt import teaching
+from rlt.configs import DataArguments
 from rlt.generation import SamplingConfig
 from rlt.models import load_model
 from rlt.reward import RewardConfig, RLTReward
-from rlt.reward_check import bootstrap
-from rlt.traces import collect_traces
 
-GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "test.jsonl"
-END = STRATOS.explanation[1]
-
-
-def r_ss(row: dict) -> float:
-    return row["solution_logprob_mean"] + 0.01 * row["solution_logprob_min"]
+PAIRS = [("RL teacher", "warm-up teacher"), ("RL teacher", "base model"), ("warm-up teacher", "base model"),
+         ("reference", "none"), ("RL teacher", "none")]  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(GSM8K))
-    parser.add_argument("--adapter", default="gsm8k")
-    parser.add_argument("--n", type=int, default=64)
+    parser.add_argument("--dataset", default="champ")
+    parser.add_argument("--adapter", default=None)
+    parser.add_argument("--max-solution-chars", type=int, default=400, help="As the CPU recipes; 0: no filter.")
+    parser.add_argument("--holdout", type=int, default=64, help="The last N problems (as the recipes split).")
     parser.add_argument("--student", default="smollm2-135m")
-    parser.add_argument("--base", default="smollm2-135m", help="The base (untrained) teacher.")
-    parser.add_argument("--trained", default="runs/cpu/train", help="A trained teacher checkpoint.")
+    parser.add_argument("--base", default="smollm2-135m", help="The untrained base model, as a teacher.")
+    parser.add_argument("--warmup", default="runs/demo/warmup", help="The warm-up teacher RL started from.")
+    parser.add_argument("--rl", default="runs/demo/rl", help="The RL teacher.")
+    parser.add_argument("--samples", type=int, default=2, help="Explanations per problem and teacher.")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--temperature", type=float, default=0.7)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--work-dir", default="runs/bench/teaching_quality", help="Explanations (resumable).")
-    parser.add_argument("--out", default="benchmarks/results/teaching_quality.json")
+    parser.add_argument("--batch-size", type=int, default=10)
+    parser.add_argument("--work-dir", default="runs/bench/teaching_champ", help="Samples per teacher (resumable).")
+    parser.add_argument("--out", default="benchmarks/results/teaching_champ.json")
     args = parser.parse_args()
 
-    problems, _ = load_problems(args.data, adapter=args.adapter, limit=args.n)
-    student, tokenizer = load_model(args.student)
+    began = time.perf_counter()
+    data = DataArguments(dataset=args.dataset, adapter=args.adapter, holdout=args.holdout,
+                         max_solution_chars=args.max_solution_chars or None)  # fmt: skip
+    _, problems, _ = data.load()
+    student, student_tokenizer = load_model(args.student)
     config = RewardConfig(teacher_temperature=args.temperature)
     sampling = SamplingConfig(args.max_new_tokens, args.temperature, 1.0, args.batch_size, 42)
-    sources: dict[str, list[dict]] = {}
-    base, _ = load_model(args.base) if args.base != args.student else (student, None)
-    reward = RLTReward(student, tokenizer, base, config)
-    rationale = {"none": lambda p: END, "gold rationale": lambda p: p.solution.rsplit("\n", 1)[0] + PADDING + END}
-    for name, explanation in rationale.items():
-        rows = [{"question": p.question, "solution": p.solution, "explanation": explanation(p)} for p in problems]
-        sources[name] = [b.to_dict() for b in reward.score_texts(rows)[0]]
-    for name, spec in (("base teacher", args.base), ("trained teacher", args.trained)):
-        teacher = base if spec == args.base else load_model(spec)[0]
-        teacher_reward = RLTReward(student, tokenizer, teacher, config)
-        path = Path(args.work_dir) / f"{name.replace(' ', '_')}.jsonl"
-        rows = sorted(collect_traces(problems, teacher, teacher_reward, path, sampling), key=lambda r: r["index"])
-        sources[name] = rows
 
-    summary = {}
-    for name, rows in sources.items():
-        kls = [r["kl_mean"] for r in rows if r["kl_mean"] is not None]  # None: an empty explanation
-        summary[name] = {
-            "solution_logprob_mean": bootstrap([r["solution_logprob_mean"] for r in rows]),
-            "r_ss": bootstrap([r_ss(r) for r in rows]),
-            "kl_mean": bootstrap(kls) if kls else None,
-            "reward": bootstrap([r["reward"] for r in rows]),
-            "closing_tag_rate": sum(bool(r["matched"]) for r in rows) / len(rows),
-        }
-    paired = {}
-    for a, b in (("gold rationale", "none"), ("base teacher", "none"), ("trained teacher", "none"),
-                 ("trained teacher", "base teacher")):  # fmt: skip
-        pairs = zip(sources[a], sources[b], strict=True)
-        diffs = [x["solution_logprob_mean"] - y["solution_logprob_mean"] for x, y in pairs]
-        paired[f"{a} - {b}"] = {**bootstrap(diffs), "wins": sum(d > 0 for d in diffs), "problems": len(diffs)}
+    def reward_for(spec: str) -> RLTReward:
+        teacher, tokenizer = (student, student_tokenizer) if spec == args.student else load_model(spec)
+        return RLTReward(student, tokenizer, teacher, config, student_tokenizer=student_tokenizer)
+
+    sources = teaching.fixed_sources(problems, reward_for(args.warmup))  # KL against the warm-up teacher
+    for name, spec in (("base model", args.base), ("warm-up teacher", args.warmup), ("RL teacher", args.rl)):
+        path = Path(args.work_dir) / f"{Path(spec).name}.jsonl"
+        sources[name] = teaching.teacher_source(problems, reward_for(spec), path, sampling, args.samples)
+    comparison = teaching.compare(sources, problems, config, PAIRS)
+    table = "\n".join(teaching.markdown(comparison))
     result = {
         "date": datetime.date.today().isoformat(),
         "machine": {"device": "cpu", "torch_threads": torch.get_num_threads(), "dtype": "float32"},
         "args": vars(args),
-        "summary": summary,
-        "paired_solution_logprob_mean": paired,
+        "framing": data.framing,
+        "seconds": time.perf_counter() - began,
+        "verdict_rl_vs_warmup": teaching.verdict(comparison, "RL teacher", "warm-up teacher"),
+        **comparison,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    print(json.dumps({"summary": summary, "paired": paired}, indent=2))
+    out.with_suffix(".md").write_text(table + "\n\n" + result["verdict_rl_vs_warmup"] + "\n")
+    print(table + "\n\n" + result["verdict_rl_vs_warmup"])
 
 
 if __name__ == "__main__":

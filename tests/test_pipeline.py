@@ -76,6 +76,10 @@ def test_best_of_k_picks_the_highest_reward(reward, tmp_path):
         ("no solution section, no number", "18", (False, "math-verify")),
         ("<|begin_of_solution|>No, it cannot.<|end_of_solution|>", "No", (True, "text")),
         ("<|begin_of_solution|>Yes.<|end_of_solution|>", "No", (False, "text")),
+        # the answer framing's solution sentence, as distilled students learn to write it
+        ("<|begin_of_solution|>The answer is no.<|end_of_solution|>", "No", (True, "text")),
+        ("<|begin_of_solution|>The answer is 3 is the only value.<|end_of_solution|>", "3 is the only value",
+         (True, "math-verify")),
         ("<|begin_of_solution|>anything", "", (False, "unchecked")),
     ],
 )  # fmt: skip
@@ -183,13 +187,18 @@ def test_demo_wiring_end_to_end(pipeline_dir):
         == 0
     )
     report = (out / "report.md").read_text()
-    for source in ("none", "dataset solution", "base teacher", "RL teacher"):
+    for source in ("none", "reference", "warm-up teacher", "RL teacher"):
         assert f"| {source} |" in report
+    assert "| RL teacher - warm-up teacher |" in report
+    assert "Per held-out question, on r_SS the RL teacher " in report  # the plain verdict
     assert "| before distillation |" in report and "| after distillation |" in report
     data = json.loads((out / "report.json").read_text())
     assert data["rl_steps"] == 2
-    assert all(len(rows) == 4 for rows in data["comparison"].values())
-    assert (out / "plots" / "reward.png").exists() and (out / "plots" / "heldout_solution_logprob.png").exists()
+    teaching = data["teaching"]
+    assert teaching["problems"] == 4 and all(len(v["r_ss"]) == 4 for v in teaching["per_problem"].values())
+    rl_vs_warmup = teaching["paired"]["RL teacher - warm-up teacher"]["reward"]
+    assert rl_vs_warmup["n"] == 4 and rl_vs_warmup["low"] <= rl_vs_warmup["mean"] <= rl_vs_warmup["high"]
+    assert (out / "plots" / "reward.png").exists() and (out / "plots" / "heldout_r_ss.png").exists()
 
 
 def test_solution_logprob_after_own_thought_recomputed_independently():
@@ -206,6 +215,7 @@ def test_solution_logprob_after_own_thought_recomputed_independently():
     problems = [Problem("What is 2 + 2?", "2 + 2 = 4.", "4"), Problem("What is 3 + 3?", "3 + 3 = 6.", "6")]
     measure = solution_logprob_after_own_thought(model, tokenizer, problems, 2, SamplingConfig(12, 1.0, 1.0, 4, 0))
     assert len(measure["thoughts"]) == 4 and any(measure["thoughts"])
+    assert len(measure["correct"]) == 4 and all(isinstance(c, bool) for c in measure["correct"])
     expected = []
     for i, problem in enumerate(problems):
         values = []

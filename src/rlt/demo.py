@@ -1,6 +1,7 @@
 """`rlt demo`: the whole pipeline at small scale on the embedded default (SmolLM2-135M teacher and student, CHAMP).
 
-    warm-up → RL → held-out comparison of four explanation sources → traces → distillation → evaluation → report
+    warm-up → RL → held-out teaching comparison (RL teacher vs its warm-up start, reference, none; paired per
+    question) → traces → distillation → evaluation → report
 
 Stage settings come from the CPU recipes (`recipes/cpu/*.yaml`); `--quick` shrinks every stage to a first look
 of a few minutes. Each stage writes under `output_dir` and is skipped when its output is already there, so an
@@ -11,14 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-
-from rlt.formats import PADDING
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +35,10 @@ class DemoArguments:
     heldout: int | None = field(default=None, metadata={"help": "Held-out questions (default: the recipe's)."})
     distill_traces: int = field(default=32, metadata={"help": "Training questions whose traces the student learns."})
     explanation_tokens: int = field(default=128, metadata={"help": "Longest explanation sampled from a teacher."})
-    answer_tokens: int = field(default=256, metadata={"help": "Longest student answer at evaluation."})
+    heldout_samples: int = field(
+        default=2, metadata={"help": "Explanations sampled per held-out question and teacher for the comparison."}
+    )
+    answer_tokens: int = field(default=192, metadata={"help": "Longest student answer at evaluation."})
     batch_size: int = field(default=10, metadata={"help": "Prompts per generate call."})
 
     def __post_init__(self):
@@ -46,6 +47,7 @@ class DemoArguments:
             self.explanation_tokens = min(self.explanation_tokens, 32)
             self.answer_tokens = min(self.answer_tokens, 32)
             self.heldout = self.heldout or 4
+            self.heldout_samples = 1
 
 
 class Stages:
@@ -111,9 +113,9 @@ def run_demo(args: DemoArguments) -> Path:
     _, data_args, format_args, reward_args, rl_config = train_parsed
     train, held_out, _ = data_args.load()
     comparison = stages.run(
-        "held-out comparison of explanation sources",
+        "held-out teaching comparison",
         None,
-        lambda: compare_sources(args, held_out, warmup_dir, rl_dir, format_args.style, reward_args, rl_config),
+        lambda: compare_teachers(args, held_out, warmup_dir, rl_dir, format_args.style, reward_args, rl_config),
     )
 
     traces_path = out / "traces" / "traces.jsonl"
@@ -165,38 +167,38 @@ def _sampling(args: DemoArguments, temperature: float):
     return SamplingConfig(args.explanation_tokens, temperature, 1.0, args.batch_size, 42)
 
 
-def collect(args, problems, teacher_dir, path: Path, style, reward_args, rl_config) -> list[dict]:
+def _reward(args: DemoArguments, teacher_dir: Path, style, reward_args, rl_config):
+    """The RLT reward with `teacher_dir` as the teacher (its log-probs enter the KL) and the frozen student."""
     from rlt.reward import RLTReward
-    from rlt.traces import collect_traces
 
     teacher, tokenizer = _frozen(str(teacher_dir))
     student, student_tokenizer = _frozen(args.student)
     config = reward_args.reward_config(rl_config.temperature)
-    reward = RLTReward(student, tokenizer, teacher, config, style, student_tokenizer)
-    return collect_traces(problems, teacher, reward, path, _sampling(args, rl_config.temperature))
+    return RLTReward(student, tokenizer, teacher, config, style, student_tokenizer)
 
 
-def compare_sources(args, held_out, base_dir, rl_dir, style, reward_args, rl_config) -> dict[str, list[dict]]:
-    """Per held-out question, the student's view of the solution under four explanation sources."""
-    from rlt.reward import RLTReward
+def collect(args, problems, teacher_dir, path: Path, style, reward_args, rl_config) -> list[dict]:
+    from rlt.traces import collect_traces
 
-    out = Path(args.output_dir)
-    sources = {
-        "base teacher": collect(args, held_out, base_dir, out / "heldout" / "base.jsonl", style, reward_args,
-                                rl_config),
-        "RL teacher": collect(args, held_out, rl_dir, out / "heldout" / "rl.jsonl", style, reward_args, rl_config),
-    }  # fmt: skip
-    base_teacher, tokenizer = _frozen(str(base_dir))
-    student, student_tokenizer = _frozen(args.student)
-    config = reward_args.reward_config(rl_config.temperature)
-    reward = RLTReward(student, tokenizer, base_teacher, config, style, student_tokenizer)
-    end = reward.style.explanation[1]
-    for name, explanation in (("none", lambda p: end), ("dataset solution", lambda p: p.solution + PADDING + end)):
-        rows = [{"question": p.question, "solution": p.solution, "explanation": explanation(p)} for p in held_out]
-        scored, _ = reward.score_texts(rows)
-        sources[name] = [{"index": i, **b.to_dict()} for i, b in enumerate(scored)]
-    order = ["none", "dataset solution", "base teacher", "RL teacher"]
-    return {name: sorted(sources[name], key=lambda r: r["index"]) for name in order}
+    reward = _reward(args, teacher_dir, style, reward_args, rl_config)
+    return collect_traces(problems, reward.teacher, reward, path, _sampling(args, rl_config.temperature))
+
+
+#: The comparisons the report reads: the first isolates RL, the others place it between no help and the reference.
+PAIRS = [("RL teacher", "warm-up teacher"), ("RL teacher", "none"), ("warm-up teacher", "none"), ("reference", "none")]
+
+
+def compare_teachers(args, held_out, warmup_dir, rl_dir, style, reward_args, rl_config) -> dict:
+    """Per held-out question, the student's view of the solution after each explanation source, paired."""
+    from rlt import teaching
+
+    sampling = _sampling(args, rl_config.temperature)
+    sources = teaching.fixed_sources(held_out, _reward(args, warmup_dir, style, reward_args, rl_config))
+    for name, teacher_dir in (("warm-up teacher", warmup_dir), ("RL teacher", rl_dir)):
+        path = Path(args.output_dir) / "heldout" / f"{Path(teacher_dir).name}.jsonl"
+        reward = _reward(args, teacher_dir, style, reward_args, rl_config)
+        sources[name] = teaching.teacher_source(held_out, reward, path, sampling, args.heldout_samples)
+    return teaching.compare(sources, held_out, reward.config, PAIRS)
 
 
 def evaluate(args: DemoArguments, model_spec: str, problems, style) -> dict:
@@ -212,18 +214,13 @@ def evaluate(args: DemoArguments, model_spec: str, problems, style) -> dict:
 # ----------------------------------------------------------------------------------------------- report
 
 
-def _mean(rows: list[dict], key: str) -> str:
-    """The mean over rows that have a value, or a dash when none has (KL of empty explanations)."""
-    values = [r[key] for r in rows if r.get(key) is not None]
-    return f"{statistics.fmean(values):.3f}" if values else "—"
-
-
 def write_report(out: Path, comparison, accuracy, stages: Stages, rl_steps: int, n_heldout: int, n_traces: int):
     from rlt.plots import plot_run
+    from rlt.teaching import markdown, verdict
 
     plots = out / "plots"
     curves = plot_run(out / "rl", plots)
-    per_question = _plot_per_question(comparison, plots / "heldout_solution_logprob.png")
+    per_question = _plot_per_question(comparison, plots / "heldout_r_ss.png")
     lines = [
         "# rlt demo report",
         "",
@@ -232,23 +229,18 @@ def write_report(out: Path, comparison, accuracy, stages: Stages, rl_steps: int,
         + ", ".join(f"{k} {v:.0f} s" for k, v in stages.seconds.items())
         + f"; total {time.perf_counter() - stages.start:.0f} s.",
         "",
-        "## The student's view of held-out solutions, by explanation source",
+        "## Did RL make a better teacher?",
         "",
-        "Mean over held-out questions. Solution log-prob: the frozen student's mean per-token log-probability of "
-        "the solution after reading the explanation (higher is better). KL: teacher minus student log-prob on the "
-        "explanation tokens (lower is better; none and the dataset's solution are scored against the base "
-        "teacher). Reward: the full RLT reward.",
+        "Per held-out question, " + verdict(comparison, "RL teacher", "warm-up teacher"),
         "",
-        "| explanation source | solution log-prob (mean) | solution log-prob (min) | KL (mean) | reward | closing "
-        "tag |",
-        "|---|---|---|---|---|---|",
+        "The frozen student reads each explanation source before the solution. r_SS: coefficient-weighted mean and "
+        "min of its solution log-probs (higher: it follows). KL: teacher minus student log-prob over the explanation "
+        "(lower: the student could have thought it; none and the reference are scored against the warm-up teacher). "
+        "Reward: r_SS − λ·KL, what RL maximises. Teachers' values average their samples per question; intervals are "
+        "95 % bootstrap, paired per question for the differences.",
+        "",
+        *markdown(comparison),
     ]
-    for name, rows in comparison.items():
-        lines.append(
-            f"| {name} | {_mean(rows, 'solution_logprob_mean')} | {_mean(rows, 'solution_logprob_min')} | "
-            f"{_mean(rows, 'kl_mean')} | {_mean(rows, 'reward')} | "
-            f"{sum(bool(r['matched']) for r in rows)}/{len(rows)} |"
-        )
     lines += [
         "",
         "## Student accuracy on held-out questions (greedy pass@1)",
@@ -264,24 +256,24 @@ def write_report(out: Path, comparison, accuracy, stages: Stages, rl_steps: int,
     report.write_text("\n".join(lines) + "\n")
     (out / "report.json").write_text(
         json.dumps(
-            {"comparison": comparison, "accuracy": accuracy, "stage_seconds": stages.seconds, "rl_steps": rl_steps},
+            {"teaching": comparison, "accuracy": accuracy, "stage_seconds": stages.seconds, "rl_steps": rl_steps},
             indent=2,
         )
     )
     return report
 
 
-def _plot_per_question(comparison: dict[str, list[dict]], path: Path) -> Path:
+def _plot_per_question(comparison: dict, path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    for name, rows in comparison.items():
-        ax.plot([r["index"] for r in rows], [r["solution_logprob_mean"] for r in rows], marker="o", label=name)
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    for name, values in comparison["per_problem"].items():
+        ax.plot(range(len(values["r_ss"])), values["r_ss"], marker="o", markersize=3, linewidth=0.8, label=name)
     ax.set_xlabel("held-out question")
-    ax.set_ylabel("student solution log-prob (mean)")
+    ax.set_ylabel("student r_SS after the explanation")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
