@@ -164,6 +164,24 @@ def test_train_resumes_after_kill_with_the_same_data_order(workdir):
     assert questions_by_step(killed) == questions_by_step(workdir / "uninterrupted")
 
 
+def test_a_finished_run_rerun_trains_nothing_and_a_larger_max_steps_continues_it(workdir, capsys):
+    out = workdir / "rerun"
+    assert main(train_argv(workdir, "rerun", 2)) == 0
+    saved = (out / "model.safetensors").stat().st_mtime_ns
+    assert main(train_argv(workdir, "rerun", 2)) == 0  # before: resumed, trained step 3, overwrote the model
+    assert "already holds a finished run: nothing trained" in capsys.readouterr().out
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 2
+    assert (out / "model.safetensors").stat().st_mtime_ns == saved
+    assert main(train_argv(workdir, "rerun", 3)) == 0  # asking for more steps continues the run
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 3
+
+
+def test_max_steps_zero_is_refused(workdir, capsys):
+    assert main(train_argv(workdir, "zero", 0)) == 2  # before: trained one step
+    assert "--max_steps 0 trains nothing" in capsys.readouterr().err
+    assert not (workdir / "zero" / "model.safetensors").exists()
+
+
 def test_traces_survive_kill_minus_nine(workdir):
     out = workdir / "traces" / "traces.jsonl"
     argv = ["traces", "--teacher", str(workdir / "teacher"), "--student", str(workdir / "student"),

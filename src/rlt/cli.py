@@ -99,6 +99,11 @@ def check_reward(argv: list[str]) -> int:
     return 0
 
 
+def _say_done(trainer, config, message: str) -> None:
+    """The closing line of a training command; a run skipped as already finished says that instead."""
+    print(message if trainer is not None else f"{config.output_dir} already holds a finished run: nothing trained")
+
+
 def warmup(argv: list[str]) -> int:
     from trl import ModelConfig
 
@@ -108,8 +113,8 @@ def warmup(argv: list[str]) -> int:
     parsed = _parse((ModelConfig, DataArguments, FormatArguments, RLTSFTConfig), argv)
     model_args, data_args, format_args, config = parsed
     _default_model(model_args)
-    run_warmup(model_args, data_args, format_args, config)
-    print(f"warm-up done: teacher saved in {config.output_dir}")
+    trainer = run_warmup(model_args, data_args, format_args, config)
+    _say_done(trainer, config, f"warm-up done: teacher saved in {config.output_dir}")
     return 0
 
 
@@ -122,8 +127,8 @@ def train(argv: list[str]) -> int:
     parsed = _parse((ModelConfig, DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig), argv)
     model_args, data_args, format_args, reward_args, config = parsed
     _default_model(model_args)
-    run_train(model_args, data_args, format_args, reward_args, config)
-    print(f"RL done: teacher saved in {config.output_dir}; curves: rlt plot {config.output_dir}")
+    trainer = run_train(model_args, data_args, format_args, reward_args, config)
+    _say_done(trainer, config, f"RL done: teacher saved in {config.output_dir}; curves: rlt plot {config.output_dir}")
     return 0
 
 
@@ -175,8 +180,8 @@ def distill(argv: list[str]) -> int:
 
     model_args, distill_args, config = _parse((ModelConfig, DistillArguments, RLTSFTConfig), argv)
     _default_model(model_args)
-    run_distill(model_args, distill_args, config)
-    print(f"distillation done: student saved in {config.output_dir}")
+    trainer = run_distill(model_args, distill_args, config)
+    _say_done(trainer, config, f"distillation done: student saved in {config.output_dir}")
     return 0
 
 

@@ -170,6 +170,8 @@ class _DeviceDefaults:
     def __post_init__(self):
         import torch
 
+        if self.max_steps == 0:  # transformers would still train one step
+            raise ValueError("--max_steps 0 trains nothing: give a positive count, or -1 to train num_train_epochs")
         if not torch.cuda.is_available():
             self.use_cpu = True
         if self.bf16 is None:

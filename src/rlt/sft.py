@@ -28,7 +28,7 @@ from rlt.configs import DataArguments, FormatArguments, RLTSFTConfig
 from rlt.data import DataError, Problem
 from rlt.formats import teacher_text
 from rlt.models import load_model
-from rlt.trainer import finish_run, last_checkpoint, model_dtype
+from rlt.trainer import finish_run, last_checkpoint, model_dtype, skip_finished
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,9 @@ def _train(model, tokenizer, examples: list[dict], model_args: ModelConfig, conf
 
 def run_warmup(
     model_args: ModelConfig, data_args: DataArguments, format_args: FormatArguments, config: RLTSFTConfig
-) -> SFTTrainer:
+) -> SFTTrainer | None:
+    if skip_finished(config):
+        return None
     train, _, skipped = data_args.load()
     dtype = model_dtype(model_args, config)
     model, tokenizer = load_model(model_args.model_name_or_path, dtype, "cpu", config.trust_remote_code)
@@ -132,7 +134,9 @@ class DistillArguments:
     )
 
 
-def run_distill(model_args: ModelConfig, distill_args: DistillArguments, config: RLTSFTConfig) -> SFTTrainer:
+def run_distill(model_args: ModelConfig, distill_args: DistillArguments, config: RLTSFTConfig) -> SFTTrainer | None:
+    if skip_finished(config):
+        return None
     rows = read_traces(distill_args.traces)
     dtype = model_dtype(model_args, config)
     model, tokenizer = load_model(model_args.model_name_or_path, dtype, "cpu", config.trust_remote_code)

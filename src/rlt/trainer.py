@@ -48,6 +48,30 @@ def last_checkpoint(config) -> str | None:
     return checkpoint
 
 
+def finished_step(config) -> int | None:
+    """The step a finished run in output_dir reached, when it reached this config's max_steps; else None.
+
+    A finished run has a saved model and its trainer state beside it (`finish_run`). Resuming it would train past
+    max_steps and overwrite the model, so a rerun with `resume` is a no-op; a larger --max_steps continues it.
+    """
+    out = Path(config.output_dir)
+    state_path = out / "trainer_state.json"
+    if not (config.resume and state_path.exists() and (out / "config.json").exists()):
+        return None
+    state = json.loads(state_path.read_text())
+    target = config.max_steps if config.max_steps > 0 else state.get("max_steps", 0)
+    return state["global_step"] if state.get("global_step", 0) >= target else None
+
+
+def skip_finished(config) -> bool:
+    """Say so and skip when output_dir already holds this run, finished."""
+    step = finished_step(config)
+    if step is not None:
+        logger.warning("%s already holds a finished run (step %d): nothing to do (--resume false trains it again)",
+                       config.output_dir, step)  # fmt: skip
+    return step is not None
+
+
 def finish_run(trainer, tokenizer) -> None:
     """Save a plain, loadable model (LoRA merged) with its tokenizer and the log history in output_dir."""
     trainer.save_state()
@@ -194,7 +218,9 @@ def run_train(
     format_args: FormatArguments,
     reward_args: RewardArguments,
     config: RLTGRPOConfig,
-) -> RLTGRPOTrainer:
+) -> RLTGRPOTrainer | None:
+    if skip_finished(config):
+        return None
     train, _, skipped = data_args.load()
     dtype = model_dtype(model_args, config)
     # Two separate models even when both specs are the same: the policy trains, the student must stay frozen.
