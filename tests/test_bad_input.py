@@ -206,6 +206,51 @@ def test_score_row_without_explanation(tmp_path, model_dir, capsys):
     assert code == 2 and "row 0, column 'explanation'" in err
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--batch_rows", "-1"], "--batch_rows must be at least 1, got -1"),  # before: "scored 2 rows", nothing written
+        (["--batch_rows", "0"], "--batch_rows must be at least 1, got 0"),
+        (["--limit", "-1"], "--limit must be at least 1"),  # before: silently dropped the last row
+        (["--limit", "0"], "--limit must be at least 1"),  # before: scored nothing, exit 0
+    ],
+)
+def test_score_counts_that_mean_nothing_are_refused(tmp_path, model_dir, capsys, flags, message):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({**GOOD, "explanation": "e"}) + "\n")
+    out = tmp_path / "scored.jsonl"
+    code, err = run_cli(["score", str(rows), "--teacher", model_dir, "--student", model_dir, "--out", str(out),
+                         *flags], capsys)  # fmt: skip
+    assert code == 2 and message in err and not out.exists()
+
+
+def test_score_never_destroys_a_file(tmp_path, model_dir, capsys, monkeypatch):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({**GOOD, "explanation": "e"}) + "\n")
+    code, err = run_cli(["score", str(rows), "--teacher", model_dir, "--student", model_dir, "--out", str(rows)],
+                        capsys)  # fmt: skip
+    assert code == 2 and "is the input file" in err
+    assert json.loads(rows.read_text())["explanation"] == "e"  # before: truncated to 0 bytes
+    (tmp_path / "empty.jsonl").write_text("")
+    code, err = run_cli(["score", str(tmp_path / "empty.jsonl"), "--teacher", model_dir, "--student", model_dir],
+                        capsys)  # fmt: skip
+    assert code == 2 and "no rows to score" in err  # before: "0 rows", NaN summaries, exit 0
+    # a run that fails while scoring leaves an existing --out as it was (before: 0 bytes)
+    previous = tmp_path / "previous.jsonl"
+    previous.write_text('{"kept": true}\n')
+
+    def interrupted(self, rows):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RLTReward, "score_texts", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            main(["score", str(rows), "--teacher", model_dir, "--student", model_dir, "--out", str(previous)])
+    assert previous.read_text() == '{"kept": true}\n'
+    assert main(["score", str(rows), "--teacher", model_dir, "--student", model_dir, "--out", str(previous)]) == 0
+    assert "reward" in json.loads(previous.read_text()) and not (tmp_path / "previous.jsonl.partial").exists()
+
+
 def test_unknown_flag_is_named(capsys):
     code, err = run_cli(["score", "rows.jsonl", "--kl_coefs", "3", "0.03"], capsys)
     assert code == 2 and "--kl_coefs" in err

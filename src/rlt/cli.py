@@ -55,7 +55,16 @@ def score(argv: list[str]) -> int:
     (args,) = _parse((ScoreArguments,), argv)
     if not args.rows:
         raise SystemExit("rlt score: give the rows to score, e.g. `rlt score rows.jsonl --out scored.jsonl`")
+    if args.batch_rows < 1:
+        raise ValueError(f"--batch_rows must be at least 1, got {args.batch_rows}")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be at least 1 (or left out for every row), got {args.limit}")
+    out = Path(args.out)
+    if out.exists() and out.resolve() == Path(args.rows).resolve():
+        raise ValueError(f"--out {out} is the input file; write the scores to another file")
     rows = read_rows(args.rows)[: args.limit]
+    if not rows:
+        raise DataError(f"{args.rows}: no rows to score")
     for index, row in enumerate(rows):
         for column in ("question", "solution", "explanation"):
             if not isinstance(row.get(column), str):
@@ -63,10 +72,12 @@ def score(argv: list[str]) -> int:
     reward = _reward(args.teacher, args, args.style, args.teacher_temperature, args.device, args.dtype,
                      args.trust_remote_code)  # fmt: skip
 
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # Scores go to a side file that replaces --out only when complete: a failed or interrupted run leaves an
+    # existing --out untouched, and the rounds it finished in OUT.partial.
+    partial = out.with_name(out.name + ".partial")
     breakdowns, start = [], time.perf_counter()
-    with out.open("w", encoding="utf-8") as f, tqdm(total=len(rows), desc="scoring", unit="row") as bar:
+    with partial.open("w", encoding="utf-8") as f, tqdm(total=len(rows), desc="scoring", unit="row") as bar:
         for begin in range(0, len(rows), args.batch_rows):
             chunk = rows[begin : begin + args.batch_rows]
             scored, samples = reward.score_texts(chunk)
@@ -78,6 +89,7 @@ def score(argv: list[str]) -> int:
             f.flush()  # every finished round is on disk, whatever happens to the next one
             breakdowns += scored
             bar.update(len(chunk))
+    partial.replace(out)
     seconds = time.perf_counter() - start
     summary = summarize(breakdowns)
     print(f"scored {len(rows)} rows in {seconds:.1f} s ({len(rows) / seconds:.2f} rows/s) -> {out}")
