@@ -251,6 +251,15 @@ def test_score_never_destroys_a_file(tmp_path, model_dir, capsys, monkeypatch):
     assert "reward" in json.loads(previous.read_text()) and not (tmp_path / "previous.jsonl.partial").exists()
 
 
+def test_score_rejects_format_tags_in_a_question_as_train_does(tmp_path, model_dir, capsys):
+    rows = tmp_path / "rows.jsonl"
+    tagged = {**GOOD, "question": "Why <|begin_of_solution|>?", "explanation": "e"}
+    rows.write_text(json.dumps({**GOOD, "explanation": "e"}) + "\n" + json.dumps(tagged) + "\n")
+    code, err = run_cli(["score", str(rows), "--teacher", model_dir, "--student", model_dir,
+                         "--out", str(tmp_path / "s.jsonl")], capsys)  # fmt: skip
+    assert code == 2 and "row 1, column 'question': contains the format tag '<|begin_of_solution|>'" in err
+
+
 def test_unknown_flag_is_named(capsys):
     code, err = run_cli(["score", "rows.jsonl", "--kl_coefs", "3", "0.03"], capsys)
     assert code == 2 and "--kl_coefs" in err

@@ -93,6 +93,30 @@ def test_corrupt_jsonl_line_is_named(tmp_path):
         read_rows(str(path))
 
 
+def test_skip_invalid_also_skips_and_counts_unparsable_lines(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    good = ['{"question": "q", "solution": "s"}', '{"question": "q2", "solution": "s2"}']
+    path.write_text("\n".join([good[0], '{"question": oops}', "[1]", good[1]]) + "\n")
+    problems, skipped = load_problems(str(path), skip_invalid=True)  # before: DataError on line 2 all the same
+    assert [p.question for p in problems] == ["q", "q2"] and skipped == 2
+
+
+def test_numeric_answers_are_read_as_text(tmp_path):
+    rows = [{"question": "q", "solution": "s", "answer": 5}, {"question": "q", "solution": "s", "answer": 2.5},
+            {"question": "q", "solution": "s", "answer": 4.0}]  # fmt: skip
+    problems, skipped = to_problems(rows)  # before: "expected a string, got int"
+    assert [p.answer for p in problems] == ["5", "2.5", "4"] and skipped == 0
+    with pytest.raises(DataError, match="column 'answer': expected a string, got bool"):
+        to_problems([{"question": "q", "solution": "s", "answer": True}])
+    with pytest.raises(DataError, match="column 'question': expected a string, got int"):
+        to_problems([{"question": 5, "solution": "s"}])  # a number is no question
+    import pandas as pd
+
+    pd.DataFrame({"question": ["q1", "q2"], "solution": ["s1", "s2"], "answer": [3, 12]}).to_csv(tmp_path / "n.csv")
+    problems, _ = load_problems(str(tmp_path / "n.csv"))
+    assert [p.answer for p in problems] == ["3", "12"]
+
+
 def test_parquet_and_csv(tmp_path):
     import pandas as pd
 

@@ -47,7 +47,7 @@ def score(argv: list[str]) -> int:
     from tqdm.auto import tqdm
 
     from rlt.configs import ScoreArguments
-    from rlt.data import DataError, read_rows
+    from rlt.data import DataError, read_rows, text_field
     from rlt.reward import summarize
 
     if argv and not argv[0].startswith("-"):  # `rlt score ROWS.jsonl ...`
@@ -66,9 +66,12 @@ def score(argv: list[str]) -> int:
     if not rows:
         raise DataError(f"{args.rows}: no rows to score")
     for index, row in enumerate(rows):
-        for column in ("question", "solution", "explanation"):
-            if not isinstance(row.get(column), str):
-                raise DataError("missing or not a string", row=index, column=column)
+        try:  # question and solution as warmup/train accept them; the explanation is a raw completion (end tag and all)
+            text_field(row, "question"), text_field(row, "solution")
+        except DataError as e:
+            raise DataError(e.message, row=index, column=e.column) from None
+        if not isinstance(row.get("explanation"), str):
+            raise DataError("missing or not a string", row=index, column="explanation")
     reward = _reward(args.teacher, args, args.style, args.teacher_temperature, args.device, args.dtype,
                      args.trust_remote_code)  # fmt: skip
 

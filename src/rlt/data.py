@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from math import isfinite
 from pathlib import Path
 
 from rlt.formats import STYLES
@@ -36,12 +37,16 @@ class DataError(ValueError):
 _TAG_STRINGS = tuple(sorted({tag for style in STYLES.values() for tag in style.all_tags}))
 
 
-def _text(row: dict, column: str, *, optional: bool = False) -> str | None:
+def text_field(row: dict, column: str, *, optional: bool = False, number: bool = False) -> str | None:
+    """A row's text in `column`, stripped; a DataError naming the column when it is missing, empty, not text (or,
+    with `number`, not a number either: final answers such as 5 or 2.5 are read as text), or holds a format tag."""
     if column not in row or row[column] is None:
         if optional:
             return None
         raise DataError(f"missing (columns present: {sorted(row)})", column=column)
     value = row[column]
+    if number and isinstance(value, int | float) and not isinstance(value, bool) and isfinite(value):
+        value = str(int(value)) if float(value).is_integer() else repr(value)
     if not isinstance(value, str):
         raise DataError(f"expected a string, got {type(value).__name__}", column=column)
     if not value.strip():
@@ -80,12 +85,12 @@ def generic(
     reasoning_trace: str = "reasoning_trace",
 ) -> Problem:
     """Any table with question / solution columns (names configurable), optional answer and reasoning trace."""
-    sol = _text(row, solution)
+    sol = text_field(row, solution)
     return Problem(
-        question=_text(row, question),
+        question=text_field(row, question),
         solution=sol,
-        answer=_text(row, answer, optional=True) or boxed_answer(sol),
-        reasoning_trace=_text(row, reasoning_trace, optional=True),
+        answer=text_field(row, answer, optional=True, number=True) or boxed_answer(sol),
+        reasoning_trace=text_field(row, reasoning_trace, optional=True),
     )
 
 
@@ -94,7 +99,7 @@ _GSM8K_CALC = re.compile(r"<<[^<>]*>>")
 
 def gsm8k(row: dict) -> Problem:
     """GSM8K: `answer` holds the rationale (with <<calc>> annotations), then `#### final`."""
-    raw = _text(row, "answer")
+    raw = text_field(row, "answer")
     rationale, sep, final = raw.rpartition("####")
     final = final.strip().replace(",", "")
     if not sep or not final:
@@ -102,16 +107,16 @@ def gsm8k(row: dict) -> Problem:
     rationale = _GSM8K_CALC.sub("", rationale).strip()
     if not rationale:
         raise DataError("empty rationale before '####'", column="answer")
-    return Problem(question=_text(row, "question"), solution=f"{rationale}\nThe answer is {final}.", answer=final)
+    return Problem(question=text_field(row, "question"), solution=f"{rationale}\nThe answer is {final}.", answer=final)
 
 
 def math(row: dict) -> Problem:
     """MATH (Hendrycks): `problem` / `solution`, the final answer in the last \\boxed{}."""
-    sol = _text(row, "solution")
+    sol = text_field(row, "solution")
     answer = boxed_answer(sol)
     if answer is None:
         raise DataError("no \\boxed{...} final answer", column="solution")
-    return Problem(question=_text(row, "problem"), solution=sol, answer=answer)
+    return Problem(question=text_field(row, "problem"), solution=sol, answer=answer)
 
 
 _STRATOS_THOUGHT = re.compile(r"<\|begin_of_thought\|>(.*?)<\|end_of_thought\|>", re.S)
@@ -134,9 +139,9 @@ def stratos(row: dict) -> Problem:
     if thought is None or solution is None:
         raise DataError("assistant turn lacks the thought or solution tags", column="conversations")
     try:
-        question = _text({"value": user.get("value")}, "value")
-        sol = _text({"value": solution.group(1)}, "value")
-        trace = _text({"value": thought.group(1)}, "value", optional=True)
+        question = text_field({"value": user.get("value")}, "value")
+        sol = text_field({"value": solution.group(1)}, "value")
+        trace = text_field({"value": thought.group(1)}, "value", optional=True)
     except DataError as e:
         raise DataError(e.message, column="conversations") from None
     return Problem(question=question, solution=sol, answer=boxed_answer(sol), reasoning_trace=trace)
@@ -144,7 +149,11 @@ def stratos(row: dict) -> Problem:
 
 def champ(row: dict) -> Problem:
     """CHAMP rows as `load_champ` yields them: problem text, steps joined, free-form answer."""
-    return Problem(question=_text(row, "problem"), solution=_text(row, "solution"), answer=_text(row, "answer"))
+    return Problem(
+        question=text_field(row, "problem"),
+        solution=text_field(row, "solution"),
+        answer=text_field(row, "answer", number=True),
+    )
 
 
 def gpqa(row: dict) -> Problem:
@@ -154,13 +163,13 @@ def gpqa(row: dict) -> Problem:
     """
     import hashlib
 
-    question = _text(row, "Question")
-    options = [_text(row, "Correct Answer")] + [_text(row, f"Incorrect Answer {i}") for i in (1, 2, 3)]
+    question = text_field(row, "Question")
+    options = [text_field(row, "Correct Answer")] + [text_field(row, f"Incorrect Answer {i}") for i in (1, 2, 3)]
     order = sorted(range(4), key=lambda i: hashlib.sha256(f"{question}|{i}".encode()).hexdigest())
     letters = "ABCD"
     choices = "\n".join(f"{letters[pos]}) {options[i]}" for pos, i in enumerate(order))
     answer = letters[order.index(0)]
-    explanation = _text(row, "Explanation", optional=True) or options[0]
+    explanation = text_field(row, "Explanation", optional=True) or options[0]
     return Problem(
         question=f"{question}\n\n{choices}", solution=f"{explanation}\nThe answer is {answer}.", answer=answer
     )
@@ -195,31 +204,41 @@ def load_champ() -> list[dict]:
     ]
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
+def _read_jsonl(path: Path, skip_invalid: bool = False) -> tuple[list[dict], int]:
+    """The JSON objects of a JSONL file, and how many bad lines `skip_invalid` dropped (else the first is an error)."""
+    rows, skipped = [], 0
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
+                problem = None if isinstance(row, dict) else f"expected a JSON object, got {type(row).__name__}"
             except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
-    return rows
+                problem = f"not valid JSON ({e.msg})"
+            if problem is None:
+                rows.append(row)
+            elif skip_invalid:
+                skipped += 1
+            else:
+                raise DataError(f"{path}:{lineno}: {problem}")
+    return rows, skipped
 
 
 def read_rows(source: str, split: str = "train", subset: str | None = None) -> list[dict]:
     """Raw rows from `champ`, a local .jsonl/.json/.parquet/.csv file, or a Hub dataset id (and subset)."""
+    return _read_source(source, split, subset, skip_invalid=False)[0]
+
+
+def _read_source(source: str, split: str, subset: str | None, skip_invalid: bool) -> tuple[list[dict], int]:
+    """The rows, and how many unparsable JSONL lines `skip_invalid` dropped."""
     if source == "champ":
-        return load_champ()
+        return load_champ(), 0
     path = Path(source)
     if path.suffix == ".jsonl":
         if not path.exists():
             raise DataError(f"no such file: {path}")
-        return _read_jsonl(path)
+        return _read_jsonl(path, skip_invalid)
     import datasets
 
     loaders = {".json": "json", ".parquet": "parquet", ".csv": "csv"}
@@ -232,7 +251,7 @@ def read_rows(source: str, split: str = "train", subset: str | None = None) -> l
             ds = datasets.load_dataset(source, subset, split=split)
         except Exception as e:  # datasets raises many types; the user needs the source named
             raise DataError(f"could not load dataset {source!r} (split {split!r}): {e}") from e
-    return list(ds)
+    return list(ds), 0
 
 
 def to_problems(
@@ -300,7 +319,9 @@ def load_problems(
 ) -> tuple[list[Problem], int]:
     """Load and adapt a dataset. The adapter defaults to `champ` for the embedded CHAMP set, else `generic`."""
     adapter = adapter or ("champ" if source == "champ" else "generic")
-    problems, skipped = to_problems(read_rows(source, split, subset), adapter, skip_invalid, **adapter_options)
+    rows, bad_lines = _read_source(source, split, subset, skip_invalid)
+    problems, skipped = to_problems(rows, adapter, skip_invalid, **adapter_options)
+    skipped += bad_lines
     if not problems:
         raise DataError(f"{source}: no usable rows ({skipped} skipped as invalid)")
     return problems[:limit] if limit else problems, skipped
