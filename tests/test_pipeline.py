@@ -114,7 +114,7 @@ def models_and_data(root) -> list[str]:
     ]
 
 
-def test_traces_distill_eval_cli(pipeline_dir):
+def test_traces_distill_eval_cli(pipeline_dir, capsys):
     root = pipeline_dir
     traces = root / "traces" / "traces.jsonl"
     assert main(["traces", *models_and_data(root), "--out", str(traces), "--num_samples", "2", "--best_of",
@@ -142,6 +142,9 @@ def test_traces_distill_eval_cli(pipeline_dir):
                  "--thought_samples", "2"]) == 0  # fmt: skip
     results = json.loads(out.read_text())
     assert results["questions"] == 4 and results["checked_with_math_verify"] == 4
+    # the traces covered every row, so the held-out four were trained on: said loudly and recorded
+    assert results["questions_distilled_on"] == 4
+    assert "warning: 4 of the 4 evaluated questions are in" in capsys.readouterr().err
     assert 0 <= results["pass@1_greedy"] <= results["pass@2"] + 1e-9 <= 1 + 1e-9
     low, high = results["solution_logprob_after_own_thought_interval"]
     assert low <= results["solution_logprob_after_own_thought"] <= high < 0

@@ -231,9 +231,16 @@ def evaluate(argv: list[str]) -> int:
         table = markdown_table({args.teacher: results}, ["reward", "solution_logprob_mean", "kl_mean", "match_rate"])
     else:
         from rlt.models import load_model
+        from rlt.sft import distilled_on
 
+        seen = distilled_on(args.model, [p.question for p in problems])
+        if seen:  # a score on questions the student was trained on is no evaluation; say so loudly, keep it on record
+            print(f"rlt eval: warning: {seen} of the {len(problems)} evaluated questions are in {args.model}'s "
+                  "distillation data: evaluate on the held-out part of the split its traces came from",
+                  file=sys.stderr)  # fmt: skip
         model, tokenizer = load_model(args.model, device=_device(args.device))
-        results = {"model": args.model, **evaluate_student(model, tokenizer, problems, args, format_args.style)}
+        results = {"model": args.model, "questions_distilled_on": seen,
+                   **evaluate_student(model, tokenizer, problems, args, format_args.style)}  # fmt: skip
         columns = ["pass@1_greedy", *(f"pass@{k}" for k in args.k if args.num_samples),
                    *(["solution_logprob_after_own_thought"] if args.thought_samples else []), "questions",
                    "checked_with_math_verify", "checked_with_text", "unchecked"]  # fmt: skip

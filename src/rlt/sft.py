@@ -86,6 +86,22 @@ def chat_prompt_completion(tokenizer: PreTrainedTokenizerBase, messages: list[di
     return prompt, full[len(prompt) :]
 
 
+def question_key(question: str) -> str:
+    """A short content key of a question: what a student was distilled on, checked again at evaluation."""
+    import hashlib
+
+    return hashlib.sha256(question.strip().encode()).hexdigest()[:16]
+
+
+def distilled_on(model_dir: str | Path, questions: list[str]) -> int | None:
+    """How many of `questions` the student in `model_dir` was distilled on (None: not an rlt-distilled student)."""
+    summary = Path(model_dir) / "distill.json"
+    if not summary.exists():
+        return None
+    trained = set(json.loads(summary.read_text()).get("question_keys", []))
+    return sum(question_key(q) in trained for q in questions)
+
+
 def read_traces(path: str | Path) -> list[dict]:
     from rlt.data import read_rows
 
@@ -146,6 +162,7 @@ def run_distill(model_args: ModelConfig, distill_args: DistillArguments, config:
     if not examples:
         raise ValueError(f"no trace fits max_length={config.max_length}")
     trainer = _train(model, tokenizer, examples, model_args, config)
-    summary = {"traces": distill_args.traces, "examples": len(examples), "dropped_too_long": dropped}
+    summary = {"traces": distill_args.traces, "examples": len(examples), "dropped_too_long": dropped,
+               "question_keys": sorted({question_key(row["messages"][1]["content"]) for row in rows})}  # fmt: skip
     (Path(config.output_dir) / "distill.json").write_text(json.dumps(summary, indent=2))
     return trainer
