@@ -260,6 +260,31 @@ def test_score_rejects_format_tags_in_a_question_as_train_does(tmp_path, model_d
     assert code == 2 and "row 1, column 'question': contains the format tag '<|begin_of_solution|>'" in err
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--max_problems", "0"], "--max_problems must be at least 1"),  # before: used every row
+        (["--max_solution_chars", "0"], "--max_solution_chars must be at least 1"),
+        (["--holdout", "-2"], "--holdout must be 0 or more"),
+    ],
+)
+def test_data_counts_that_mean_nothing_are_refused(tmp_path, model_dir, capsys, flags, message):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps(GOOD) + "\n")
+    code, err = run_cli(["eval", "--model", model_dir, "--dataset", str(rows), "--part", "all", *flags], capsys)
+    assert code == 2 and message in err
+
+
+def test_eval_without_any_answer_to_check_is_an_error(tmp_path, model_dir, capsys):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"question": "q", "solution": "s"}) + "\n")
+    out = tmp_path / "eval.json"
+    code, err = run_cli(["eval", "--model", model_dir, "--dataset", str(rows), "--part", "all", "--out", str(out)],
+                        capsys)  # fmt: skip
+    assert code == 2 and "none of the 1 questions has a final answer" in err  # before: pass@1 0.000
+    assert not out.exists()
+
+
 def test_unknown_flag_is_named(capsys):
     code, err = run_cli(["score", "rows.jsonl", "--kl_coefs", "3", "0.03"], capsys)
     assert code == 2 and "--kl_coefs" in err

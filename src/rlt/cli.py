@@ -233,6 +233,9 @@ def evaluate(argv: list[str]) -> int:
         from rlt.models import load_model
         from rlt.sft import distilled_on
 
+        if not args.thought_samples and not any(p.answer for p in problems):
+            raise ValueError(f"none of the {len(problems)} questions has a final answer to check accuracy against "
+                             "(--answer_column); --thought_samples K measures a student without one")  # fmt: skip
         seen = distilled_on(args.model, [p.question for p in problems])
         if seen:  # a score on questions the student was trained on is no evaluation; say so loudly, keep it on record
             print(f"rlt eval: warning: {seen} of the {len(problems)} evaluated questions are in {args.model}'s "

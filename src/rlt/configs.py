@@ -140,6 +140,14 @@ class DataArguments:
         },
     )
 
+    def __post_init__(self):
+        for flag in ("max_problems", "max_solution_chars"):
+            value = getattr(self, flag)
+            if value is not None and value < 1:  # 0 used to mean "every row" for one and "no row" for the other
+                raise ValueError(f"--{flag} must be at least 1 (or left out for no limit), got {value}")
+        if self.holdout < 0:
+            raise ValueError(f"--holdout must be 0 or more, got {self.holdout}")
+
     def load(self):
         """(train problems, held-out problems, skipped row count)."""
         from rlt.data import frame, load_problems, split_problems
