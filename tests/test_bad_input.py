@@ -4,6 +4,7 @@
 import json
 
 import pytest
+import torch
 
 from rlt.align import tokenize_texts
 from rlt.cli import main
@@ -244,8 +245,9 @@ def test_score_never_destroys_a_file(tmp_path, model_dir, capsys, monkeypatch):
 
     with monkeypatch.context() as patch:
         patch.setattr(RLTReward, "score_texts", interrupted)
-        with pytest.raises(KeyboardInterrupt):
-            main(["score", str(rows), "--teacher", model_dir, "--student", model_dir, "--out", str(previous)])
+        code, err = run_cli(["score", str(rows), "--teacher", model_dir, "--student", model_dir, "--out",
+                             str(previous)], capsys)  # fmt: skip
+    assert code == 130 and err.strip().splitlines()[-1] == "rlt score: interrupted"  # Ctrl-C: one line, exit 130
     assert previous.read_text() == '{"kept": true}\n'
     assert main(["score", str(rows), "--teacher", model_dir, "--student", model_dir, "--out", str(previous)]) == 0
     assert "reward" in json.loads(previous.read_text()) and not (tmp_path / "previous.jsonl.partial").exists()
@@ -283,6 +285,27 @@ def test_eval_without_any_answer_to_check_is_an_error(tmp_path, model_dir, capsy
                         capsys)  # fmt: skip
     assert code == 2 and "none of the 1 questions has a final answer" in err  # before: pass@1 0.000
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--device", "tpu"], "--device must be cpu, cuda, cuda:N or auto, got 'tpu'"),
+        (["--dtype", "foo"], "--dtype must be float32, bfloat16 or float16, got 'foo'"),
+    ]
+    + ([(["--device", "cuda"], "this machine has no CUDA GPU")] if not torch.cuda.is_available() else []),
+)
+def test_device_and_dtype_errors_name_the_flag(tmp_path, model_dir, capsys, flags, message):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({**GOOD, "explanation": "e"}) + "\n")
+    code, err = run_cli(["score", str(rows), "--teacher", model_dir, "--student", model_dir, *flags], capsys)
+    assert code == 2 and message in err  # before: a traceback from torch
+
+
+def test_a_directory_where_a_file_belongs_is_an_error(tmp_path, model_dir, capsys):
+    (tmp_path / "x.jsonl").mkdir()
+    code, err = run_cli(["score", str(tmp_path / "x.jsonl"), "--teacher", model_dir, "--student", model_dir], capsys)
+    assert code == 2 and "x.jsonl" in err  # before: IsADirectoryError traceback
 
 
 def test_unknown_flag_is_named(capsys):

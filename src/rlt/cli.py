@@ -26,7 +26,21 @@ COMMANDS = {
 
 
 def _device(name: str) -> str:
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
+    """--device as torch takes it; a device this machine lacks is a usage error, not a CUDA traceback."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    kind = name.split(":")[0]
+    if kind not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be cpu, cuda, cuda:N or auto, got {name!r}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: this machine has no CUDA GPU (use cpu or auto)")
+    return name
+
+
+def _dtype(name: str) -> torch.dtype:
+    if name not in ("float32", "bfloat16", "float16"):
+        raise ValueError(f"--dtype must be float32, bfloat16 or float16, got {name!r}")
+    return getattr(torch, name)
 
 
 def _reward(teacher: str, reward_args, style: str, teacher_temperature: float, device: str = "auto",
@@ -38,7 +52,7 @@ def _reward(teacher: str, reward_args, style: str, teacher_temperature: float, d
 
     config = reward_args.reward_config(teacher_temperature)  # a bad coefficient fails before any model loads
     teacher_model, student, tokenizer, student_tokenizer = load_teacher_and_student(
-        teacher, reward_args.student, getattr(torch, dtype), _device(device), trust_remote_code
+        teacher, reward_args.student, _dtype(dtype), _device(device), trust_remote_code
     )
     return RLTReward(student, tokenizer, teacher_model, config, style, student_tokenizer)
 
@@ -292,9 +306,12 @@ def main(argv: list[str] | None = None) -> int:
     command = {"eval": evaluate, "check-reward": check_reward}.get(argv[0]) or globals()[argv[0]]
     try:
         code = command(argv[1:])
-    except (DataError, ValueError, FileNotFoundError) as e:
+    except (DataError, ValueError, OSError) as e:  # OSError: a missing file, a directory where a file belongs, ...
         print(f"rlt {argv[0]}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # every writer appends whole rows or replaces files atomically: nothing is left torn
+        print(f"rlt {argv[0]}: interrupted", file=sys.stderr)
+        return 130
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         # A process group left to interpreter shutdown can abort the process (gloo's threads, "terminate called
         # without an active exception"): close it once the command has finished on every rank.
