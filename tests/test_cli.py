@@ -78,7 +78,11 @@ def test_score_refuses_pickle_weights_and_missing_models(tmp_path, capsys):
 def test_help_lists_commands(capsys):
     assert main(["--help"]) == 0
     assert "score" in capsys.readouterr().out
-    assert main(["nope"]) == 2
+    assert main(["scroe"]) == 2
+    err = capsys.readouterr().err
+    assert "rlt: error: unknown command 'scroe'" in err and "score" in err  # before: only the list, on stdout
+    assert main(["plot", "--help"]) == 0  # before: exit 1
+    assert "usage: rlt plot RUN_DIR" in capsys.readouterr().out
 
 
 def test_the_readme_example_rows_score(tmp_path, model_dirs):
@@ -95,4 +99,9 @@ def test_the_readme_example_rows_score(tmp_path, model_dirs):
 def test_every_command_prints_its_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])
-    assert exit_.value.code == 0 and "--" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and "--" in out
+    # before: every command's usage line read "rlt [-h]", without --config or score's ROWS
+    first = out.splitlines()[0]
+    assert first.startswith(f"usage: rlt {command} ") and "[--config RECIPE.yaml]" in first
+    assert ("ROWS.jsonl" in first) == (command == "score")

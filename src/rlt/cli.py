@@ -66,7 +66,7 @@ def score(argv: list[str]) -> int:
 
     if argv and not argv[0].startswith("-"):  # `rlt score ROWS.jsonl ...`
         argv = ["--rows", argv[0], *argv[1:]]
-    (args,) = _parse((ScoreArguments,), argv)
+    (args,) = _parse((ScoreArguments,), argv, "score", "ROWS.jsonl")
     if not args.rows:
         raise SystemExit("rlt score: give the rows to score, e.g. `rlt score rows.jsonl --out scored.jsonl`")
     if args.batch_rows < 1:
@@ -119,7 +119,7 @@ def check_reward(argv: list[str]) -> int:
     from rlt.configs import DataArguments, FormatArguments, RewardArguments
     from rlt.reward_check import CheckRewardArguments, check_reward, write_report
 
-    parsed = _parse((CheckRewardArguments, DataArguments, FormatArguments, RewardArguments), argv)
+    parsed = _parse((CheckRewardArguments, DataArguments, FormatArguments, RewardArguments), argv, "check-reward")
     args, data_args, format_args, reward_args = parsed
     train, held_out, _ = data_args.load()
     reward = _reward(args.teacher, reward_args, format_args.style, args.temperature, args.device)
@@ -139,7 +139,7 @@ def warmup(argv: list[str]) -> int:
     from rlt.configs import DataArguments, FormatArguments, RLTSFTConfig
     from rlt.sft import run_warmup
 
-    parsed = _parse((ModelConfig, DataArguments, FormatArguments, RLTSFTConfig), argv)
+    parsed = _parse((ModelConfig, DataArguments, FormatArguments, RLTSFTConfig), argv, "warmup")
     model_args, data_args, format_args, config = parsed
     _default_model(model_args)
     trainer = run_warmup(model_args, data_args, format_args, config)
@@ -153,7 +153,7 @@ def train(argv: list[str]) -> int:
     from rlt.configs import DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig
     from rlt.trainer import run_train
 
-    parsed = _parse((ModelConfig, DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig), argv)
+    parsed = _parse((ModelConfig, DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig), argv, "train")
     model_args, data_args, format_args, reward_args, config = parsed
     _default_model(model_args)
     trainer = run_train(model_args, data_args, format_args, reward_args, config)
@@ -180,7 +180,7 @@ def traces(argv: list[str]) -> int:
     from rlt.reward import RewardBreakdown, summarize
     from rlt.traces import TracesArguments, collect_traces, select_best, write_rows
 
-    parsed = _parse((TracesArguments, DataArguments, FormatArguments, RewardArguments), argv)
+    parsed = _parse((TracesArguments, DataArguments, FormatArguments, RewardArguments), argv, "traces")
     args, data_args, format_args, reward_args = parsed
     problems = _problems(data_args, args.part)
     reward = _reward(args.teacher, reward_args, format_args.style, _kl_temperature(args.temperature), args.device)
@@ -207,7 +207,7 @@ def distill(argv: list[str]) -> int:
     from rlt.configs import RLTSFTConfig
     from rlt.sft import DistillArguments, run_distill
 
-    model_args, distill_args, config = _parse((ModelConfig, DistillArguments, RLTSFTConfig), argv)
+    model_args, distill_args, config = _parse((ModelConfig, DistillArguments, RLTSFTConfig), argv, "distill")
     _default_model(model_args)
     trainer = run_distill(model_args, distill_args, config)
     _say_done(trainer, config, f"distillation done: student saved in {config.output_dir}")
@@ -223,7 +223,7 @@ def evaluate(argv: list[str]) -> int:
     from rlt.configs import DataArguments, FormatArguments, RewardArguments
     from rlt.evaluate import EvalArguments, evaluate_student, markdown_table, write_results
 
-    parsed = _parse((EvalArguments, DataArguments, FormatArguments, RewardArguments), argv)
+    parsed = _parse((EvalArguments, DataArguments, FormatArguments, RewardArguments), argv, "eval")
     args, data_args, format_args, reward_args = parsed
     problems = _problems(data_args, args.part)
     if args.teacher:
@@ -270,6 +270,9 @@ def evaluate(argv: list[str]) -> int:
 def plot(argv: list[str]) -> int:
     from rlt.plots import plot_run
 
+    if argv and argv[0] in ("-h", "--help"):
+        print("usage: rlt plot RUN_DIR [OUT_DIR]\n\nPNG curves of a run's log history (default: RUN_DIR/plots).")
+        return 0
     if not argv or argv[0].startswith("-"):
         raise SystemExit("usage: rlt plot RUN_DIR [OUT_DIR]")
     written = plot_run(argv[0], argv[1] if len(argv) > 1 else None)
@@ -287,7 +290,7 @@ def _default_model(model_args) -> None:
 def demo(argv: list[str]) -> int:
     from rlt.demo import DemoArguments, run_demo
 
-    (args,) = _parse((DemoArguments,), argv)
+    (args,) = _parse((DemoArguments,), argv, "demo")
     report = run_demo(args)
     print(f"[rlt demo] done: report in {report}")
     return 0
@@ -299,8 +302,12 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         width = max(map(len, COMMANDS))
         lines = [f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()]
-        print("usage: rlt COMMAND [--config RECIPE.yaml] [flags]\n\ncommands:\n" + "\n".join(lines))
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+        asked = bool(argv) and argv[0] in ("-h", "--help")
+        if argv and not asked:  # a typo gets an error, not just the list
+            print(f"rlt: error: unknown command {argv[0]!r}", file=sys.stderr)
+        print("usage: rlt COMMAND [--config RECIPE.yaml] [flags]\n\ncommands:\n" + "\n".join(lines),
+              file=sys.stdout if asked else sys.stderr)  # fmt: skip
+        return 0 if asked else 2
     from rlt.data import DataError
 
     command = {"eval": evaluate, "check-reward": check_reward}.get(argv[0]) or globals()[argv[0]]

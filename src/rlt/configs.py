@@ -12,11 +12,14 @@ from rlt.reward import RewardConfig
 _DEFAULTS = RewardConfig()
 
 
-def parse(dataclass_types: tuple, argv: list[str]) -> tuple:
-    """Flags and `--config RECIPE.yaml` (flags win) into the given dataclasses, with TRL's parser."""
+def parse(dataclass_types: tuple, argv: list[str], command: str | None = None, positional: str = "") -> tuple:
+    """Flags and `--config RECIPE.yaml` (flags win) into the given dataclasses, with TRL's parser; `--help` names
+    the command, its positional argument and `--config`."""
     from trl import TrlParser
 
-    return TrlParser(dataclass_types).parse_args_and_config(argv)
+    prog = f"rlt {command}" if command else "rlt"
+    usage = " ".join(part for part in (prog, positional, "[--config RECIPE.yaml] [--flag value ...]") if part)
+    return TrlParser(dataclass_types, prog=prog, usage=usage).parse_args_and_config(argv)
 
 
 @dataclass
