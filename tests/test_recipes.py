@@ -34,7 +34,8 @@ def test_recipe_parses(recipe, tmp_path):
     assert config.learning_rate == pytest.approx(values["learning_rate"])
     if command == "train":
         assert config.temperature == pytest.approx(0.7)
-        assert parsed[3].reward_config(config.temperature).kl_coeffs == (3.0, 0.03)
+        # the recipe's own coefficients reach the reward: the paper's, or the CPU recipe's re-tuned 0.3x
+        assert parsed[3].reward_config(config.temperature).kl_coeffs == tuple(values.get("kl_coeffs", (3.0, 0.03)))
 
 
 def test_paper_recipe_has_the_original_rl_settings(tmp_path):
