@@ -62,6 +62,12 @@ def text_field(row: dict, column: str, *, optional: bool = False, number: bool =
 # --------------------------------------------------------------------------------------------------- adapters
 
 
+def answer_statement(answer: str) -> str:
+    """The one-sentence statement of a final answer: the solution of the answer framing, and how the GSM8K and GPQA
+    adapters end theirs."""
+    return f"The answer is {answer}."
+
+
 def boxed_answer(text: str) -> str | None:
     """Content of the last \\boxed{...} (or \\fbox{...}), with nested braces."""
     start = max(text.rfind("\\boxed{"), text.rfind("\\fbox{"))
@@ -107,7 +113,8 @@ def gsm8k(row: dict) -> Problem:
     rationale = _GSM8K_CALC.sub("", rationale).strip()
     if not rationale:
         raise DataError("empty rationale before '####'", column="answer")
-    return Problem(question=text_field(row, "question"), solution=f"{rationale}\nThe answer is {final}.", answer=final)
+    solution = f"{rationale}\n{answer_statement(final)}"
+    return Problem(question=text_field(row, "question"), solution=solution, answer=final)
 
 
 def math(row: dict) -> Problem:
@@ -171,7 +178,7 @@ def gpqa(row: dict) -> Problem:
     answer = letters[order.index(0)]
     explanation = text_field(row, "Explanation", optional=True) or options[0]
     return Problem(
-        question=f"{question}\n\n{choices}", solution=f"{explanation}\nThe answer is {answer}.", answer=answer
+        question=f"{question}\n\n{choices}", solution=f"{explanation}\n{answer_statement(answer)}", answer=answer
     )
 
 
@@ -275,11 +282,6 @@ def to_problems(
 # ---------------------------------------------------------------------------------------------------- framing
 
 FRAMINGS = ("auto", "answer", "solution")
-
-
-def answer_statement(answer: str) -> str:
-    """The one-sentence solution of the answer framing."""
-    return f"The answer is {answer}."
 
 
 def frame(problems: Iterable[Problem], framing: str = "auto") -> list[Problem]:

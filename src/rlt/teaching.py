@@ -19,10 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rlt.data import Problem
-from rlt.formats import PADDING
 from rlt.generation import SamplingConfig
 from rlt.reward import RewardBreakdown, RewardConfig, RLTReward
-from rlt.reward_check import bootstrap, ci, leaks, r_ss
+from rlt.reward_check import bootstrap, ci, completion, leaks, r_ss, references
 
 METRICS = ("r_ss", "reward", "kl_mean", "solution_logprob_mean")
 
@@ -30,10 +29,10 @@ METRICS = ("r_ss", "reward", "kl_mean", "solution_logprob_mean")
 def fixed_sources(problems: Sequence[Problem], reward: RLTReward) -> dict[str, list[dict]]:
     """`none` and `reference` (the trace or worked solution, as the warm-up teaches it), scored per problem."""
     end = reward.style.explanation[1]
-    texts = {"none": ["" for _ in problems], "reference": [p.reasoning_trace or p.solution for p in problems]}
+    texts = {"none": ["" for _ in problems], "reference": [reference for _, reference in references(problems)]}
     sources = {}
     for name, explanations in texts.items():
-        rows = [{"question": p.question, "solution": p.solution, "explanation": (e + PADDING if e else "") + end}
+        rows = [{"question": p.question, "solution": p.solution, "explanation": completion(e, end)}
                 for p, e in zip(problems, explanations, strict=True)]  # fmt: skip
         scored, _ = reward.score_texts(rows)
         sources[name] = [{"index": i, "explanation": e, **b.to_dict()}
