@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+from teaching_quality import recipe_split  # a sibling script: run as `python benchmarks/teaching_distill.py`
 from trl import ModelConfig
 
 from rlt.configs import DataArguments, RLTSFTConfig, parse
@@ -59,7 +60,7 @@ def main() -> None:
 
     began, seconds = time.perf_counter(), {}
     work = Path(args.work_dir)
-    data = DataArguments(max_solution_chars=400, holdout=64)  # the CPU recipes' split
+    data = DataArguments(**recipe_split())
     train, held_out, _ = data.load()
     student, student_tokenizer = load_model(args.student)
     config = RewardConfig(teacher_temperature=0.7)

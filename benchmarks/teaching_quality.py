@@ -31,16 +31,29 @@ from rlt.generation import SamplingConfig
 from rlt.models import load_model
 from rlt.reward import RewardConfig, RLTReward
 
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "cpu" / "train.yaml"
+
+
+def recipe_split() -> dict:
+    """The CPU recipes' data split (dataset, max_solution_chars, holdout), read from the recipe, not copied."""
+    import yaml
+
+    values = yaml.safe_load(RECIPE.read_text())
+    return {key: values[key] for key in ("dataset", "max_solution_chars", "holdout")}
+
+
 PAIRS = [("RL teacher", "warm-up teacher"), ("RL teacher", "base model"), ("warm-up teacher", "base model"),
          ("reference", "none"), ("RL teacher", "none")]  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="champ")
+    split = recipe_split()
+    parser.add_argument("--dataset", default=split["dataset"])
     parser.add_argument("--adapter", default=None)
-    parser.add_argument("--max-solution-chars", type=int, default=400, help="As the CPU recipes; 0: no filter.")
-    parser.add_argument("--holdout", type=int, default=64, help="The last N problems (as the recipes split).")
+    parser.add_argument("--max-solution-chars", type=int, default=split["max_solution_chars"],
+                        help="Default: the CPU recipe's; 0: no filter.")  # fmt: skip
+    parser.add_argument("--holdout", type=int, default=split["holdout"], help="The last N problems (recipe's split).")
     parser.add_argument("--student", default="smollm2-135m")
     parser.add_argument("--base", default="smollm2-135m", help="The untrained base model, as a teacher.")
     parser.add_argument("--warmup", default="runs/demo/warmup", help="The warm-up teacher RL started from.")
