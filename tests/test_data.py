@@ -156,9 +156,26 @@ def test_framing_answer_auto_and_solution():
 def test_data_arguments_frame_champ_for_a_warm_up_that_is_not_a_copy_task():
     from rlt.configs import DataArguments
 
-    train, held_out, _ = DataArguments(max_solution_chars=400, holdout=64).load()
-    raw = [p for p in load_problems("champ")[0] if len(p.solution) <= 400]
-    assert len(train) + len(held_out) == len(raw) == 142 and len(held_out) == 64
-    for framed, original in zip(train + held_out, raw, strict=True):
+    train, held_out, _ = DataArguments(max_solution_chars=400, holdout=120).load()
+    raw = load_problems("champ")[0]
+    short = [p for p in raw if len(p.solution) <= 400]
+    assert (len(train), len(held_out)) == (81, 61) and len(short) == 142  # the CPU recipes' split
+    for framed, original in zip(train + held_out, short, strict=True):
         assert framed.solution == f"The answer is {original.answer}."
         assert framed.reasoning_trace == original.solution  # the worked steps become the explanation target
+
+
+def test_filters_never_move_a_problem_across_the_split():
+    """Before, the last N were held out after the length filter: `--holdout 20` without it evaluated on 15
+    questions a `--max_solution_chars 400 --holdout 64` run trained on."""
+    from rlt.configs import DataArguments
+
+    raw = load_problems("champ")[0]
+    trained = {p.reasoning_trace for p in DataArguments(max_solution_chars=400, holdout=64).load()[0]}
+    for args in (dict(holdout=20), dict(holdout=64), dict(holdout=64, max_problems=10), dict(holdout=30, max_solution_chars=300)):
+        held_out = DataArguments(**args).load()[1]
+        assert held_out and not trained & {p.reasoning_trace for p in held_out}, args
+    # the held-out part is the last N rows as read, whatever the filters keep of it
+    assert [p.reasoning_trace for p in DataArguments(holdout=20).load()[1]] == [p.solution for p in raw[-20:]]
+    capped = DataArguments(holdout=64, max_problems=10).load()
+    assert len(capped[0]) == len(capped[1]) == 10 and capped[1][0].reasoning_trace == raw[-64].solution

@@ -185,6 +185,8 @@ def test_demo_wiring_end_to_end(pipeline_dir):
                 str(out),
                 "--distill_traces",
                 "4",
+                "--holdout",
+                "4",
             ]
         )
         == 0

@@ -127,12 +127,19 @@ class DataArguments:
         default="reasoning_trace", metadata={"help": "generic adapter: an optional reasoning-trace column."}
     )
     skip_invalid: bool = field(default=False, metadata={"help": "Skip (and count) invalid rows instead of failing."})
-    max_problems: int | None = field(default=None, metadata={"help": "Use only the first N problems."})
+    max_problems: int | None = field(
+        default=None, metadata={"help": "Use at most the first N problems of each part (train, held-out)."}
+    )
     max_solution_chars: int | None = field(
         default=None, metadata={"help": "Drop problems whose solution is longer (keeps CPU prompts short)."}
     )
     holdout: int = field(
-        default=0, metadata={"help": "Hold out the last N problems (for traces / evaluation); train on the rest."}
+        default=0,
+        metadata={
+            "help": "Hold out the last N problems of the dataset as read, before --max_solution_chars and "
+            "--max_problems, which then apply within each part: no filter moves a problem across the split, and "
+            "a smaller N holds out a subset of a larger one."
+        },
     )
     framing: str = field(
         default="auto",
@@ -152,7 +159,12 @@ class DataArguments:
             raise ValueError(f"--holdout must be 0 or more, got {self.holdout}")
 
     def load(self):
-        """(train problems, held-out problems, skipped row count)."""
+        """(train problems, held-out problems, skipped row count).
+
+        The one definition of the split every command shares: the held-out part is the last `holdout` problems of
+        the dataset as read. Filters apply after the split, within each part, so `rlt eval --holdout 20` never
+        reads a question that a run with `--holdout 64` (any length filter, any --max_problems) trained on.
+        """
         from rlt.data import frame, load_problems, split_problems
 
         options = {}
@@ -164,13 +176,16 @@ class DataArguments:
                 reasoning_trace=self.trace_column,
             )
         problems, skipped = load_problems(
-            self.dataset, self.adapter, self.split, self.skip_invalid, self.max_problems, self.subset, **options
+            self.dataset, self.adapter, self.split, self.skip_invalid, None, self.subset, **options
         )
-        if self.max_solution_chars:  # on the dataset's solution, which the answer framing turns into the explanation
-            problems = [p for p in problems if len(p.solution) <= self.max_solution_chars]
-        problems = frame(problems, self.framing)
-        train, held_out = split_problems(problems, self.holdout)
-        return train, held_out, skipped
+        # the length limit is on the dataset's solution, which the answer framing turns into the explanation
+        short = [self.max_solution_chars is None or len(p.solution) <= self.max_solution_chars for p in problems]
+        framed = frame(problems, self.framing)
+        train, held_out = split_problems(list(zip(framed, short, strict=True)), self.holdout)
+        return self._kept(train), self._kept(held_out), skipped
+
+    def _kept(self, part: list) -> list:
+        return [problem for problem, short in part if short][: self.max_problems]
 
 
 class _DeviceDefaults:

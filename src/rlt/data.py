@@ -329,7 +329,7 @@ def load_problems(
     return problems[:limit] if limit else problems, skipped
 
 
-def split_problems(problems: list[Problem], holdout: int) -> tuple[list[Problem], list[Problem]]:
+def split_problems(problems: list, holdout: int) -> tuple[list, list]:
     """A deterministic train / held-out split: the last `holdout` problems are held out."""
     if not 0 <= holdout < len(problems):
         raise ValueError(f"holdout must be in [0, {len(problems)}), got {holdout}")

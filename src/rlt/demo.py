@@ -32,10 +32,10 @@ class DemoArguments:
     dataset: str | None = field(default=None, metadata={"help": "Override the recipes' dataset."})
     recipes: str = field(default=str(RECIPES), metadata={"help": "Directory with warmup/train/distill.yaml."})
     rl_steps: int | None = field(default=None, metadata={"help": "Override the RL recipe's max_steps."})
-    heldout: int | None = field(default=None, metadata={"help": "Held-out questions (default: the recipe's)."})
+    holdout: int | None = field(default=None, metadata={"help": "Held-out questions (default: the recipe's)."})
     distill_traces: int = field(default=32, metadata={"help": "Training questions whose traces the student learns."})
     explanation_tokens: int = field(default=128, metadata={"help": "Longest explanation sampled from a teacher."})
-    heldout_samples: int = field(
+    holdout_samples: int = field(
         default=2, metadata={"help": "Explanations sampled per held-out question and teacher for the comparison."}
     )
     answer_tokens: int = field(default=192, metadata={"help": "Longest student answer at evaluation."})
@@ -46,8 +46,8 @@ class DemoArguments:
             self.distill_traces = min(self.distill_traces, 8)
             self.explanation_tokens = min(self.explanation_tokens, 32)
             self.answer_tokens = min(self.answer_tokens, 32)
-            self.heldout = self.heldout or 4
-            self.heldout_samples = 1
+            self.holdout = self.holdout or 8  # the last 8 CHAMP problems hold 5 short enough for the recipe
+            self.holdout_samples = 1
 
 
 class Stages:
@@ -91,7 +91,7 @@ def run_demo(args: DemoArguments) -> Path:
     out = Path(args.output_dir)
     stages = Stages()
     quick = {"max_steps": 2} if args.quick else {}
-    common = {"dataset": args.dataset, "holdout": args.heldout}
+    common = {"dataset": args.dataset, "holdout": args.holdout}
 
     warmup_dir = out / "warmup"
     parsed = _parse(
@@ -197,7 +197,7 @@ def compare_teachers(args, held_out, warmup_dir, rl_dir, style, reward_args, rl_
     for name, teacher_dir in (("warm-up teacher", warmup_dir), ("RL teacher", rl_dir)):
         path = Path(args.output_dir) / "heldout" / f"{Path(teacher_dir).name}.jsonl"
         reward = _reward(args, teacher_dir, style, reward_args, rl_config)
-        sources[name] = teaching.teacher_source(held_out, reward, path, sampling, args.heldout_samples)
+        sources[name] = teaching.teacher_source(held_out, reward, path, sampling, args.holdout_samples)
     return teaching.compare(sources, held_out, reward.config, PAIRS)
 
 
