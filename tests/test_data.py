@@ -172,7 +172,12 @@ def test_filters_never_move_a_problem_across_the_split():
 
     raw = load_problems("champ")[0]
     trained = {p.reasoning_trace for p in DataArguments(max_solution_chars=400, holdout=64).load()[0]}
-    for args in (dict(holdout=20), dict(holdout=64), dict(holdout=64, max_problems=10), dict(holdout=30, max_solution_chars=300)):
+    for args in (
+        dict(holdout=20),
+        dict(holdout=64),
+        dict(holdout=64, max_problems=10),
+        dict(holdout=30, max_solution_chars=300),
+    ):
         held_out = DataArguments(**args).load()[1]
         assert held_out and not trained & {p.reasoning_trace for p in held_out}, args
     # the held-out part is the last N rows as read, whatever the filters keep of it
