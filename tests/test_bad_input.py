@@ -251,6 +251,9 @@ def test_score_never_destroys_a_file(tmp_path, model_dir, capsys, monkeypatch):
     assert previous.read_text() == '{"kept": true}\n'
     assert main(["score", str(rows), "--teacher", model_dir, "--student", model_dir, "--out", str(previous)]) == 0
     assert "reward" in json.loads(previous.read_text()) and not (tmp_path / "previous.jsonl.partial").exists()
+    record = json.loads((tmp_path / "previous.jsonl.provenance.json").read_text())  # what produced the scores
+    assert record["kind"] == "scored rows" and record["settings"]["reward"]["kl_coeffs"] == [3.0, 0.03]
+    assert record["settings"]["rows"].startswith(f"{rows} sha256:")
 
 
 def test_score_rejects_format_tags_in_a_question_as_train_does(tmp_path, model_dir, capsys):

@@ -145,6 +145,10 @@ def test_traces_distill_eval_cli(pipeline_dir, capsys):
     # the traces covered every row, so the held-out four were trained on: said loudly and recorded
     assert results["questions_distilled_on"] == 4
     assert "warning: 4 of the 4 evaluated questions are in" in capsys.readouterr().err
+    settings = results["provenance"]["settings"]
+    assert settings["data"]["holdout"] == 4 and settings["eval"]["thought_samples"] == 2
+    distilled = json.loads((root / "distilled" / "distill.json").read_text())
+    assert distilled["traces_provenance"]["kind"] == "traces" and len(distilled["traces_sha256"]) == 16
     assert 0 <= results["pass@1_greedy"] <= results["pass@2"] + 1e-9 <= 1 + 1e-9
     low, high = results["solution_logprob_after_own_thought_interval"]
     assert low <= results["solution_logprob_after_own_thought"] <= high < 0

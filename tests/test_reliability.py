@@ -176,6 +176,22 @@ def test_a_finished_run_rerun_trains_nothing_and_a_larger_max_steps_continues_it
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 3
 
 
+def test_a_run_is_not_resumed_under_other_settings(workdir, capsys):
+    """Before: a finished run re-run with other data or another student said 'nothing trained' (or resumed)."""
+    out = workdir / "settings"
+    assert main(train_argv(workdir, "settings", 1)) == 0
+    record = json.loads((out / "rlt_provenance.json").read_text())
+    assert record["kind"] == "teacher RL" and record["settings"]["data"]["dataset"].endswith("rows.jsonl")
+    capsys.readouterr()
+    assert main([*train_argv(workdir, "settings", 2), "--student", str(workdir / "teacher")]) == 2
+    err = capsys.readouterr().err
+    assert "was produced with other settings (student: '" in err and "--resume false" in err
+    assert main([*train_argv(workdir, "settings", 2), "--max_solution_chars", "30"]) == 2
+    assert "'max_solution_chars': None" in capsys.readouterr().err
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 1  # nothing trained
+    assert main([*train_argv(workdir, "settings", 2), "--resume", "false", "--max_solution_chars", "30"]) == 0
+
+
 def test_max_steps_zero_is_refused(workdir, capsys):
     assert main(train_argv(workdir, "zero", 0)) == 2  # before: trained one step
     assert "--max_steps 0 trains nothing" in capsys.readouterr().err

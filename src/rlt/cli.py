@@ -58,10 +58,14 @@ def _reward(teacher: str, reward_args, style: str, teacher_temperature: float, d
 
 
 def score(argv: list[str]) -> int:
+    import hashlib
+    from dataclasses import asdict
+
     from tqdm.auto import tqdm
 
     from rlt.configs import ScoreArguments
     from rlt.data import DataError, read_rows, text_field
+    from rlt.provenance import describe, model_identity, sidecar, write_record
     from rlt.reward import summarize
 
     if argv and not argv[0].startswith("-"):  # `rlt score ROWS.jsonl ...`
@@ -107,6 +111,10 @@ def score(argv: list[str]) -> int:
             breakdowns += scored
             bar.update(len(chunk))
     partial.replace(out)
+    write_record(sidecar(out), describe("scored rows", {
+        "teacher": model_identity(args.teacher), "student": model_identity(args.student),
+        "reward": asdict(reward.config), "style": args.style,
+        "rows": f"{args.rows} sha256:{hashlib.sha256(Path(args.rows).read_bytes()).hexdigest()[:16]}"}))  # fmt: skip
     seconds = time.perf_counter() - start
     summary = summarize(breakdowns)
     print(f"scored {len(rows)} rows in {seconds:.1f} s ({len(rows) / seconds:.2f} rows/s) -> {out}")
@@ -172,11 +180,12 @@ def _problems(data_args, part: str):
 
 
 def traces(argv: list[str]) -> int:
-    from pathlib import Path
+    from dataclasses import asdict
 
     from rlt.configs import DataArguments, FormatArguments, RewardArguments
     from rlt.generation import SamplingConfig, vllm_usable
     from rlt.models import resolve
+    from rlt.provenance import sidecar
     from rlt.reward import RewardBreakdown, summarize
     from rlt.traces import TracesArguments, collect_traces, select_best, write_rows
 
@@ -187,14 +196,19 @@ def traces(argv: list[str]) -> int:
     sampling = SamplingConfig(args.max_new_tokens, args.temperature, args.top_p, args.batch_size, args.seed)
     out = Path(args.out)
     journal = out.with_suffix(".jsonl")  # rows are appended here as they come; Parquet is written at the end
+    for path in {out, journal}:
+        if path.exists() and path.resolve() == Path(data_args.dataset).resolve():
+            raise ValueError(f"--out {args.out} would write the traces into the dataset {data_args.dataset}")
+    data = {**asdict(data_args), "part": args.part, "questions": len(problems)}
     rows = collect_traces(problems, reward.teacher, reward, journal, sampling, args.num_samples, resolve(args.teacher),
-                          vllm_usable(args.use_vllm))  # fmt: skip
+                          vllm_usable(args.use_vllm), args.fresh, data)  # fmt: skip
+    record = json.loads(sidecar(journal).read_text())
     if out != journal:
-        write_rows(out, rows)
+        write_rows(out, rows, record)
     print(f"{len(rows)} traces for {len(problems)} questions in {out}")
     if args.best_of:
         selected = out.with_name("selected" + out.suffix)
-        write_rows(selected, select_best(rows))
+        write_rows(selected, select_best(rows), record)
         print(f"best of {args.num_samples} per question -> {selected}")
     for name, value in summarize([RewardBreakdown.from_dict(r) for r in rows]).items():
         print(f"  {name:<22} {value:.4f}")
@@ -220,8 +234,11 @@ def _kl_temperature(sampling_temperature: float) -> float:
 
 
 def evaluate(argv: list[str]) -> int:
+    from dataclasses import asdict
+
     from rlt.configs import DataArguments, FormatArguments, RewardArguments
     from rlt.evaluate import EvalArguments, evaluate_student, markdown_table, write_results
+    from rlt.provenance import describe, model_identity
 
     parsed = _parse((EvalArguments, DataArguments, FormatArguments, RewardArguments), argv, "eval")
     args, data_args, format_args, reward_args = parsed
@@ -262,6 +279,11 @@ def evaluate(argv: list[str]) -> int:
                    *(["solution_logprob_after_own_thought"] if args.thought_samples else []), "questions",
                    "checked_with_math_verify", "checked_with_text", "unchecked"]  # fmt: skip
         table = markdown_table({args.model: results}, columns)
+    settings = {"model": model_identity(args.teacher or args.model), "data": {**asdict(data_args), "part": args.part},
+                "eval": asdict(args), "style": format_args.style}  # fmt: skip
+    if args.teacher:  # a teacher is measured through the student's reward
+        settings |= {"student": model_identity(reward_args.student), "reward": asdict(reward_args)}
+    results["provenance"] = describe("evaluation", settings)
     write_results(args.out, results, table)
     print(table + f"\n-> {args.out}")
     return 0

@@ -51,16 +51,14 @@ class DemoArguments:
 
 
 class Stages:
-    """Runs named stages with timing; a stage whose output exists is skipped."""
+    """Runs named stages with timing. The stages themselves skip finished work: a finished training run (after
+    checking that the same settings produced it) and trace rows already written."""
 
     def __init__(self):
         self.seconds: dict[str, float] = {}
         self.start = time.perf_counter()
 
-    def run(self, name: str, done: Path | None, fn: Callable[[], object]):
-        if done is not None and done.exists():
-            print(f"[rlt demo] {name}: already done ({done})", flush=True)
-            return None
+    def run(self, name: str, fn: Callable[[], object]):
         print(f"[rlt demo] {name} … (elapsed {time.perf_counter() - self.start:.0f} s)", flush=True)
         began = time.perf_counter()
         result = fn()
@@ -100,7 +98,7 @@ def run_demo(args: DemoArguments) -> Path:
             args, "warmup.yaml", {"model_name_or_path": args.teacher, "output_dir": warmup_dir, **common, **quick}
         ),
     )
-    stages.run("teacher warm-up", warmup_dir / "model.safetensors", lambda: run_warmup(*parsed))
+    stages.run("teacher warm-up", lambda: run_warmup(*parsed))
 
     rl_dir = out / "rl"
     rl_overrides = {"model_name_or_path": warmup_dir, "student": args.student, "output_dir": rl_dir, **common,
@@ -108,20 +106,18 @@ def run_demo(args: DemoArguments) -> Path:
                     "max_completion_length": args.explanation_tokens}  # fmt: skip
     train_parsed = _parse((ModelConfig, DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig),
                           _recipe_args(args, "train.yaml", rl_overrides))  # fmt: skip
-    stages.run("teacher RL", rl_dir / "model.safetensors", lambda: run_train(*train_parsed))
+    stages.run("teacher RL", lambda: run_train(*train_parsed))
 
     _, data_args, format_args, reward_args, rl_config = train_parsed
     train, held_out, _ = data_args.load()
     comparison = stages.run(
         "held-out teaching comparison",
-        None,
         lambda: compare_teachers(args, held_out, warmup_dir, rl_dir, format_args.style, reward_args, rl_config),
     )
 
     traces_path = out / "traces" / "traces.jsonl"
     stages.run(
         "traces from the RL teacher",
-        None,
         lambda: collect(
             args, train[: args.distill_traces], rl_dir, traces_path, format_args.style, reward_args, rl_config
         ),
@@ -136,11 +132,10 @@ def run_demo(args: DemoArguments) -> Path:
             {"model_name_or_path": args.student, "traces": traces_path, "output_dir": student_dir, **quick},
         ),
     )
-    stages.run("student distillation", student_dir / "model.safetensors", lambda: run_distill(*distill_parsed))
+    stages.run("student distillation", lambda: run_distill(*distill_parsed))
 
     accuracy = stages.run(
         "student evaluation",
-        None,
         lambda: {
             "before": evaluate(args, args.student, held_out, format_args.style),
             "after": evaluate(args, str(student_dir), held_out, format_args.style),

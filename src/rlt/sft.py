@@ -13,10 +13,11 @@ worked solution while the teacher is shown only the final answer, so the warm-up
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from datasets import Dataset
@@ -28,7 +29,8 @@ from rlt.configs import DataArguments, FormatArguments, RLTSFTConfig
 from rlt.data import DataError, Problem
 from rlt.formats import teacher_text
 from rlt.models import load_model
-from rlt.trainer import finish_run, last_checkpoint, model_dtype, skip_finished
+from rlt.provenance import content_key, model_identity, sidecar
+from rlt.trainer import check_run, finish_run, last_checkpoint, model_dtype, skip_finished
 
 logger = logging.getLogger(__name__)
 
@@ -86,20 +88,13 @@ def chat_prompt_completion(tokenizer: PreTrainedTokenizerBase, messages: list[di
     return prompt, full[len(prompt) :]
 
 
-def question_key(question: str) -> str:
-    """A short content key of a question: what a student was distilled on, checked again at evaluation."""
-    import hashlib
-
-    return hashlib.sha256(question.strip().encode()).hexdigest()[:16]
-
-
 def distilled_on(model_dir: str | Path, questions: list[str]) -> int | None:
     """How many of `questions` the student in `model_dir` was distilled on (None: not an rlt-distilled student)."""
     summary = Path(model_dir) / "distill.json"
     if not summary.exists():
         return None
     trained = set(json.loads(summary.read_text()).get("question_keys", []))
-    return sum(question_key(q) in trained for q in questions)
+    return sum(content_key(q) in trained for q in questions)
 
 
 def read_traces(path: str | Path) -> list[dict]:
@@ -130,6 +125,8 @@ def _train(model, tokenizer, examples: list[dict], model_args: ModelConfig, conf
 def run_warmup(
     model_args: ModelConfig, data_args: DataArguments, format_args: FormatArguments, config: RLTSFTConfig
 ) -> SFTTrainer | None:
+    check_run(config, "teacher warm-up", {"model": model_identity(model_args.model_name_or_path),
+              "data": asdict(data_args), "style": format_args.style})  # fmt: skip
     if skip_finished(config):
         return None
     train, _, skipped = data_args.load()
@@ -151,6 +148,12 @@ class DistillArguments:
 
 
 def run_distill(model_args: ModelConfig, distill_args: DistillArguments, config: RLTSFTConfig) -> SFTTrainer | None:
+    traces = Path(distill_args.traces)
+    if not traces.is_file():
+        raise DataError(f"--traces {traces}: no such file")
+    traces_digest = hashlib.sha256(traces.read_bytes()).hexdigest()[:16]  # new or re-collected traces: another run
+    check_run(config, "student distillation", {"model": model_identity(model_args.model_name_or_path),
+              "traces": traces_digest})  # fmt: skip
     if skip_finished(config):
         return None
     rows = read_traces(distill_args.traces)
@@ -162,7 +165,10 @@ def run_distill(model_args: ModelConfig, distill_args: DistillArguments, config:
     if not examples:
         raise ValueError(f"no trace fits max_length={config.max_length}")
     trainer = _train(model, tokenizer, examples, model_args, config)
-    summary = {"traces": distill_args.traces, "examples": len(examples), "dropped_too_long": dropped,
-               "question_keys": sorted({question_key(row["messages"][1]["content"]) for row in rows})}  # fmt: skip
+    trace_record = sidecar(traces)  # what produced the traces, kept with the student they made
+    summary = {"traces": distill_args.traces, "traces_sha256": traces_digest, "examples": len(examples),
+               "dropped_too_long": dropped,
+               "traces_provenance": json.loads(trace_record.read_text()) if trace_record.exists() else None,
+               "question_keys": sorted({content_key(row["messages"][1]["content"]) for row in rows})}  # fmt: skip
     (Path(config.output_dir) / "distill.json").write_text(json.dumps(summary, indent=2))
     return trainer

@@ -5,7 +5,10 @@ Output rows, one per (question, sample), in JSONL: the student-format chat (`mes
 explanation in the think section before the tagged solution), the raw completion, the parsed explanation and the
 reward components. Writing is crash-safe and resumable: each row is appended with one write and the file synced
 per batch; a rerun drops a torn last line, skips every (question, sample) already written, and writes the rest.
-With `best_of` > 1, `selected.jsonl` beside it keeps the highest-reward sample of each question.
+Rows are keyed by content (`key`: question + solution), and `OUT.provenance.json` records the teacher, student,
+reward and sampling settings: a rerun with other settings, or on a file holding other questions, is an error
+(`fresh` starts the file over). With `best_of` > 1, `selected.jsonl` beside it keeps each question's
+highest-reward sample.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -21,6 +24,7 @@ from tqdm.auto import tqdm
 from rlt.data import DataError, Problem
 from rlt.formats import student_messages, teacher_prompt
 from rlt.generation import SamplingConfig, hf_generate, vllm_generate
+from rlt.provenance import check_settings, content_key, describe, model_identity, sidecar, write_record
 from rlt.reward import RLTReward
 
 logger = logging.getLogger(__name__)
@@ -45,6 +49,9 @@ class TracesArguments:
     seed: int = field(default=42, metadata={"help": "Sampling seed."})
     use_vllm: str = field(default="auto", metadata={"help": "auto (when installed and on a GPU), true or false."})
     device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N, or auto."})
+    fresh: bool = field(
+        default=False, metadata={"help": "Start --out over instead of resuming it (its old rows are deleted)."}
+    )
 
 
 # ------------------------------------------------------------------------------------- crash-safe JSONL rows
@@ -100,15 +107,23 @@ def collect_traces(
     num_samples: int = 1,
     teacher_path: str | None = None,
     use_vllm: bool = False,
+    fresh: bool = False,
+    data: dict | None = None,
 ) -> list[dict]:
-    """Generate, score and append every missing (question, sample) row; return all rows, old and new."""
+    """Generate, score and append every missing (question, sample) row; return all rows of `problems`, old and new,
+    in (problem, sample) order. `data` describes the dataset for the provenance record."""
     tokenizer, style = reward.tokenizer, reward.style
-    done_rows = recover_jsonl(out)
-    done = {(r["index"], r["sample"]) for r in done_rows}
-    jobs = [(i, k) for i in range(len(problems)) for k in range(num_samples) if (i, k) not in done]
+    if fresh:
+        out.unlink(missing_ok=True)
+    provenance = traces_provenance(teacher, reward, sampling, data)
+    done_rows = _resumable_rows(out, provenance, problems)
+    done = {(r["key"], r["sample"]) for r in done_rows}
+    keys = row_keys(problems)
+    jobs = [(i, k) for i in range(len(problems)) for k in range(num_samples) if (keys[i], k) not in done]
     logger.info("%s: %d rows already there, %d to generate", out, len(done), len(jobs))
     prompts = [tokenizer(teacher_prompt(tokenizer, problems[i].question, problems[i].solution, style))["input_ids"]
                for i, _ in jobs]  # fmt: skip
+    write_record(sidecar(out), provenance)
     appender = JsonlAppender(out)
     new_rows = []
     try:
@@ -118,7 +133,7 @@ def collect_traces(
             else:
                 batches = _batched(hf_generate(teacher, tokenizer, prompts, sampling), sampling.batch_size)
             for batch in batches:
-                rows = _score_batch(problems, jobs, prompts, batch, teacher, reward)
+                rows = _score_batch(problems, keys, jobs, prompts, batch, teacher, reward)
                 for row in rows:
                     appender.write(row)
                 appender.sync()
@@ -126,7 +141,50 @@ def collect_traces(
                 bar.update(len(rows))
     finally:
         appender.close()
-    return done_rows + new_rows
+    position = {key: i for i, key in enumerate(keys)}
+    rows = [{**r, "index": position[r["key"]]} for r in done_rows] + new_rows  # old rows: this run's positions
+    return sorted(rows, key=lambda r: (r["index"], r["sample"]))
+
+
+def row_keys(problems: list[Problem]) -> list[str]:
+    """Each problem's content key (question + solution); a repeated problem's n-th copy gets `-n` appended, so a
+    dataset with duplicates still gets one row per problem and sample."""
+    seen: dict[str, int] = {}
+    keys = []
+    for p in problems:
+        key = content_key(p.question, p.solution)
+        seen[key] = seen.get(key, -1) + 1
+        keys.append(f"{key}-{seen[key]}" if seen[key] else key)
+    return keys
+
+
+def traces_provenance(teacher, reward: RLTReward, sampling: SamplingConfig, data: dict | None = None) -> dict:
+    """What makes a trace row what it is: teacher and student weights, reward, format and sampling (compared on
+    resume), and the data it came from (recorded)."""
+    teacher_dir, student_dir = teacher.name_or_path, reward.student.name_or_path
+    sampled = {k: v for k, v in asdict(sampling).items() if k != "batch_size"}
+    settings = {"teacher": model_identity(teacher_dir), "student": model_identity(student_dir),
+                "reward": asdict(reward.config), "style": reward.style.name, "sampling": sampled}  # fmt: skip
+    return describe("traces", settings, teacher_path=teacher_dir, student_path=student_dir, data=data)
+
+
+def _resumable_rows(out: Path, provenance: dict, problems: list[Problem]) -> list[dict]:
+    """The rows already in `out` when resuming it is safe: same settings, only questions of `problems`."""
+    rows = recover_jsonl(out)
+    if not rows:
+        return []
+    remedy = f"pass --fresh true to start {out} over, or write to another --out"
+    record = sidecar(out)
+    if not record.exists() or any("key" not in r for r in rows):
+        raise DataError(f"{out} holds {len(rows)} rows without a provenance record (another tool or an older rlt); "
+                        f"{remedy}")  # fmt: skip
+    check_settings(record, provenance, str(out), remedy)
+    keys = set(row_keys(problems))
+    foreign = [r for r in rows if r["key"] not in keys]
+    if foreign:
+        raise DataError(f"{out} holds {len(foreign)} rows of questions that are not in this run's data (first: "
+                        f"{foreign[0]['question'][:60]!r}); {remedy}")  # fmt: skip
+    return rows
 
 
 def _batched(iterator, size: int):
@@ -140,7 +198,7 @@ def _batched(iterator, size: int):
         yield batch
 
 
-def _score_batch(problems, jobs, prompts, batch, teacher, reward: RLTReward) -> list[dict]:
+def _score_batch(problems, keys, jobs, prompts, batch, teacher, reward: RLTReward) -> list[dict]:
     batch_problems = [problems[jobs[j][0]] for j, _ in batch]
     samples = reward.align_sampled([p.question for p in batch_problems], [p.solution for p in batch_problems],
                                    [prompts[j] for j, _ in batch], [ids for _, ids in batch])  # fmt: skip
@@ -153,6 +211,7 @@ def _score_batch(problems, jobs, prompts, batch, teacher, reward: RLTReward) -> 
         explanation = sample.explanation if sample else reward.explanation_of(completion_ids)
         rows.append(
             {
+                "key": keys[index],
                 "index": index,
                 "sample": k,
                 "question": problem.question,
@@ -169,16 +228,16 @@ def _score_batch(problems, jobs, prompts, batch, teacher, reward: RLTReward) -> 
 
 def select_best(rows: list[dict]) -> list[dict]:
     """Each question's highest-reward sample (the original's best-of-k selection, spec §5)."""
-    best: dict[int, dict] = {}
+    best: dict[str, dict] = {}
     for row in rows:
-        if row["index"] not in best or row["reward"] > best[row["index"]]["reward"]:
-            best[row["index"]] = row
-    return [best[i] for i in sorted(best)]
+        if row["key"] not in best or row["reward"] > best[row["key"]]["reward"]:
+            best[row["key"]] = row
+    return sorted(best.values(), key=lambda r: r["index"])
 
 
-def write_rows(path: Path, rows: list[dict]) -> None:
+def write_rows(path: Path, rows: list[dict], provenance: dict | None = None) -> None:
     """Write rows as Parquet (`.parquet`) or JSONL, replacing the file atomically: readers see the old or the new
-    file, never half of one."""
+    file, never half of one. `provenance` goes beside it (`sidecar`)."""
     tmp = path.with_name(path.name + ".tmp")
     if path.suffix == ".parquet":
         import pandas as pd
@@ -187,3 +246,5 @@ def write_rows(path: Path, rows: list[dict]) -> None:
     else:
         tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     tmp.replace(path)
+    if provenance is not None:
+        write_record(sidecar(path), provenance)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -26,6 +26,7 @@ from rlt.configs import DataArguments, FormatArguments, RewardArguments, RLTGRPO
 from rlt.data import Problem
 from rlt.formats import teacher_prompt
 from rlt.models import load_model
+from rlt.provenance import check_settings, describe, model_identity, write_record
 from rlt.reward import RewardConfig, RLTReward
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,9 @@ def model_dtype(model_args: ModelConfig, config) -> torch.dtype:
     if model_args.dtype not in (None, "auto"):
         return getattr(torch, model_args.dtype)
     return torch.bfloat16 if config.bf16 else torch.float32
+
+
+RUN_RECORD = "rlt_provenance.json"
 
 
 def last_checkpoint(config) -> str | None:
@@ -61,6 +65,22 @@ def finished_step(config) -> int | None:
     state = json.loads(state_path.read_text())
     target = config.max_steps if config.max_steps > 0 else state.get("max_steps", 0)
     return state["global_step"] if state.get("global_step", 0) >= target else None
+
+
+def check_run(config, kind: str, settings: dict) -> None:
+    """Refuse to resume (or skip as finished) a run in output_dir that other settings produced; then record this
+    run's in output_dir/rlt_provenance.json."""
+    out = Path(config.output_dir)
+    record, provenance = out / RUN_RECORD, describe(kind, settings)
+    started = out.is_dir() and (get_last_checkpoint(str(out)) or (out / "trainer_state.json").exists())
+    if config.resume and started:
+        if record.exists():
+            remedy = "use another --output_dir, or --resume false to train it over"
+            check_settings(record, provenance, f"the run in {out}", remedy)
+        else:  # a checkpoint copied on its own, or an older rlt's run: nothing to compare with
+            logger.warning("%s has no %s: resuming without checking what produced it", out, RUN_RECORD)
+    if config.process_index == 0:
+        write_record(record, provenance)
 
 
 def skip_finished(config) -> bool:
@@ -219,6 +239,10 @@ def run_train(
     reward_args: RewardArguments,
     config: RLTGRPOConfig,
 ) -> RLTGRPOTrainer | None:
+    reward_config = reward_args.reward_config(config.temperature)
+    check_run(config, "teacher RL", {"model": model_identity(model_args.model_name_or_path), "data": asdict(data_args),
+              "style": format_args.style, "student": model_identity(reward_args.student),
+              "reward": asdict(reward_config)})  # fmt: skip
     if skip_finished(config):
         return None
     train, _, skipped = data_args.load()
@@ -233,7 +257,7 @@ def run_train(
         args=config,
         train_dataset=rl_dataset(train, tokenizer, format_args.style),
         processing_class=tokenizer,
-        reward_config=reward_args.reward_config(config.temperature),
+        reward_config=reward_config,
         style=format_args.style,
         peft_config=get_peft_config(model_args),
         student_tokenizer=student_tokenizer,

@@ -1,0 +1,107 @@
+"""Artefacts record what produced them, and a resume refuses to mix (issue 11, item 1)."""
+
+import json
+
+import pytest
+
+from rlt.cli import main
+from rlt.data import DataError, Problem
+from rlt.generation import SamplingConfig
+from rlt.models import save_tiny
+from rlt.provenance import content_key, model_fingerprint, sidecar
+from rlt.reward import RewardConfig, RLTReward
+from rlt.traces import collect_traces
+
+PROBLEMS = [Problem(f"What is {a} + {a}?", f"{a} + {a} = {2 * a}.", str(2 * a)) for a in range(1, 5)]
+OTHER = [Problem(f"What is {a} * 3?", f"{a} * 3 = {3 * a}.", str(3 * a)) for a in range(1, 4)]
+SAMPLING = SamplingConfig(max_new_tokens=6, batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    for name, seed in (("student", 0), ("teacher", 1), ("teacher2", 2)):
+        save_tiny(root / name, seed=seed)
+    return root
+
+
+def _reward(models, teacher="teacher", **config):
+    from rlt.models import load_model
+
+    student, tokenizer = load_model(str(models / "student"))
+    teacher_model, _ = load_model(str(models / teacher))
+    return RLTReward(student, tokenizer, teacher_model, RewardConfig(**config))
+
+
+def test_content_keys_and_fingerprints(models):
+    assert content_key("What is 1?", "1.") == content_key(" What is 1?\n", "1.")  # whitespace at the ends only
+    assert content_key("What is 1?", "1.") != content_key("What is 1?", "2.")
+    assert model_fingerprint(str(models / "teacher")) != model_fingerprint(str(models / "teacher2"))
+    assert model_fingerprint(str(models / "teacher")) == model_fingerprint(str(models / "teacher"))
+    assert model_fingerprint("some-org/some-hub-model") is None
+
+
+def test_traces_of_other_questions_are_refused(models, tmp_path):
+    """Before: a resume on another dataset reported its rows as done and kept 4 foreign rows in the file."""
+    out = tmp_path / "traces.jsonl"
+    reward = _reward(models)
+    collect_traces(OTHER, reward.teacher, reward, out, SAMPLING)
+    with pytest.raises(DataError, match=r"holds 3 rows of questions that are not in this run's data.*--fresh true"):
+        collect_traces(PROBLEMS, reward.teacher, reward, out, SAMPLING)
+    rows = collect_traces(PROBLEMS, reward.teacher, reward, out, SAMPLING, fresh=True)
+    on_disk = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == len(on_disk) == 4 and {r["question"] for r in on_disk} == {p.question for p in PROBLEMS}
+
+
+def _collect(reward, out, sampling=SAMPLING):
+    return collect_traces(PROBLEMS[:2], reward.teacher, reward, out, sampling)
+
+
+def test_traces_of_another_teacher_or_reward_are_refused(models, tmp_path):
+    out = tmp_path / "traces.jsonl"
+    _collect(_reward(models), out)
+    with pytest.raises(DataError, match=r"other settings \(teacher: '[0-9a-f]{16}' then, '[0-9a-f]{16}' now\)"):
+        _collect(_reward(models, "teacher2"), out)
+    with pytest.raises(DataError, match=r"other settings \(reward: .*'kl_coeffs': \[3\.0, 0\.03\].* then, .*\[1\.0"):
+        _collect(_reward(models, kl_coeffs=(1.0, 0.01)), out)
+    with pytest.raises(DataError, match=r"sampling: .*'temperature': 0\.7.* then, .*'temperature': 1\.0"):
+        _collect(_reward(models), out, SamplingConfig(6, 1.0, batch_size=4))
+    assert len(out.read_text().splitlines()) == 2  # nothing was appended by a refused run
+
+
+def test_a_resume_on_more_questions_keeps_what_is_done(models, tmp_path):
+    out = tmp_path / "traces.jsonl"
+    reward = _reward(models)
+    first = collect_traces(PROBLEMS[2:], reward.teacher, reward, out, SAMPLING)
+    rows = collect_traces(PROBLEMS, reward.teacher, reward, out, SAMPLING)
+    assert [r["question"] for r in rows] == [p.question for p in PROBLEMS]  # in this run's order, re-indexed
+    assert [r["index"] for r in rows] == [0, 1, 2, 3]
+    assert [r["completion"] for r in rows[2:]] == [r["completion"] for r in first]  # reused, not regenerated
+    record = json.loads(sidecar(out).read_text())
+    assert record["kind"] == "traces" and record["settings"]["style"] == "stratos" and record["rlt_version"]
+
+
+def test_rows_without_a_provenance_are_refused(models, tmp_path):
+    out = tmp_path / "traces.jsonl"
+    out.write_text('{"index": 0, "sample": 0, "question": "q"}\n')  # as an older rlt wrote them
+    reward = _reward(models)
+    with pytest.raises(DataError, match="1 rows without a provenance record"):
+        collect_traces(PROBLEMS, reward.teacher, reward, out, SAMPLING)
+
+
+def test_duplicate_problems_keep_one_row_each(models, tmp_path):
+    reward = _reward(models)
+    rows = collect_traces(PROBLEMS[:2] * 2, reward.teacher, reward, tmp_path / "t.jsonl", SAMPLING)
+    assert len(rows) == 4 and len({r["key"] for r in rows}) == 4
+
+
+def test_traces_out_equal_to_the_dataset_is_refused(models, tmp_path, capsys):
+    """Before: the dataset's last line was dropped as 'torn', then KeyError: 'index'."""
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"question": p.question, "solution": p.solution}) + "\n" for p in PROBLEMS))
+    before = rows.read_text()
+    for out in (rows, rows.with_suffix(".parquet")):  # the Parquet output's journal is rows.jsonl too
+        code = main(["traces", "--teacher", str(models / "teacher"), "--student", str(models / "student"),
+                     "--dataset", str(rows), "--out", str(out), "--max_new_tokens", "4"])  # fmt: skip
+        assert code == 2 and "would write the traces into the dataset" in capsys.readouterr().err
+    assert rows.read_text() == before
