@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from rlt.cli import main
 from rlt.formats import STRATOS, teacher_prompt
 from rlt.models import save_tiny, tiny_model, tiny_tokenizer
-from rlt.reward import RewardConfig, RLTReward
+from rlt.reward import AlignedSample, RewardConfig, RLTReward
 
 QUESTION = "A farmer has 17 sheep and all but 9 run away. How many are left?"
 SOLUTION = "All but 9 run away, so 9 are left.\nThe answer is 9."
@@ -62,11 +62,12 @@ def test_adversarial_text_completions(reward, completions):
     breakdowns, samples = reward.score_texts(rows)
     for completion, b, sample in zip(completions, breakdowns, samples, strict=True):
         assert math.isfinite(b.reward)
-        assert b.aligned == (sample is not None)
+        assert b.aligned == isinstance(sample, AlignedSample)
         if b.aligned:  # the teacher's turn ends at a special token: a closing tag after it does not count
             assert b.matched == (STRATOS.explanation[1] in completion.split("<|im_end|>")[0])
-        else:  # too long for the model: scored at the floor, every reduction and the tag penalised
+        else:  # too long for the model: scored at the floor, every reduction and the tag penalised, with the reason
             assert b.reward == reward.floor().reward
+            assert b.alignment_error == str(sample) and "exceeds the model's" in b.alignment_error
         assert b.reward == pytest.approx(penalised_formula(b), abs=1e-9)  # each failure costs its penalty
         STATS["text completions"] += 1
         STATS["missing end tag (penalised)"] += not b.matched

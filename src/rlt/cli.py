@@ -104,7 +104,7 @@ def score(argv: list[str]) -> int:
             scored, samples = reward.score_texts(chunk)
             for row, b, sample in zip(chunk, scored, samples, strict=True):
                 record = {**row, **b.to_dict()}
-                if args.details and sample is not None:
+                if args.details and b.aligned:
                     record.update(sample.to_dict())
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
             f.flush()  # every finished round is on disk, whatever happens to the next one

@@ -60,6 +60,7 @@ class RewardBreakdown:
     kl_max: float
     matched: bool  # the closing explanation tag was found
     aligned: bool = True  # False: the sample could not be scored at all and got the floor reward
+    alignment_error: str | None = None  # why, when not aligned
     kl_edge_tokens_dropped: int = 0  # explanation tokens (teacher + student) outside every KL chunk
 
     def to_dict(self) -> dict:
@@ -156,10 +157,6 @@ class AlignedSample:
 
 class AlignmentError(ValueError):
     pass
-
-
-def _or_none(results: list[AlignedSample | AlignmentError]) -> list[AlignedSample | None]:
-    return [None if isinstance(r, AlignmentError) else r for r in results]
 
 
 _STAND_IN = AlignedSample([0, 0], (1, 1), [0, 0], (1, 1), (1, 1), np.zeros((0, 2, 2), dtype=np.int64), matched=False)
@@ -319,17 +316,17 @@ class RLTReward:
         solutions: Sequence[str],
         prompt_ids: Sequence[Sequence[int]],
         completion_ids: Sequence[Sequence[int]],
-    ) -> list[AlignedSample | None]:
-        """Align sampled completions (the teacher's own ids); None where a sample cannot be scored."""
-        return _or_none(self._align(questions, solutions, prompt_ids, self._located(completion_ids)))
+    ) -> list[AlignedSample | AlignmentError]:
+        """Align sampled completions (the teacher's own ids); the AlignmentError where a sample cannot be scored."""
+        return self._align(questions, solutions, prompt_ids, self._located(completion_ids))
 
-    def align_texts(self, rows: Sequence[dict]) -> list[AlignedSample | None]:
+    def align_texts(self, rows: Sequence[dict]) -> list[AlignedSample | AlignmentError]:
         """Align free-text rows (`question`, `solution`, `explanation` = the raw completion), each tokenised once."""
         texts = [r["explanation"] for r in rows]
         completions = [_Completion(*pair) for pair in zip(texts, tokenize_texts(self.tokenizer, texts), strict=True)]
         prompts = [self._prompt_ids(teacher_prompt(self.tokenizer, r["question"], r["solution"], self.style))
                    for r in rows]  # fmt: skip
-        return _or_none(self._align([r["question"] for r in rows], [r["solution"] for r in rows], prompts, completions))
+        return self._align([r["question"] for r in rows], [r["solution"] for r in rows], prompts, completions)
 
     def explanation_of(self, completion_ids: Sequence[int]) -> str:
         """The explanation text of sampled ids, as the student reads it (whether or not the sample can be scored)."""
@@ -347,20 +344,21 @@ class RLTReward:
 
     # ------------------------------------------------------------------------------------------- scoring
 
-    def floor(self) -> RewardBreakdown:
+    def floor(self, reason: str = "not scored") -> RewardBreakdown:
         """The reward of a sample that could not be aligned: every reduction penalised, end tag missing."""
         empty = torch.zeros(0)
         breakdown = rlt_reward(empty, empty, empty, matched=False, config=self.config)
-        breakdown.aligned = False
+        breakdown.aligned, breakdown.alignment_error = False, reason
         return breakdown
 
     def score(
         self,
-        samples: Sequence[AlignedSample | None],
+        samples: Sequence[AlignedSample | AlignmentError | None],
         teacher: nn.Module | None = None,
         teacher_logprobs: Sequence[torch.Tensor] | None = None,
     ) -> list[RewardBreakdown]:
-        """Rewards of aligned samples (None = alignment failed: floor reward), with batched forward passes.
+        """Rewards of aligned samples, with batched forward passes; a sample that could not be aligned (its
+        AlignmentError, or None) gets the floor reward with the reason in `alignment_error`.
 
         `teacher_logprobs`, when given, are each sample's per-token log-probs of its completion (the tokens after
         the prompt) under the teacher at the teacher temperature: the trainer's own. Otherwise they are computed
@@ -369,6 +367,8 @@ class RLTReward:
         teacher = teacher or self.teacher
         if teacher is None and teacher_logprobs is None and self.config.teacher_entropy:
             raise ValueError("the KL term needs a teacher model: pass `teacher=` or set reward.teacher")
+        breakdowns = [self.floor(str(s) if s is not None else "not aligned") for s in samples]
+        samples = [s if isinstance(s, AlignedSample) else None for s in samples]
         # A stand-in keeps an unscoreable sample's forward when ranks must run equal numbers of them.
         indices = [i for i, s in enumerate(samples) if s is not None or self.equal_forward_calls]
         forwarded = [samples[i] or _STAND_IN for i in indices]
@@ -398,7 +398,6 @@ class RLTReward:
                     self.config.token_budget,
                 )
             ]
-        breakdowns = [self.floor() for _ in samples]
         for i, (student_expl, solution), teacher_expl in zip(indices, student_lp, teacher_lp, strict=True):
             sample = samples[i]
             if sample is None:
@@ -417,7 +416,7 @@ class RLTReward:
 
     def score_texts(
         self, rows: Sequence[dict], teacher: nn.Module | None = None
-    ) -> tuple[list[RewardBreakdown], list[AlignedSample | None]]:
+    ) -> tuple[list[RewardBreakdown], list[AlignedSample | AlignmentError]]:
         """Score rows with `question`, `solution` and `explanation` (the raw completion after the opening tag)."""
         samples = self.align_texts(rows)
         return self.score(samples, teacher), samples

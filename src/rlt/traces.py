@@ -208,7 +208,7 @@ def _score_batch(problems, keys, jobs, prompts, batch, teacher, reward: RLTRewar
         index, k = jobs[j]
         problem = problems[index]
         completion = reward.tokenizer.decode(completion_ids, skip_special_tokens=True)
-        explanation = sample.explanation if sample else reward.explanation_of(completion_ids)
+        explanation = sample.explanation if b.aligned else reward.explanation_of(completion_ids)
         rows.append(
             {
                 "key": keys[index],
