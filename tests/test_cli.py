@@ -1,3 +1,4 @@
+import importlib.util
 import json
 
 import pytest
@@ -105,3 +106,52 @@ def test_every_command_prints_its_help(command, capsys):
     first = out.splitlines()[0]
     assert first.startswith(f"usage: rlt {command} ") and "[--config RECIPE.yaml]" in first
     assert ("ROWS.jsonl" in first) == (command == "score")
+
+
+def test_train_help_puts_rlt_flags_first_and_trl_behind_help_all(capsys):
+    """Before: rlt's own flags were buried in 1,393 lines of TRL's."""
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) < 200
+    own, trl = out.index("rlt train options:"), out.index("TRL / transformers options:")
+    for flag in ("--config RECIPE.yaml", "--kl_coeffs", "--student", "--holdout", "--offload_student"):
+        assert own < out.index(flag, own) < trl, flag
+    for flag in ("--output_dir", "--max_steps", "--learning_rate", "--use_vllm"):
+        assert out.index(flag) > trl, flag
+    assert "--adam_beta2" not in out and "more TRL / transformers flags: rlt train --help-all" in out
+    with pytest.raises(SystemExit):
+        main(["train", "--help-all"])
+    assert "--adam_beta2" in capsys.readouterr().out
+
+
+def test_a_boolean_flag_given_both_ways_is_refused(capsys):
+    """Before: `--teacher_entropy true --no_teacher_entropy` silently took the last."""
+    assert main(["score", "rows.jsonl", "--teacher_entropy", "true", "--no_teacher_entropy"]) == 2
+    assert "--teacher_entropy and --no_teacher_entropy contradict each other" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("learning_rate: [1.0e-4, 2.0e-4]", "learning_rate: expected a number, got [0.0001, 0.0002]"),
+        ("max_steps: ten", "max_steps: expected an integer, got 'ten'"),
+        ("kl_coeffs: [3.0, high]", "kl_coeffs: expected a list of a number, got [3.0, 'high']"),
+        ("use_peft: sometimes", "use_peft: expected true or false, got 'sometimes'"),
+        ("holdout: [1, 2", "not valid YAML"),
+    ],
+)
+def test_recipe_values_of_the_wrong_type_are_usage_errors(tmp_path, capsys, line, message):
+    """Before: a YAML list where a number belongs ended in a traceback deep inside training."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"output_dir: {tmp_path / 'out'}\n{line}\n")
+    assert main(["train", "--config", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    assert f"rlt train: error: --config {recipe}: " in err and message in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
+def test_use_vllm_without_vllm_is_a_usage_error(tmp_path, capsys):
+    """Before: TRL's ImportError traceback after the models were loaded."""
+    assert main(["train", "--use_vllm", "true", "--output_dir", str(tmp_path / "out")]) == 2
+    assert "--use_vllm true needs vLLM" in capsys.readouterr().err

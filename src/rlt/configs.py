@@ -13,13 +13,139 @@ _DEFAULTS = RewardConfig()
 
 
 def parse(dataclass_types: tuple, argv: list[str], command: str | None = None, positional: str = "") -> tuple:
-    """Flags and `--config RECIPE.yaml` (flags win) into the given dataclasses, with TRL's parser; `--help` names
-    the command, its positional argument and `--config`."""
+    """Flags and `--config RECIPE.yaml` (flags win) into the given dataclasses, with TRL's parser.
+
+    `--help` names the command, its positional argument and `--config`, and lists rlt's own flags with the TRL and
+    transformers flags a run usually sets (all of them: `--help-all`). A recipe value of the wrong type, or a
+    boolean flag given both ways, is a usage error naming it.
+    """
     from trl import TrlParser
 
     prog = f"rlt {command}" if command else "rlt"
     usage = " ".join(part for part in (prog, positional, "[--config RECIPE.yaml] [--flag value ...]") if part)
-    return TrlParser(dataclass_types, prog=prog, usage=usage).parse_args_and_config(argv)
+    parser = TrlParser(dataclass_types, prog=prog, usage=usage)
+    if "--help-all" in argv:
+        argv = ["--help"]
+    elif "-h" in argv or "--help" in argv:
+        print(_short_help(parser, dataclass_types, prog))
+        raise SystemExit(0)
+    _refuse_contradicting_flags(parser, argv)
+    if "--config" in argv:
+        at = argv.index("--config") + 1
+        if at == len(argv):
+            raise ValueError("--config needs the path of a YAML recipe")
+        _check_recipe(argv[at], dataclass_types)
+    return parser.parse_args_and_config(argv)
+
+
+#: TRL and transformers flags a run usually sets, listed by `--help` after rlt's own.
+COMMON_FLAGS = ("model_name_or_path", "output_dir", "max_steps", "num_train_epochs", "learning_rate",
+                "per_device_train_batch_size", "gradient_accumulation_steps", "num_generations",
+                "max_completion_length", "max_length", "use_vllm", "use_peft", "bf16", "seed", "save_steps",
+                "logging_steps", "report_to")  # fmt: skip
+
+
+def _own_fields(dataclass_types: tuple) -> set[str]:
+    """Fields declared by rlt's classes (not inherited from TRL or transformers)."""
+    import inspect
+
+    return {name for t in dataclass_types for cls in t.__mro__ if cls.__module__.startswith("rlt.")
+            for name in inspect.get_annotations(cls)}  # fmt: skip
+
+
+def _short_help(parser, dataclass_types: tuple, prog: str) -> str:
+    import argparse
+
+    own = _own_fields(dataclass_types)
+    actions = [a for a in parser._actions if a.dest != "help"]
+    shown = argparse.ArgumentParser(prog=prog, usage=parser.usage, add_help=False)
+    groups = [
+        (f"{prog} options", [a for a in actions if a.dest in own]),
+        ("TRL / transformers options", [a for a in actions if a.dest in COMMON_FLAGS and a.dest not in own]),
+    ]
+    for title, group_actions in groups:  # fmt: skip
+        group = shown.add_argument_group(title)
+        if title.startswith(prog):
+            group.add_argument("--config", metavar="RECIPE.yaml", help="Read flags from a YAML recipe (flags win).")
+        group._group_actions.extend(group_actions)
+    hidden = len({a.dest for a in actions} - own - set(COMMON_FLAGS))
+    more = f"\n{hidden} more TRL / transformers flags: {prog} --help-all\n" if hidden else ""
+    return shown.format_help() + more
+
+
+def _refuse_contradicting_flags(parser, argv: list[str]) -> None:
+    """`--x true --no_x` would silently take the last; say so instead."""
+    known = {option.replace("-", "_") for action in parser._actions for option in action.option_strings}
+    given = {arg.split("=")[0].replace("-", "_") for arg in argv if arg.startswith("--")}
+    for negative in sorted(given):
+        positive = "__" + negative[len("__no_") :]
+        if negative.startswith("__no_") and positive in given and positive in known:
+            name = positive[2:]
+            raise ValueError(f"--{name} and --no_{name} contradict each other: give one")
+
+
+def _check_recipe(path: str, dataclass_types: tuple) -> None:
+    """Every recipe value has its field's type (a YAML list where a number belongs would fail deep in training)."""
+    import typing
+
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            recipe = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise ValueError(f"--config {path}: not valid YAML ({e})") from None
+    if not isinstance(recipe, dict):
+        raise ValueError(f"--config {path}: expected a YAML mapping of flag: value")
+    hints = {}
+    for t in dataclass_types:
+        hints |= typing.get_type_hints(t)
+    for key, value in recipe.items():
+        if key in hints and not _fits(value, hints[key]):
+            raise ValueError(f"--config {path}: {key}: expected {_type_name(hints[key])}, got {value!r}")
+
+
+def _fits(value, expected) -> bool:
+    """Whether a YAML value can stand for a field of type `expected` (types it cannot judge pass)."""
+    import enum
+    import types
+    import typing
+
+    origin, args = typing.get_origin(expected), typing.get_args(expected)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if expected is type(None):
+        return value is None
+    if expected is bool:
+        return isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if expected is str:
+        return isinstance(value, str | int | float) and not isinstance(value, bool)
+    if origin in (list, tuple):  # one value for a list-valued flag is fine too (`lora_target_modules: all-linear`)
+        items = value if isinstance(value, list) else [value]
+        return all(_fits(item, args[0]) for item in items) if args else True
+    if origin is dict:
+        return isinstance(value, dict)
+    if origin is typing.Literal:
+        return value in args
+    if isinstance(expected, type) and issubclass(expected, enum.Enum):
+        return value in {member.value for member in expected}
+    return True
+
+
+def _type_name(expected) -> str:
+    import typing
+
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+    args = typing.get_args(expected)
+    if typing.get_origin(expected) in (list, tuple):
+        return f"a list of {_type_name(args[0])}" if args else "a list"
+    if args and typing.get_origin(expected) is not typing.Literal:
+        return " or ".join(_type_name(a) for a in args)
+    return names.get(expected, getattr(expected, "__name__", str(expected)))
 
 
 @dataclass

@@ -9,6 +9,7 @@ logging are TRL's.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import time
@@ -239,6 +240,8 @@ def run_train(
     reward_args: RewardArguments,
     config: RLTGRPOConfig,
 ) -> RLTGRPOTrainer | None:
+    if config.use_vllm and importlib.util.find_spec("vllm") is None:  # TRL would fail after loading the models
+        raise ValueError("--use_vllm true needs vLLM: pip install -e '.[vllm]' on a machine with a CUDA GPU")
     reward_config = reward_args.reward_config(config.temperature)
     check_run(config, "teacher RL", {"model": model_identity(model_args.model_name_or_path), "data": asdict(data_args),
               "style": format_args.style, "student": model_identity(reward_args.student),
