@@ -311,6 +311,24 @@ def test_a_directory_where_a_file_belongs_is_an_error(tmp_path, model_dir, capsy
     assert code == 2 and "x.jsonl" in err  # before: IsADirectoryError traceback
 
 
+def test_an_invalid_json_file_is_named(tmp_path):
+    bad = tmp_path / "rows.json"
+    bad.write_text('[{"question": "q", "solution": ')  # before: a datasets traceback
+    with pytest.raises(DataError, match=r"rows\.json: not a readable \.json table"):
+        load_problems(str(bad))
+
+
+@pytest.mark.parametrize("command", ["score", "traces", "eval"])
+def test_out_a_directory_is_refused_before_any_work(tmp_path, model_dir, capsys, command):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({**GOOD, "answer": "4", "explanation": "e"}) + "\n")
+    data = [str(rows)] if command == "score" else ["--dataset", str(rows), "--part", "all", "--model", model_dir]
+    if command == "traces":
+        data = ["--dataset", str(rows), "--teacher", model_dir]
+    code, err = run_cli([command, *data, "--student", model_dir, "--out", str(tmp_path)], capsys)
+    assert code == 2 and f"--out {tmp_path} is a directory" in err  # before: an OSError after the work was done
+
+
 def test_unknown_flag_is_named(capsys):
     code, err = run_cli(["score", "rows.jsonl", "--kl_coefs", "3", "0.03"], capsys)
     assert code == 2 and "--kl_coefs" in err

@@ -117,8 +117,9 @@ def models_and_data(root) -> list[str]:
 def test_traces_distill_eval_cli(pipeline_dir, capsys):
     root = pipeline_dir
     traces = root / "traces" / "traces.jsonl"
+    # --part all with --holdout 4: the held-out questions are traced too, which distill must say
     assert main(["traces", *models_and_data(root), "--out", str(traces), "--num_samples", "2", "--best_of",
-                 "true", "--max_new_tokens", "8"]) == 0  # fmt: skip
+                 "true", "--max_new_tokens", "8", "--holdout", "4"]) == 0  # fmt: skip
     assert len(traces.read_text().splitlines()) == 24
     assert len((traces.parent / "selected.jsonl").read_text().splitlines()) == 12
     parquet = root / "traces" / "traces.parquet"  # same journal: nothing is generated again
@@ -149,6 +150,7 @@ def test_traces_distill_eval_cli(pipeline_dir, capsys):
     assert settings["data"]["holdout"] == 4 and settings["eval"]["thought_samples"] == 2
     distilled = json.loads((root / "distilled" / "distill.json").read_text())
     assert distilled["traces_provenance"]["kind"] == "traces" and len(distilled["traces_sha256"]) == 16
+    assert distilled["held_out_questions_trained_on"] == 4  # and distill warned about it
     assert 0 <= results["pass@1_greedy"] <= results["pass@2"] + 1e-9 <= 1 + 1e-9
     low, high = results["solution_logprob_after_own_thought_interval"]
     assert low <= results["solution_logprob_after_own_thought"] <= high < 0

@@ -43,6 +43,13 @@ def _dtype(name: str) -> torch.dtype:
     return getattr(torch, name)
 
 
+def _output_file(path: str) -> Path:
+    """--out as a file path; a directory there is a usage error now, not an OSError after the work is done."""
+    if Path(path).is_dir():
+        raise ValueError(f"--out {path} is a directory; give a file path")
+    return Path(path)
+
+
 def _reward(teacher: str, reward_args, style: str, teacher_temperature: float, device: str = "auto",
             dtype: str = "float32", trust_remote_code: bool = False):  # fmt: skip
     """The RLT reward between a teacher and the frozen student, for every command that scores explanations; the
@@ -77,7 +84,7 @@ def score(argv: list[str]) -> int:
         raise ValueError(f"--batch_rows must be at least 1, got {args.batch_rows}")
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be at least 1 (or left out for every row), got {args.limit}")
-    out = Path(args.out)
+    out = _output_file(args.out)
     if out.exists() and out.resolve() == Path(args.rows).resolve():
         raise ValueError(f"--out {out} is the input file; write the scores to another file")
     rows = read_rows(args.rows)[: args.limit]
@@ -192,13 +199,13 @@ def traces(argv: list[str]) -> int:
     parsed = _parse((TracesArguments, DataArguments, FormatArguments, RewardArguments), argv, "traces")
     args, data_args, format_args, reward_args = parsed
     problems = _problems(data_args, args.part)
-    reward = _reward(args.teacher, reward_args, format_args.style, _kl_temperature(args.temperature), args.device)
-    sampling = SamplingConfig(args.max_new_tokens, args.temperature, args.top_p, args.batch_size, args.seed)
-    out = Path(args.out)
+    out = _output_file(args.out)
     journal = out.with_suffix(".jsonl")  # rows are appended here as they come; Parquet is written at the end
     for path in {out, journal}:
         if path.exists() and path.resolve() == Path(data_args.dataset).resolve():
             raise ValueError(f"--out {args.out} would write the traces into the dataset {data_args.dataset}")
+    reward = _reward(args.teacher, reward_args, format_args.style, _kl_temperature(args.temperature), args.device)
+    sampling = SamplingConfig(args.max_new_tokens, args.temperature, args.top_p, args.batch_size, args.seed)
     data = {**asdict(data_args), "part": args.part, "questions": len(problems)}
     rows = collect_traces(problems, reward.teacher, reward, journal, sampling, args.num_samples, resolve(args.teacher),
                           vllm_usable(args.use_vllm), args.fresh, data)  # fmt: skip
@@ -243,6 +250,7 @@ def evaluate(argv: list[str]) -> int:
     parsed = _parse((EvalArguments, DataArguments, FormatArguments, RewardArguments), argv, "eval")
     args, data_args, format_args, reward_args = parsed
     problems = _problems(data_args, args.part)
+    _output_file(args.out)
     if args.teacher:
         from rlt.generation import SamplingConfig
         from rlt.reward import RewardBreakdown, summarize

@@ -252,7 +252,11 @@ def _read_source(source: str, split: str, subset: str | None, skip_invalid: bool
     if path.suffix in loaders:
         if not path.exists():
             raise DataError(f"no such file: {path}")
-        ds = datasets.load_dataset(loaders[path.suffix], data_files=str(path), split="train")
+        try:
+            ds = datasets.load_dataset(loaders[path.suffix], data_files=str(path), split="train")
+        except Exception as e:  # datasets wraps a parse error in its own exception types
+            cause = e.__cause__ or e
+            raise DataError(f"{path}: not a readable {path.suffix} table ({type(cause).__name__}: {cause})") from e
     else:
         try:
             ds = datasets.load_dataset(source, subset, split=split)

@@ -97,6 +97,22 @@ def distilled_on(model_dir: str | Path, questions: list[str]) -> int | None:
     return sum(content_key(q) in trained for q in questions)
 
 
+def held_out_in(trace_record: dict | None, question_keys: set[str]) -> int | None:
+    """How many traced questions the traces' own split holds out (None: the record does not say, or its dataset
+    cannot be read here)."""
+    from rlt.configs import DataArguments
+
+    data = (trace_record or {}).get("data") or {}
+    fields = {k: v for k, v in data.items() if k in DataArguments.__dataclass_fields__}
+    if not fields:
+        return None
+    try:
+        _, held_out, _ = DataArguments(**fields).load()
+    except (DataError, OSError, ValueError):
+        return None
+    return sum(content_key(p.question) in question_keys for p in held_out)
+
+
 def read_traces(path: str | Path) -> list[dict]:
     from rlt.data import read_rows
 
@@ -164,11 +180,17 @@ def run_distill(model_args: ModelConfig, distill_args: DistillArguments, config:
     logger.info("distilling on %d traces (%d too long)", len(examples), dropped)
     if not examples:
         raise ValueError(f"no trace fits max_length={config.max_length}")
+    record_path = sidecar(traces)  # what produced the traces, kept with the student they made
+    trace_record = json.loads(record_path.read_text()) if record_path.exists() else None
+    question_keys = {content_key(row["messages"][1]["content"]) for row in rows}
+    held_out = held_out_in(trace_record, question_keys)
+    if held_out:
+        logger.warning("%d traced questions are in the held-out part of the split the traces came from (--part %s): "
+                       "an evaluation on that hold-out would score questions this student was trained on",
+                       held_out, trace_record["data"].get("part"))  # fmt: skip
     trainer = _train(model, tokenizer, examples, model_args, config)
-    trace_record = sidecar(traces)  # what produced the traces, kept with the student they made
     summary = {"traces": distill_args.traces, "traces_sha256": traces_digest, "examples": len(examples),
-               "dropped_too_long": dropped,
-               "traces_provenance": json.loads(trace_record.read_text()) if trace_record.exists() else None,
-               "question_keys": sorted({content_key(row["messages"][1]["content"]) for row in rows})}  # fmt: skip
+               "dropped_too_long": dropped, "traces_provenance": trace_record,
+               "held_out_questions_trained_on": held_out, "question_keys": sorted(question_keys)}  # fmt: skip
     (Path(config.output_dir) / "distill.json").write_text(json.dumps(summary, indent=2))
     return trainer
