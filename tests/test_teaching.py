@@ -49,3 +49,20 @@ def test_verdict_says_when_intervals_straddle_zero():
                "b": [row(i, -1.0, 0.1) for i in range(4)]}  # fmt: skip
     result = compare(sources, PROBLEMS, CONFIG, [("a", "b")], resamples=500)
     assert "the a did not separate from the b" in verdict(result, "a", "b")
+
+
+def test_a_gain_that_comes_only_from_stating_the_answer_is_shown_as_such():
+    """The RL teacher of the λ×0.3 demo gained r_SS only where it restated the answer shown in its prompt."""
+    problems = [Problem(f"Q{i}", f"The answer is {i}.", answer=str(i + 10)) for i in range(6)]
+    sources = {  # problems 0-2: "rl" states the answer and gains 1.0; problems 3-5: it does not, and is even
+        "rl": [row(i, -1.0, 0.3, f"so it is {i + 10}" if i < 3 else "steps") for i in range(6)],
+        "warm": [row(i, -1.0 - (2 / 3 if i < 3 else 0.0), 0.3) for i in range(6)],
+    }
+    result = compare(sources, problems, CONFIG, [("rl", "warm")], resamples=300)
+    assert result["paired"]["rl - warm"]["r_ss"]["mean"] == pytest.approx(0.5)  # 1.5 * 2/3 on half the problems
+    clean = result["paired_without_answer"]["rl - warm"]["r_ss"]
+    assert clean["n"] == 3 and clean["mean"] == pytest.approx(0.0) and clean["wins"] == 0
+    text = verdict(result, "rl", "warm")
+    assert "on r_SS the rl beat the warm: +0.500" in text
+    assert "On the 3 problems where neither states the final answer, on r_SS the rl did not separate" in text
+    assert "| rl - warm, neither states the answer (3) | 0.000 [0.000, 0.000] |" in "\n".join(markdown(result))

@@ -79,7 +79,12 @@ def compare(
     seed: int = 0,
 ) -> dict:
     """Per source, each metric's mean with a 95 % interval; per pair (a, b), the paired difference a − b per metric,
-    with its interval and how many problems a wins (for the KL, winning is being lower)."""
+    with its interval and how many problems a wins (for the KL, winning is being lower).
+
+    `paired_without_answer` repeats each pair on the problems where neither source's explanations state the final
+    answer. Under the answer framing the solution is "The answer is X.": an explanation that restates X makes it
+    predictable, so a gain that vanishes there is leakage, not teaching.
+    """
     answers = [p.answer for p in problems]
     values = {name: per_problem(rows, config, answers) for name, rows in sources.items()}
 
@@ -87,33 +92,47 @@ def compare(
         kept = [x for x in xs if not math.isnan(x)]
         return bootstrap(kept, resamples, seed) if kept else None
 
+    def paired(a: str, b: str, keep: Sequence[bool]) -> dict:
+        out = {}
+        for metric in METRICS:
+            diffs = [x - y for x, y, k in zip(values[a][metric], values[b][metric], keep, strict=True)
+                     if k and not (math.isnan(x) or math.isnan(y))]  # fmt: skip
+            sign = -1 if metric == "kl_mean" else 1
+            out[metric] = {**bootstrap(diffs, resamples, seed), "n": len(diffs),
+                           "wins": sum(sign * d > 0 for d in diffs)} if diffs else None  # fmt: skip
+        return out
+
     summary = {name: {**{m: interval(v[m]) for m in METRICS}, "leakage_rate": interval(v["leaks"])["mean"]}
                for name, v in values.items()}  # fmt: skip
-    paired = {}
-    for a, b in pairs:
-        paired[f"{a} - {b}"] = {}
-        for metric in METRICS:
-            diffs = [x - y for x, y in zip(values[a][metric], values[b][metric], strict=True)
-                     if not (math.isnan(x) or math.isnan(y))]  # fmt: skip
-            if not diffs:
-                paired[f"{a} - {b}"][metric] = None
-                continue
-            sign = -1 if metric == "kl_mean" else 1
-            paired[f"{a} - {b}"][metric] = {**bootstrap(diffs, resamples, seed), "n": len(diffs),
-                                            "wins": sum(sign * d > 0 for d in diffs)}  # fmt: skip
-    return {"problems": len(problems), "sources": summary, "paired": paired, "per_problem": values}
+    every = [True] * len(problems)
+    no_answer = {(a, b): [x == 0 and y == 0 for x, y in zip(values[a]["leaks"], values[b]["leaks"], strict=True)]
+                 for a, b in pairs}  # fmt: skip
+    return {"problems": len(problems), "sources": summary,
+            "paired": {f"{a} - {b}": paired(a, b, every) for a, b in pairs},
+            "paired_without_answer": {f"{a} - {b}": paired(a, b, no_answer[a, b]) for a, b in pairs},
+            "per_problem": values}  # fmt: skip
 
 
 def verdict(comparison: dict, better: str, worse: str) -> str:
-    """One plain sentence: did `better` beat `worse` on r_SS and on the reward (paired interval above 0)?"""
-    diff = comparison["paired"][f"{better} - {worse}"]
-    parts = []
-    for metric, label in (("r_ss", "r_SS"), ("reward", "the reward")):
-        d = diff[metric]
-        word = "beat" if d["low"] > 0 else "lost to" if d["high"] < 0 else "did not separate from"
-        parts.append(f"on {label} the {better} {word} the {worse}: {d['mean']:+.3f} [{d['low']:+.3f}, "
-                     f"{d['high']:+.3f}], better on {d['wins']} of {d['n']} problems")  # fmt: skip
-    return "; ".join(parts) + "."
+    """Plain sentences: did `better` beat `worse` on r_SS and on the reward (paired interval above 0), and on the
+    problems where neither states the final answer?"""
+
+    def sentence(diff: dict) -> str:
+        parts = []
+        for metric, label in (("r_ss", "r_SS"), ("reward", "the reward")):
+            d = diff[metric]
+            if d is None:
+                return "no problem to compare"
+            word = "beat" if d["low"] > 0 else "lost to" if d["high"] < 0 else "did not separate from"
+            parts.append(f"on {label} the {better} {word} the {worse}: {d['mean']:+.3f} [{d['low']:+.3f}, "
+                         f"{d['high']:+.3f}], better on {d['wins']} of {d['n']} problems")  # fmt: skip
+        return "; ".join(parts)
+
+    key = f"{better} - {worse}"
+    clean = comparison["paired_without_answer"][key]
+    n = clean["r_ss"]["n"] if clean["r_ss"] else 0
+    return (f"{sentence(comparison['paired'][key])}. On the {n} problems where neither states the final answer, "
+            f"{sentence(clean)}.")  # fmt: skip
 
 
 def markdown(comparison: dict) -> list[str]:
@@ -128,4 +147,7 @@ def markdown(comparison: dict) -> list[str]:
               "|---|---|---|---|---|"]  # fmt: skip
     for key, d in comparison["paired"].items():
         lines.append(f"| {key} | " + " | ".join(ci(d[m]) for m in METRICS) + " |")
+    for key, d in comparison["paired_without_answer"].items():
+        n = d["r_ss"]["n"] if d["r_ss"] else 0
+        lines.append(f"| {key}, neither states the answer ({n}) | " + " | ".join(ci(d[m]) for m in METRICS) + " |")
     return lines
