@@ -9,7 +9,7 @@ from benchmarks.verify_scored import recompute
 from rlt.align import TokenizedText, align_explanation, sampled_texts, tokenize_texts
 from rlt.formats import student_segments, student_text, teacher_prompt
 from rlt.models import tiny_model, tiny_tokenizer
-from rlt.reward import RewardConfig, RLTReward
+from rlt.reward import AlignmentError, RewardConfig, RLTReward
 from rlt.sft import chat_examples, chat_prompt_completion
 from tests.test_reliability import completion_text
 from tests.test_reward import ADVERSARIAL, END, QUESTION, SOLUTION, assert_alignment, assert_components
@@ -42,7 +42,8 @@ def test_different_tokenizers_recomputed_independently(mixed, teacher, tokenizer
         [{"question": QUESTION, "solution": SOLUTION, "explanation": completion}]
     )
     if kind == "very_long":  # 7,500 bytes: longer than the byte-level student's 4,096 positions
-        assert not breakdown.aligned and sample is None
+        assert not breakdown.aligned and isinstance(sample, AlignmentError)
+        assert breakdown.alignment_error == str(sample) and "exceeds the model's 4096 positions" in str(sample)
         return
     assert breakdown.aligned and breakdown.matched == (END in completion)
     assert_alignment(sample, tokenizer, student_tokenizer, QUESTION, SOLUTION, completion)
@@ -60,8 +61,8 @@ def test_invariants_hold_for_any_text(mixed, tokenizer, student_tokenizer, compl
     (breakdown,), (sample,) = mixed.score_texts(
         [{"question": QUESTION, "solution": SOLUTION, "explanation": c} for c in completions]
     )
-    if sample is None:  # longer than the tiny models' positions
-        assert not breakdown.aligned
+    if isinstance(sample, AlignmentError):  # longer than the tiny models' positions
+        assert not breakdown.aligned and breakdown.alignment_error == str(sample)
         return
     assert_alignment(sample, tokenizer, student_tokenizer, QUESTION, SOLUTION, completions[0])
     # Dropped = explanation tokens on either side (touching its characters) that no chunk holds.

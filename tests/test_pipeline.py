@@ -124,7 +124,7 @@ def test_traces_distill_eval_cli(pipeline_dir, capsys):
     assert len((traces.parent / "selected.jsonl").read_text().splitlines()) == 12
     parquet = root / "traces" / "traces.parquet"  # same journal: nothing is generated again
     assert main(["traces", *models_and_data(root), "--out", str(parquet), "--num_samples", "2",
-                 "--max_new_tokens", "8"]) == 0  # fmt: skip
+                 "--max_new_tokens", "8", "--holdout", "4"]) == 0  # fmt: skip
     import pandas as pd
 
     frame = pd.read_parquet(parquet)
