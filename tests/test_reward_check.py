@@ -43,6 +43,7 @@ def test_the_kl_sweep_rescores_from_components():
         "reference": [breakdown(-0.2, 1.5) for _ in range(6)],
         "shuffled": [breakdown(-1.0, 0.6) for _ in range(6)],
         "none": [breakdown(-1.5, math.nan) for _ in range(6)],
+        "restated": [breakdown(0.0, 1.7) for _ in range(6)],  # the student's best guess, at a higher KL
     }
     at_one = rescored(scored["reference"], config, 1.0)
     assert at_one == pytest.approx([b.reward for b in scored["reference"]])
@@ -54,6 +55,10 @@ def test_the_kl_sweep_rescores_from_components():
     # Without the KL: -0.202 > -1.01 > -1.515, the ranking holds. At scale 0.5: reference -2.47, shuffled -1.92.
     assert report["ranking_holds_at_kl_scales"] == [0.0]
     assert not report["ranking"]["holds"] and report["ranking_r_ss"]["holds"]
+    # reference - restated = -0.202 + 3.03 * 0.2 * scale: below 0 at scale 0 (restating wins), 0.101 at 0.5, 0.404 at 1
+    margin = {scale: report["kl_scale_sweep"][scale]["reference - restated"]["mean"] for scale in ("0.0", "0.5", "1.0")}
+    assert margin == pytest.approx({"0.0": -0.202, "0.5": 0.101, "1.0": 0.404})
+    assert report["restating_not_worse_at_kl_scales"] == [0.0]
 
 
 def test_leakage_counts_the_answer_stated_as_a_whole_word():

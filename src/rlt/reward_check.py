@@ -180,12 +180,21 @@ def summarize_sources(
         str(scale): ranking({n: rescored(scored[n], config, scale) for n in RANKED}, args.resamples, args.seed)
         for scale in args.kl_scales
     }
+    # Restating the solution the teacher was shown is the shortcut RL takes when the reward does not prefer a real
+    # explanation to it (under the answer framing: stating the answer; README, BENCHMARKS §3d).
+    for scale in args.kl_scales:
+        diffs = [a - b for a, b in zip(rescored(scored["reference"], config, scale),
+                                       rescored(scored["restated"], config, scale), strict=True)]  # fmt: skip
+        sweep[str(scale)]["reference - restated"] = {**bootstrap(diffs, args.resamples, args.seed),
+                                                     "wins": sum(d > 0 for d in diffs)}  # fmt: skip
+    restating_not_worse = [float(s) for s, r in sweep.items() if r["reference - restated"]["low"] <= 0]
     return {
         "sources": sources,
         "ranking": ranking({n: [b.reward for b in scored[n]] for n in RANKED}, args.resamples, args.seed),
         "ranking_r_ss": ranking({n: [r_ss(b, config) for b in scored[n]] for n in RANKED}, args.resamples, args.seed),
         "kl_scale_sweep": sweep,
         "ranking_holds_at_kl_scales": [float(s) for s, r in sweep.items() if r["holds"]],
+        "restating_not_worse_at_kl_scales": restating_not_worse,
     }
 
 
@@ -238,6 +247,8 @@ def markdown(report: dict) -> str:
         f" with the reward; {verdict[report['ranking_r_ss']['holds']]} with r_SS alone.",
         f"With the KL coefficients scaled by {[float(s) for s in report['kl_scale_sweep']]} the ranking holds at "
         f"{scales if scales else 'none of them'}.",
+        f"Restating the solution the teacher was shown scores no worse than the reference (a shortcut open to RL) "
+        f"at KL scales {report['restating_not_worse_at_kl_scales'] or 'none of them'}.",
     ]
     return "\n".join(lines) + "\n"
 
