@@ -166,8 +166,8 @@ def test_data_arguments_frame_champ_for_a_warm_up_that_is_not_a_copy_task():
 
 
 def test_filters_never_move_a_problem_across_the_split():
-    """Before, the last N were held out after the length filter: `--holdout 20` without it evaluated on 15
-    questions a `--max_solution_chars 400 --holdout 64` run trained on."""
+    """Before, the last N were held out after the length filter: an eval with `--max_solution_chars 300 --holdout 64`
+    read 26 questions that a `--max_solution_chars 400 --holdout 64` run trained on."""
     from rlt.configs import DataArguments
 
     raw = load_problems("champ")[0]
@@ -177,6 +177,7 @@ def test_filters_never_move_a_problem_across_the_split():
         dict(holdout=64),
         dict(holdout=64, max_problems=10),
         dict(holdout=30, max_solution_chars=300),
+        dict(holdout=64, max_solution_chars=300),  # before: 26 of its 64 were trained on
     ):
         held_out = DataArguments(**args).load()[1]
         assert held_out and not trained & {p.reasoning_trace for p in held_out}, args
