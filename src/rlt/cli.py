@@ -260,8 +260,8 @@ def evaluate(argv: list[str]) -> int:
         reward = _reward(args.teacher, reward_args, format_args.style, temperature, args.device)
         sampling = SamplingConfig(args.max_new_tokens, args.temperature, 1.0, args.batch_size, args.seed)
         explanations = Path(args.out).with_suffix(".traces.jsonl")
-        explanations.unlink(missing_ok=True)  # never score another teacher's leftovers as this one's
-        rows = collect_traces(problems, reward.teacher, reward, explanations, sampling)
+        # fresh: never score another teacher's leftovers as this one's
+        rows = collect_traces(problems, reward.teacher, reward, explanations, sampling, fresh=True)
         results = {
             "teacher": args.teacher,
             "questions": len(problems),

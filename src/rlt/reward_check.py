@@ -212,9 +212,9 @@ def check_reward(
         from rlt.traces import collect_traces
 
         journal = Path(args.out).with_suffix(".teacher.jsonl")
-        journal.unlink(missing_ok=True)  # never score another run's samples as this one's
         sampling = SamplingConfig(args.max_new_tokens, args.temperature, 1.0, 8, args.seed)
-        traced = collect_traces([p for p, _ in pairs], teacher, reward, journal, sampling)
+        # fresh: never score another run's samples as this one's
+        traced = collect_traces([p for p, _ in pairs], teacher, reward, journal, sampling, fresh=True)
         traced.sort(key=lambda r: r["index"])
         scored["teacher"] = [RewardBreakdown.from_dict(r) for r in traced]
         explanations["teacher"] = [r["explanation"] for r in traced]

@@ -116,9 +116,9 @@ def collect_traces(
     if fresh:
         out.unlink(missing_ok=True)
     provenance = traces_provenance(teacher, reward, sampling, data)
-    done_rows = _resumable_rows(out, provenance, problems)
-    done = {(r["key"], r["sample"]) for r in done_rows}
     keys = row_keys(problems)
+    done_rows = _resumable_rows(out, provenance, set(keys))
+    done = {(r["key"], r["sample"]) for r in done_rows}
     jobs = [(i, k) for i in range(len(problems)) for k in range(num_samples) if (keys[i], k) not in done]
     logger.info("%s: %d rows already there, %d to generate", out, len(done), len(jobs))
     prompts = [tokenizer(teacher_prompt(tokenizer, problems[i].question, problems[i].solution, style))["input_ids"]
@@ -168,8 +168,8 @@ def traces_provenance(teacher, reward: RLTReward, sampling: SamplingConfig, data
     return describe("traces", settings, teacher_path=teacher_dir, student_path=student_dir, data=data)
 
 
-def _resumable_rows(out: Path, provenance: dict, problems: list[Problem]) -> list[dict]:
-    """The rows already in `out` when resuming it is safe: same settings, only questions of `problems`."""
+def _resumable_rows(out: Path, provenance: dict, keys: set[str]) -> list[dict]:
+    """The rows already in `out` when resuming it is safe: same settings, only rows whose key is in `keys`."""
     rows = recover_jsonl(out)
     if not rows:
         return []
@@ -179,7 +179,6 @@ def _resumable_rows(out: Path, provenance: dict, problems: list[Problem]) -> lis
         raise DataError(f"{out} holds {len(rows)} rows without a provenance record (another tool or an older rlt); "
                         f"{remedy}")  # fmt: skip
     check_settings(record, provenance, str(out), remedy)
-    keys = set(row_keys(problems))
     foreign = [r for r in rows if r["key"] not in keys]
     if foreign:
         raise DataError(f"{out} holds {len(foreign)} rows of questions that are not in this run's data (first: "
