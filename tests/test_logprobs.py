@@ -51,3 +51,60 @@ def test_training_mode_is_restored(student, tokenizer):
     span_logprobs(student, [[1, 2, 3]], [[(1, 3)]])
     assert student.training
     student.eval()
+
+
+def _tiny(config_class, model_class, tokenizer, **extra):
+    config = config_class(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                          num_attention_heads=4, num_key_value_heads=2, pad_token_id=tokenizer.pad_token_id,
+                          **extra)  # fmt: skip
+    torch.manual_seed(0)
+    return model_class(config).eval()
+
+
+@pytest.mark.parametrize("architecture", ["cohere", "granite", "gemma2"])
+def test_architectures_that_scale_or_cap_their_logits_are_scored_as_they_predict(architecture, tokenizer):
+    import transformers as tf
+
+    config_class, model_class, extra = {
+        "cohere": (tf.CohereConfig, tf.CohereForCausalLM, {"logit_scale": 0.25}),
+        "granite": (tf.GraniteConfig, tf.GraniteForCausalLM, {"logits_scaling": 8.0}),
+        "gemma2": (tf.Gemma2Config, tf.Gemma2ForCausalLM, {"final_logit_softcapping": 3.0, "head_dim": 8}),
+    }[architecture]
+    model = _tiny(config_class, model_class, tokenizer, **extra)
+    for seq in _sequences(tokenizer):
+        (got,) = span_logprobs(model, [seq], [[(1, len(seq))]], temperature=0.7)[0]
+        torch.testing.assert_close(got, reference_logprobs(model, seq, (1, len(seq)), 0.7), atol=1e-5, rtol=0)
+
+
+def test_a_student_offloaded_by_accelerate_is_scored_where_it_computes(student, tokenizer):
+    """accelerate's cpu_offload leaves every weight on `meta`; the device must come from its hooks."""
+    import copy
+
+    from accelerate import cpu_offload
+
+    sequences = _sequences(tokenizer)
+    spans = [[(1, len(s))] for s in sequences]
+    expected = span_logprobs(student, sequences, spans, temperature=0.7)
+    offloaded = cpu_offload(copy.deepcopy(student), execution_device=torch.device("cpu"))
+    assert next(offloaded.parameters()).device.type == "meta"
+    got = span_logprobs(offloaded, sequences, spans, temperature=0.7)
+    for a, b in zip(expected, got, strict=True):
+        torch.testing.assert_close(a[0], b[0], atol=1e-6, rtol=0)
+
+
+def test_a_head_whose_weight_is_a_zero3_placeholder_is_chunked_by_its_declared_size(student, tokenizer, monkeypatch):
+    """Under ZeRO-3 a partitioned weight outside a forward is `torch.empty(0)`; its shape says nothing."""
+    head = student.get_output_embeddings()
+    full = head.weight
+
+    class PartitionedHead(torch.nn.Linear):
+        def forward(self, x):  # the gathered weight, as ZeRO-3's pre-forward hook provides it
+            return torch.nn.functional.linear(x, full)
+
+    placeholder = PartitionedHead(head.in_features, head.out_features, bias=False)
+    placeholder.weight = torch.nn.Parameter(torch.empty(0), requires_grad=False)
+    monkeypatch.setattr(student, "get_output_embeddings", lambda: placeholder)
+    monkeypatch.setitem(rlt.logprobs.LOGIT_BUDGET, "cpu", 3 * head.out_features)  # 3 rows per head chunk
+    (seq,) = _sequences(tokenizer)[1:2]
+    (got,) = span_logprobs(student, [seq], [[(1, len(seq))]], temperature=0.7)[0]
+    torch.testing.assert_close(got, reference_logprobs(student, seq, (1, len(seq)), 0.7), atol=1e-5, rtol=0)

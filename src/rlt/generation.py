@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
+from rlt.logprobs import execution_device
+
 
 @dataclass(frozen=True)
 class SamplingConfig:
@@ -49,7 +51,7 @@ def hf_generate(
 
     Each batch is seeded from `config.seed` and its position, so the same prompts draw the same samples.
     """
-    device = next(model.parameters()).device
+    device = execution_device(model)
     eos = model.generation_config.eos_token_id
     eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
     for start in range(0, len(prompts), config.batch_size):

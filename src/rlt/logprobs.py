@@ -41,24 +41,48 @@ def pad_right(sequences: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor
     return ids, mask
 
 
-def _head_logprobs(model: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
-    """log softmax(head(hidden) / T)[target] in fp32, chunked over rows so the logits stay within LOGIT_BUDGET.
+def execution_device(model: nn.Module) -> torch.device:
+    """Where a model computes. Usually its parameters' device; a model whose weights accelerate offloads
+    (`cpu_offload`) keeps them on `meta` and computes where its hooks stream them to."""
+    for module in model.modules():
+        hook = getattr(module, "_hf_hook", None)
+        for h in getattr(hook, "hooks", [hook]):  # a SequentialHook holds several
+            if getattr(h, "execution_device", None) is not None:
+                return torch.device(h.execution_device)
+    return next(model.parameters()).device
 
-    For a plain linear head the temperature is folded into its input, head(h / T) = head(h) / T, and the
-    log-softmax upcasts to fp32 inside its kernel: no fp32 copy of the logits, no extra pass over them.
+
+def logit_scale(model: nn.Module) -> float:
+    """The factor an architecture multiplies its LM-head output by (1 for most): Cohere's `logit_scale`,
+    Granite's 1 / `logits_scaling`, `output_multiplier`."""
+    config = model.config.get_text_config()
+    scale = getattr(model, "logit_scale", None) or getattr(config, "logit_scale", None) or 1.0
+    scale /= getattr(config, "logits_scaling", None) or 1.0
+    return scale * (getattr(config, "output_multiplier", None) or 1.0)
+
+
+def _head_logprobs(model: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
+    """log softmax(scale · head(hidden) / T)[target] in fp32, chunked over rows so the logits stay within
+    LOGIT_BUDGET; `scale` is the architecture's own (`logit_scale`), softcapping applied as the model does.
+
+    For a plain linear head the scale and temperature are folded into its input, head(h · s / T) = head(h) · s / T,
+    and the log-softmax upcasts to fp32 inside its kernel: no fp32 copy of the logits, no extra pass over them.
     """
     head = model.get_output_embeddings()
-    softcap = getattr(model.config, "final_logit_softcapping", None)
+    softcap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
     linear = not softcap and getattr(head, "bias", None) is None
     budget = LOGIT_BUDGET["cuda" if hidden.is_cuda else "cpu"]
-    rows = max(1, budget // head.weight.shape[0])
+    # The vocabulary size from the head's declared shape: under ZeRO-3 its weight is an empty placeholder.
+    vocab = getattr(head, "out_features", None) or model.config.get_text_config().vocab_size
+    rows = max(1, budget // vocab)
+    scale = logit_scale(model)
     out = []
     for start in range(0, hidden.shape[0], rows):
         chunk, chunk_targets = hidden[start : start + rows], targets[start : start + rows, None]
         if linear:
-            logits = head(chunk / temperature)
+            logits = head(chunk * (scale / temperature))
         else:
-            logits = head(chunk).float()
+            logits = head(chunk).float() * scale
             if softcap:
                 logits = torch.tanh(logits / softcap) * softcap
             logits = logits / temperature
@@ -89,7 +113,7 @@ def span_logprobs(
     was_training = model.training
     model.eval()  # dropout off: a reward must not be noisy
     decoder = model.get_decoder()
-    device = next(model.parameters()).device
+    device = execution_device(model)
     results: list[list[torch.Tensor]] = [[] for _ in sequences]
     try:
         for batch in micro_batches([len(s) for s in sequences], token_budget):
