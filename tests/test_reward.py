@@ -306,23 +306,3 @@ def test_student_is_frozen(reward):
     assert not any(p.requires_grad for p in reward.student.parameters())
     assert not reward.student.training
     assert tiny_model is not None
-
-
-def test_equal_forward_calls_for_zero3(student, teacher, tokenizer):
-    """Under ZeRO-3 every rank must run the same number of forwards, unscoreable samples included."""
-    reward = RLTReward(student, tokenizer, teacher, RewardConfig(token_budget=1))
-    long = "step " * (student.config.max_position_embeddings + 10) + END
-    rows = [{"question": QUESTION, "solution": SOLUTION, "explanation": e} for e in (ADVERSARIAL["plain"], long)]
-    decoder = student.get_decoder()
-    calls = []
-    hook = decoder.register_forward_hook(lambda *_: calls.append(1))
-    try:
-        plain, _ = reward.score_texts(rows)
-        forwards_plain = len(calls)
-        reward.equal_forward_calls = True
-        equal, _ = reward.score_texts(rows)
-    finally:
-        hook.remove()
-    assert forwards_plain == 1 and len(calls) - forwards_plain == 2  # the unscoreable row still runs a forward
-    assert [b.reward for b in plain] == [b.reward for b in equal]
-    assert not equal[1].aligned and equal[1].reward == pytest.approx(-5.04)

@@ -344,6 +344,13 @@ class RLTGRPOConfig(_DeviceDefaults, GRPOConfig):
         default=False,
         metadata={"help": "Keep the frozen student's weights on the CPU and stream them in for each forward."},
     )
+    shard_student: bool = field(
+        default=False,
+        metadata={
+            "help": "ZeRO-3 only: partition the frozen student across GPUs and gather it whole once per scoring "
+            "call (default: a whole copy on every GPU)."
+        },
+    )
     resume: bool = field(
         default=True, metadata={"help": "Resume from the last checkpoint in output_dir when there is one."}
     )

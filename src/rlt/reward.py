@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
@@ -50,13 +51,18 @@ class RewardConfig:
         if self.token_budget < 1:
             raise ValueError(f"token_budget must be >= 1, got {self.token_budget}")
 
+    @property
+    def uses_teacher_logprobs(self) -> bool:
+        """Whether the reward reads the teacher's log-probs: not without the entropy term or with a zero KL weight."""
+        return self.teacher_entropy and any(self.kl_coeffs)
+
 
 @dataclass
 class RewardBreakdown:
     reward: float
     solution_logprob_mean: float  # NaN when the solution span is empty
     solution_logprob_min: float
-    kl_mean: float  # NaN when the explanation is empty
+    kl_mean: float  # NaN when the explanation is empty, or when both KL coefficients are 0 (not computed)
     kl_max: float
     matched: bool  # the closing explanation tag was found
     aligned: bool = True  # False: the sample could not be scored at all and got the floor reward
@@ -159,9 +165,6 @@ class AlignmentError(ValueError):
     pass
 
 
-_STAND_IN = AlignedSample([0, 0], (1, 1), [0, 0], (1, 1), (1, 1), np.zeros((0, 2, 2), dtype=np.int64), matched=False)
-
-
 @dataclass(frozen=True)
 class _Completion:
     text: str
@@ -206,9 +209,9 @@ class RLTReward:
         # Where the teacher's turn ends: its special tokens, including added ones flagged special (e.g. <|eot_id|>).
         added = getattr(tokenizer, "added_tokens_decoder", {})
         self._special_ids = set(tokenizer.all_special_ids) | {i for i, token in added.items() if token.special}
-        # Under ZeRO-3 every rank must run as many forwards as the others: unscoreable samples then still run a
-        # (discarded) two-token forward instead of being skipped.
-        self.equal_forward_calls = False
+        # How scoring reaches the student: a context yielding the model. The trainer sets it for a student sharded
+        # by ZeRO-3 (gathered whole once per `score` call, the call every rank makes whatever its inputs).
+        self.student_access: Callable[[], AbstractContextManager[nn.Module]] = lambda: nullcontext(self.student)
         self._student_turn = lru_cache(maxsize=4096)(self._student_turn_uncached)
         self._prompt_ids = lru_cache(maxsize=4096)(self._encode_prompt)
 
@@ -365,21 +368,21 @@ class RLTReward:
         here with `teacher`.
         """
         teacher = teacher or self.teacher
-        if teacher is None and teacher_logprobs is None and self.config.teacher_entropy:
+        if teacher is None and teacher_logprobs is None and self.config.uses_teacher_logprobs:
             raise ValueError("the KL term needs a teacher model: pass `teacher=` or set reward.teacher")
         breakdowns = [self.floor(str(s) if s is not None else "not aligned") for s in samples]
         samples = [s if isinstance(s, AlignedSample) else None for s in samples]
-        # A stand-in keeps an unscoreable sample's forward when ranks must run equal numbers of them.
-        indices = [i for i, s in enumerate(samples) if s is not None or self.equal_forward_calls]
-        forwarded = [samples[i] or _STAND_IN for i in indices]
-        student_lp = span_logprobs(
-            self.student,
-            [s.student_input_ids for s in forwarded],
-            [[s.student_explanation_span, s.student_solution_span] for s in forwarded],
-            self.config.student_temperature,
-            self.config.token_budget,
-        )
-        if not self.config.teacher_entropy:
+        indices = [i for i, s in enumerate(samples) if s is not None]
+        forwarded = [samples[i] for i in indices]
+        with self.student_access() as student:  # entered once per call, even with nothing to forward
+            student_lp = span_logprobs(
+                student,
+                [s.student_input_ids for s in forwarded],
+                [[s.student_explanation_span, s.student_solution_span] for s in forwarded],
+                self.config.student_temperature,
+                self.config.token_budget,
+            )
+        if not self.config.uses_teacher_logprobs:
             teacher_lp = [torch.zeros(0) for _ in forwarded]
         elif teacher_logprobs is not None:
             teacher_lp = []
@@ -405,11 +408,12 @@ class RLTReward:
             chunks = torch.as_tensor(np.asarray(sample.kl_chunks, dtype=np.int64)).reshape(-1, 2, 2)
             teacher_ranges, student_ranges = chunks[:, 0], chunks[:, 1]
             student_chunks = _chunk_sums(student_expl, sample.student_explanation_span[0], student_ranges)
-            teacher_chunks = (
-                _chunk_sums(teacher_expl, sample.teacher_explanation_span[0], teacher_ranges)
-                if self.config.teacher_entropy
-                else torch.zeros_like(student_chunks)
-            )
+            if self.config.uses_teacher_logprobs:
+                teacher_chunks = _chunk_sums(teacher_expl, sample.teacher_explanation_span[0], teacher_ranges)
+            elif self.config.teacher_entropy:  # a KL of weight 0 is not measured (NaN), not made up
+                teacher_chunks = torch.full_like(student_chunks, math.nan)
+            else:
+                teacher_chunks = torch.zeros_like(student_chunks)
             breakdowns[i] = rlt_reward(solution, teacher_chunks, student_chunks, sample.matched, self.config)
             breakdowns[i].kl_edge_tokens_dropped = sample.kl_edge_tokens_dropped
         return breakdowns

@@ -13,6 +13,7 @@ import importlib.util
 import json
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import torch
 from datasets import Dataset
 from transformers.trainer_utils import get_last_checkpoint
 from trl import GRPOTrainer, ModelConfig, get_peft_config
-from trl.models import prepare_deepspeed
+from trl.models import prepare_deepspeed, unwrap_model_for_generation
 from trl.trainer.utils import pad
 
 from rlt.configs import DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig
@@ -121,6 +122,33 @@ def rl_dataset(problems: list[Problem], tokenizer, style: str) -> Dataset:
     )
 
 
+def dropout_active(model: torch.nn.Module) -> bool:
+    """Whether a forward of `model` as it is now is random: in train mode with a dropout module (LoRA's included) or
+    a config dropout rate above 0."""
+    if not model.training:
+        return False
+    if any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules()):
+        return True
+    configs = [getattr(m, "config", None) for m in model.modules()]
+    rates = [
+        v for c in configs if hasattr(c, "to_dict") for k, v in c.to_dict().items() if "dropout" in k or "pdrop" in k
+    ]
+    return any(isinstance(v, float) and v > 0 for v in rates)
+
+
+@contextmanager
+def whole_weights():
+    """Load a model whole even inside a ZeRO-3 run, where transformers would partition it as it loads."""
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    saved = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = saved
+
+
 class RLTGRPOTrainer(GRPOTrainer):
     """GRPO on a teacher, rewarded by a frozen student's understanding of the solution."""
 
@@ -150,19 +178,34 @@ class RLTGRPOTrainer(GRPOTrainer):
             peft_config=peft_config,
             callbacks=callbacks,
         )
-        self.rlt_reward.student = self._place_student(student, args.offload_student)
+        self.rlt_reward.student = self._place_student(student, args)
         rank = self.accelerator.process_index
         name = "completions.jsonl" if rank == 0 else f"completions.rank{rank}.jsonl"
         self._samples_path = Path(args.output_dir) / name
+        self._trl_policy_logprobs: torch.Tensor | None = None
+        self._awaiting_trl_policy_logprobs = False
 
-    def _place_student(self, student, offload: bool):
-        if self.is_deepspeed_enabled:
-            # Sharded like TRL's reference model. ZeRO-3 needs every rank to run the same number of forwards:
-            # ranks hold equal numbers of completions, so score them one sequence per forward.
-            self.rlt_reward.config = replace(self.rlt_reward.config, token_budget=1)
-            self.rlt_reward.equal_forward_calls = True
-            return prepare_deepspeed(student, self.accelerator)
-        if offload:
+    def _place_student(self, student, args: RLTGRPOConfig):
+        """The frozen student where it computes; see README "GPUs" for what each placement costs in memory.
+
+        By default a whole copy on every device, under DDP, ZeRO and FSDP alike: its forwards then need no other
+        rank, so ranks whose samples differ in length or in how many can be scored never wait on each other.
+        `shard_student` (ZeRO-3) partitions it like the policy and gathers it whole once per scoring call: one
+        collective that every rank makes exactly once, whatever its inputs. `offload_student` keeps it in CPU
+        memory and streams each layer in for its forward.
+        """
+        zero3 = self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3
+        if args.shard_student:
+            if not zero3:
+                raise ValueError("--shard_student true partitions the student with DeepSpeed ZeRO-3; launch with "
+                                 "accelerate launch --config_file recipes/accelerate/zero3.yaml, or leave it off "
+                                 "for a whole copy per GPU")  # fmt: skip
+            if args.offload_student:
+                raise ValueError("--shard_student and --offload_student both place the student: choose one")
+            engine = prepare_deepspeed(student, self.accelerator)
+            self.rlt_reward.student_access = lambda: unwrap_model_for_generation(engine, self.accelerator)
+            return engine
+        if args.offload_student:
             from accelerate import cpu_offload
 
             return cpu_offload(student, execution_device=self.accelerator.device)
@@ -182,28 +225,61 @@ class RLTGRPOTrainer(GRPOTrainer):
         self._prompt_ids = output[0]  # the ids TRL generated from, for the reward
         return output
 
+    def _generate_and_score_completions(self, inputs):
+        # TRL computes the policy's log-probs of the completions itself when it needs them for importance sampling
+        # (`old_per_token_logps`, the first policy forward below, before the rewards): the KL term reuses them
+        # when they are what it would compute, i.e. when no dropout makes a train-mode forward random.
+        generate_every = self.args.steps_per_generation * self.num_iterations
+        trl_computes = self.args.gradient_accumulation_steps % generate_every != 0 or (
+            self.use_vllm and self.vllm_importance_sampling_correction
+        )
+        self._awaiting_trl_policy_logprobs = trl_computes and not dropout_active(self.model)
+        self._trl_policy_logprobs = None
+        try:
+            return super()._generate_and_score_completions(inputs)
+        finally:
+            self._awaiting_trl_policy_logprobs, self._trl_policy_logprobs = False, None
+
+    def _get_per_token_logps_and_entropies(self, model, *args, **kwargs):
+        result = super()._get_per_token_logps_and_entropies(model, *args, **kwargs)
+        if self._awaiting_trl_policy_logprobs and model is self.model and not torch.is_grad_enabled():
+            self._trl_policy_logprobs, self._awaiting_trl_policy_logprobs = result[0], False
+        return result
+
     def _policy_completion_logprobs(self, completion_ids: list[list[int]]) -> list[torch.Tensor]:
-        """Per-token log-probs of each sampled completion under the current policy, at the sampling temperature."""
-        device = self.accelerator.device
-        pad_id = self.processing_class.pad_token_id
-        prompts = [torch.tensor(ids) for ids in self._prompt_ids]
-        completions = [torch.tensor(ids) for ids in completion_ids]
-        prompt_ids = pad(prompts, padding_value=pad_id, padding_side="left")
-        prompt_mask = pad([torch.ones_like(p) for p in prompts], padding_value=0, padding_side="left")
-        completion_tensor = pad(completions, padding_value=pad_id, padding_side="right")
-        completion_mask = pad([torch.ones_like(c) for c in completions], padding_value=0, padding_side="right")
-        with torch.no_grad():
-            logps, _, _ = self._get_per_token_logps_and_entropies(
-                self.model,
-                torch.cat([prompt_ids, completion_tensor], dim=1).to(device),
-                torch.cat([prompt_mask, completion_mask], dim=1).to(device),
-                completion_tensor.size(1),
-                batch_size=self.args.per_device_train_batch_size,
-            )
-        return [row[: len(c)].float().cpu() for row, c in zip(logps, completions, strict=True)]
+        """Per-token log-probs of each sampled completion under the current policy, at the sampling temperature,
+        with dropout off (a reward must not be noisy): TRL's own when it already computed them."""
+        if self._trl_policy_logprobs is not None:
+            logps = self._trl_policy_logprobs
+        else:
+            device = self.accelerator.device
+            pad_id = self.processing_class.pad_token_id
+            prompts = [torch.tensor(ids) for ids in self._prompt_ids]
+            completions = [torch.tensor(ids) for ids in completion_ids]
+            prompt_ids = pad(prompts, padding_value=pad_id, padding_side="left")
+            prompt_mask = pad([torch.ones_like(p) for p in prompts], padding_value=0, padding_side="left")
+            completion_tensor = pad(completions, padding_value=pad_id, padding_side="right")
+            completion_mask = pad([torch.ones_like(c) for c in completions], padding_value=0, padding_side="right")
+            was_training = self.model.training
+            self.model.eval()
+            try:
+                with torch.no_grad():
+                    logps, _, _ = self._get_per_token_logps_and_entropies(
+                        self.model,
+                        torch.cat([prompt_ids, completion_tensor], dim=1).to(device),
+                        torch.cat([prompt_mask, completion_mask], dim=1).to(device),
+                        completion_tensor.size(1),
+                        batch_size=self.args.per_device_train_batch_size,
+                    )
+            finally:
+                self.model.train(was_training)
+        return [row[: len(c)].float().cpu() for row, c in zip(logps, completion_ids, strict=True)]
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
-        teacher_logprobs = self._timed("teacher_logprobs", self._policy_completion_logprobs, completion_ids_list)
+        if self.rlt_reward.config.uses_teacher_logprobs:
+            teacher_logprobs = self._timed("teacher_logprobs", self._policy_completion_logprobs, completion_ids_list)
+        else:  # the KL term does not read them: no forward for them
+            teacher_logprobs = [torch.zeros(len(ids)) for ids in completion_ids_list]
         for example, ids, logprobs in zip(inputs, self._prompt_ids, teacher_logprobs, strict=True):
             example["prompt_ids"] = ids
             example["teacher_logprobs"] = logprobs
@@ -252,7 +328,8 @@ def run_train(
     dtype = model_dtype(model_args, config)
     # Two separate models even when both specs are the same: the policy trains, the student must stay frozen.
     teacher, tokenizer = load_model(model_args.model_name_or_path, dtype, "cpu", config.trust_remote_code)
-    student, student_tokenizer = load_model(reward_args.student, dtype, "cpu", config.trust_remote_code)
+    with whole_weights():  # partitioned, if at all, by `_place_student`
+        student, student_tokenizer = load_model(reward_args.student, dtype, "cpu", config.trust_remote_code)
     logger.info("RL on %d problems (%d invalid rows skipped)", len(train), skipped)
     trainer = RLTGRPOTrainer(
         model=teacher,

@@ -1,0 +1,169 @@
+"""The paths a run takes at scale (placement of the frozen student, the policy's log-probs for the KL), reproduced
+on the CPU with tiny models."""
+
+import json
+from contextlib import contextmanager
+
+import pytest
+import torch
+
+from rlt.configs import RLTGRPOConfig
+from rlt.data import Problem
+from rlt.models import tiny_model, tiny_tokenizer
+from rlt.reward import RewardConfig, RLTReward
+from rlt.trainer import RLTGRPOTrainer, dropout_active, rl_dataset, whole_weights
+
+PROBLEMS = [Problem(f"What is {i} + {i + 1}?", f"{i} + {i + 1} = {2 * i + 1}.", str(2 * i + 1)) for i in range(8)]
+END = "\n\n<|end_of_explanation|>"
+
+
+def trainer_for(tmp_path, teacher=None, reward_config=None, **config) -> RLTGRPOTrainer:
+    tokenizer = tiny_tokenizer()
+    settings = dict(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=4, num_generations=4,
+                    max_completion_length=12, report_to="none", activation_checkpointing=False, logging_steps=1,
+                    learning_rate=1e-3, save_strategy="no", seed=0) | config  # fmt: skip
+    return RLTGRPOTrainer(teacher or tiny_model(1), tiny_model(0), RLTGRPOConfig(**settings),
+                          rl_dataset(PROBLEMS, tokenizer, "stratos"), tokenizer, reward_config)  # fmt: skip
+
+
+def offline_rewards(trainer, path) -> list[tuple[float, float]]:
+    """(reward the trainer logged, rlt's offline score of the same ids) for each recorded completion."""
+    samples = [json.loads(line) for line in path.read_text().splitlines()]
+    reward = RLTReward(tiny_model(0), tiny_tokenizer(), teacher=tiny_model(1), config=trainer.rlt_reward.config)
+    pairs = []
+    for s in samples:
+        aligned = reward.align_ids(s["question"], s["solution"], s["prompt_ids"], s["completion_ids"])
+        pairs.append((s["reward"], reward.score([aligned])[0].reward))
+    return pairs
+
+
+# ---------------------------------------------------------------------------------------- the frozen student
+
+
+def test_scoring_makes_one_collective_call_per_rank_whatever_its_inputs(student, teacher, tokenizer):
+    """Under ZeRO-3 with --shard_student, `student_access` gathers the student: a collective every rank must enter
+    equally often. Two ranks with unequal inputs (many micro-batches of long samples; one unscoreable sample) each
+    enter it exactly once per call, and no student forward runs outside it."""
+    long = "step " * (student.config.max_position_embeddings + 10) + END
+    rank_inputs = {
+        0: [{"question": f"Q{i}", "solution": "S " * (5 + 20 * i), "explanation": "why " * (3 + 7 * i) + END}
+            for i in range(5)],
+        1: [{"question": "Q", "solution": "S", "explanation": long}],
+    }  # fmt: skip
+    inside, entries, forwards_outside = [False], {}, []
+
+    def guard(*_):
+        if not inside[0]:
+            forwards_outside.append(1)
+
+    hook = student.register_forward_pre_hook(guard)
+    try:
+        for rank, rows in rank_inputs.items():
+            reward = RLTReward(student, tokenizer, teacher, RewardConfig(token_budget=64))
+
+            @contextmanager
+            def gathered(rank=rank, reward=reward):
+                entries[rank] = entries.get(rank, 0) + 1
+                inside[0] = True
+                try:
+                    yield reward.student
+                finally:
+                    inside[0] = False
+
+            reward.student_access = gathered
+            scored, _ = reward.score_texts(rows)
+            assert len(scored) == len(rows)
+    finally:
+        hook.remove()
+    assert entries == {0: 1, 1: 1}
+    assert not forwards_outside
+    assert not scored[0].aligned  # rank 1 forwarded nothing, and still entered once
+
+
+def test_an_offloaded_student_trains_and_scores_as_the_whole_one(tmp_path):
+    trainer = trainer_for(tmp_path, offload_student=True)
+    assert next(trainer.rlt_reward.student.parameters()).device.type == "meta"
+    trainer.train()
+    pairs = offline_rewards(trainer, tmp_path / "completions.jsonl")
+    assert pairs and all(abs(logged - offline) <= 1e-4 for logged, offline in pairs)
+
+
+def test_student_placements_that_cannot_work_are_refused_before_training(tmp_path):
+    with pytest.raises(ValueError, match="shard_student true partitions the student with DeepSpeed ZeRO-3"):
+        trainer_for(tmp_path, shard_student=True)
+
+
+def test_the_student_loads_whole_inside_a_zero3_run():
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    class Zero3Config:
+        def is_zero3(self):
+            return True
+
+    config = Zero3Config()
+    hf_deepspeed.set_hf_deepspeed_config(config)
+    try:
+        assert hf_deepspeed.is_deepspeed_zero3_enabled()
+        with whole_weights():
+            assert not hf_deepspeed.is_deepspeed_zero3_enabled()  # from_pretrained would not partition here
+        assert hf_deepspeed.is_deepspeed_zero3_enabled()
+    finally:
+        hf_deepspeed.unset_hf_deepspeed_config()
+
+
+# ------------------------------------------------------------------------------------ the policy's log-probs
+
+
+def test_the_kl_reads_the_policy_without_dropout(tmp_path):
+    """LoRA dropout (or any) in train mode would make the reward of one completion random."""
+    teacher = tiny_model(1)
+    teacher.config.attention_dropout = 0.5
+    trainer = trainer_for(tmp_path, teacher=teacher)
+    trainer.model.train()
+    assert dropout_active(trainer.model)
+    tokenizer = tiny_tokenizer()
+    trainer._prompt_ids = [tokenizer("<|im_start|>user\nWhat is 1 + 2?<|im_end|>\n")["input_ids"]] * 2
+    completions = [tokenizer("1 + 2 = 3." + END)["input_ids"], tokenizer("Add them." + END)["input_ids"]]
+    first, second = trainer._policy_completion_logprobs(completions), trainer._policy_completion_logprobs(completions)
+    assert trainer.model.training  # restored
+    trainer.model.eval()
+    reference = trainer._policy_completion_logprobs(completions)
+    for a, b, c in zip(first, second, reference, strict=True):
+        assert torch.equal(a, b)
+        torch.testing.assert_close(a, c, atol=1e-6, rtol=0)
+
+
+def _policy_forwards(trainer) -> list[str]:
+    """Records, per no-grad policy forward during sampling and scoring, who asked for it."""
+    calls = []
+    original = RLTGRPOTrainer._get_per_token_logps_and_entropies
+
+    def counted(self, model, *args, **kwargs):
+        if model is self.model and not torch.is_grad_enabled():
+            calls.append("rlt" if self._trl_policy_logprobs is None and not self._awaiting_trl_policy_logprobs
+                         else "trl")  # fmt: skip
+        return original(self, model, *args, **kwargs)
+
+    trainer._get_per_token_logps_and_entropies = counted.__get__(trainer)
+    return calls
+
+
+def test_the_kl_reuses_the_log_probs_trl_already_computed(tmp_path):
+    """With num_iterations 2, TRL computes the policy's log-probs for importance sampling before the rewards."""
+    trainer = trainer_for(tmp_path, num_iterations=2)
+    calls = _policy_forwards(trainer)
+    trainer.train()
+    assert calls == ["trl"]  # one policy forward for the step's completions, not two
+    pairs = offline_rewards(trainer, tmp_path / "completions.jsonl")
+    assert pairs and all(abs(logged - offline) <= 1e-4 for logged, offline in pairs)
+
+
+def test_no_policy_forward_when_the_reward_does_not_read_it(tmp_path):
+    trainer = trainer_for(tmp_path, reward_config=RewardConfig(kl_coeffs=(0.0, 0.0)))
+    calls = _policy_forwards(trainer)
+    trainer.train()
+    assert calls == []
+    history = [h for h in trainer.state.log_history if "rlt/reward" in h]
+    assert history and "rlt/seconds_teacher_logprobs" not in history[0]
+    pairs = offline_rewards(trainer, tmp_path / "completions.jsonl")
+    assert pairs and all(abs(logged - offline) <= 1e-4 for logged, offline in pairs)
