@@ -16,6 +16,7 @@ from pathlib import Path
 
 from reward_throughput import GSM8K, build_rows  # sibling script: run as `python benchmarks/alignment_cost.py`
 
+from rlt.align import encode
 from rlt.formats import teacher_prompt
 from rlt.models import load_tokenizer, tiny_model
 from rlt.reward import RLTReward
@@ -38,7 +39,7 @@ def main() -> None:
     for length in args.lengths:
         rows = build_rows(tokenizer, args.batch, length, Path(args.data))
         questions, solutions = [r["question"] for r in rows], [r["solution"] for r in rows]
-        prompts = [tokenizer(teacher_prompt(tokenizer, r["question"], r["solution"]))["input_ids"] for r in rows]
+        prompts = [encode(tokenizer, teacher_prompt(tokenizer, r["question"], r["solution"])) for r in rows]
         sampled = [tokenizer(r["explanation"], add_special_tokens=False)["input_ids"] for r in rows]
         times: dict[str, list[float]] = {"free text": [], "sampled ids": []}
         for _ in range(args.repeats):

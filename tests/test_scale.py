@@ -167,3 +167,78 @@ def test_no_policy_forward_when_the_reward_does_not_read_it(tmp_path):
     assert history and "rlt/seconds_teacher_logprobs" not in history[0]
     pairs = offline_rewards(trainer, tmp_path / "completions.jsonl")
     assert pairs and all(abs(logged - offline) <= 1e-4 for logged, offline in pairs)
+
+
+# ------------------------------------------------------------------------------------------ BOS-adding tokenizers
+
+
+@pytest.fixture(scope="module")
+def bos_tokenizer():
+    """A Llama-style tokenizer: its chat template writes the BOS and its post-processor would add another."""
+    import copy
+
+    from tokenizers import processors
+
+    tokenizer = copy.deepcopy(tiny_tokenizer())
+    bos = tokenizer.bos_token
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", special_tokens=[(bos, tokenizer.bos_token_id)]
+    )
+    tokenizer.chat_template = "{{ bos_token }}" + tokenizer.chat_template
+    assert tokenizer("x")["input_ids"][0] == tokenizer.bos_token_id  # it does add one
+    return tokenizer
+
+
+def _leading_bos(ids, tokenizer) -> int:
+    return next(i for i, token in enumerate(ids) if token != tokenizer.bos_token_id)
+
+
+def test_prompts_carry_one_bos_in_every_stage(bos_tokenizer, tmp_path):
+    from rlt.formats import teacher_prompt, teacher_text
+    from rlt.sft import warmup_examples
+
+    # the template's "<|im_start|>" BOS, then chatml's "<|im_start|>" role marker: two; a third is the added one
+    problem = PROBLEMS[0]
+    prompt = teacher_prompt(bos_tokenizer, problem.question, problem.solution)
+    expected = 2
+    reward = RLTReward(tiny_model(0), bos_tokenizer, teacher=tiny_model(1))
+    assert _leading_bos(reward._prompt_ids(prompt), bos_tokenizer) == expected
+    (example,), _ = warmup_examples([problem], bos_tokenizer, "stratos", None)
+    assert _leading_bos(example["input_ids"], bos_tokenizer) == expected
+    text = teacher_text(bos_tokenizer, problem.question, problem.solution)
+    assert example["input_ids"][: len(reward._prompt_ids(text.prompt))] == list(reward._prompt_ids(text.prompt))
+    trainer = RLTGRPOTrainer(tiny_model(1), tiny_model(0), RLTGRPOConfig(output_dir=str(tmp_path), report_to="none",
+                             per_device_train_batch_size=4, num_generations=4),
+                             rl_dataset(PROBLEMS, bos_tokenizer, "stratos"), bos_tokenizer)  # fmt: skip
+    (trainer_ids,), _, _ = trainer._tokenize_prompts([prompt])
+    assert trainer_ids == list(reward._prompt_ids(prompt))
+
+
+# ------------------------------------------------------------------------------------ traces of failed samples
+
+
+@pytest.mark.parametrize("failure", ["too long for the student", "ids that cannot be placed in their text"])
+def test_a_trace_row_that_cannot_be_scored_keeps_its_explanation_without_the_eos(failure, monkeypatch):
+    import rlt.reward
+    from rlt.align import encode
+    from rlt.formats import teacher_prompt
+    from rlt.traces import _score_batch, row_keys
+
+    tokenizer = tiny_tokenizer()
+    student = tiny_model(0)
+    if failure == "too long for the student":
+        student.config.max_position_embeddings = 20
+    else:
+        monkeypatch.setattr(rlt.reward, "sampled_texts", lambda tokenizer, ids: [None] * len(ids))
+    reward = RLTReward(student, tokenizer, teacher=tiny_model(1))
+    problem = PROBLEMS[1]
+    prompt = encode(tokenizer, teacher_prompt(tokenizer, problem.question, problem.solution))
+    rows = []
+    for completion in ("Add one to one and then two.", "Add one to one." + END):
+        ids = [*encode(tokenizer, completion), tokenizer.eos_token_id]
+        (row,) = _score_batch([problem], row_keys([problem]), [(0, 0)], [prompt], [(0, ids)], tiny_model(1), reward)
+        rows.append(row)
+    assert [r["aligned"] for r in rows] == [False, False]
+    assert [r["explanation"] for r in rows] == ["Add one to one and then two.", "Add one to one.\n\n"]
+    for row in rows:
+        assert tokenizer.eos_token not in row["messages"][-1]["content"]

@@ -122,6 +122,12 @@ def tokenize_texts(tokenizer, texts: Sequence[str]) -> list[TokenizedText]:
     return [TokenizedText(list(e.ids), [tuple(o) for o in e.offsets]) for e in encodings]
 
 
+def encode(tokenizer, text: str) -> list[int]:
+    """The ids of a rendered chat text, as every stage tokenises it: whole, adding no special tokens. A chat
+    template writes its own BOS; a tokenizer that also adds one (Llama's) would otherwise give two."""
+    return tokenize_texts(tokenizer, [text])[0].ids
+
+
 def decode(tokenizer, ids: Sequence[int]) -> str:
     """The exact characters token ids spell: special tokens kept, no clean-up of spaces."""
     return tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)

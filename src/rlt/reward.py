@@ -8,6 +8,7 @@ located by character offsets, so teacher and student may use different tokenizer
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlt.align import TokenizedText, align_explanation, sampled_texts, tokenize_texts
+from rlt.align import TokenizedText, align_explanation, decode, encode, sampled_texts, tokenize_texts
 from rlt.formats import STRATOS, TagStyle, get_style, parse_explanation, student_segments, teacher_prompt
 from rlt.logprobs import Span, span_logprobs
 
@@ -218,8 +219,7 @@ class RLTReward:
     # ------------------------------------------------------------------------------------------ alignment
 
     def _encode_prompt(self, prompt: str) -> tuple[int, ...]:
-        # TRL tokenises string prompts with the tokenizer's defaults; so do we, so the ids are the trainer's.
-        return tuple(self.tokenizer(prompt)["input_ids"])
+        return tuple(encode(self.tokenizer, prompt))  # as the trainer does (`RLTGRPOTrainer._tokenize_prompts`)
 
     def _student_turn_uncached(self, question: str) -> tuple[str, str, str]:
         segments = student_segments(self.student_tokenizer, question, self.style)
@@ -332,9 +332,13 @@ class RLTReward:
         return self._align([r["question"] for r in rows], [r["solution"] for r in rows], prompts, completions)
 
     def explanation_of(self, completion_ids: Sequence[int]) -> str:
-        """The explanation text of sampled ids, as the student reads it (whether or not the sample can be scored)."""
+        """The explanation text of sampled ids, as the student reads it (whether or not the sample can be scored):
+        up to the closing tag, within the teacher's turn (its first special token, eos included, ends it)."""
         (completion,) = self._located([completion_ids])
-        return completion.text[: self._explanation_end(completion)[0]] if completion else ""
+        if completion is None:  # ids whose characters cannot be placed: the turn's text, decoded as a whole
+            turn = list(itertools.takewhile(lambda t: t not in self._special_ids, completion_ids))
+            return parse_explanation(decode(self.tokenizer, turn), self.style).text
+        return completion.text[: self._explanation_end(completion)[0]]
 
     def align_ids(
         self, question: str, solution: str, prompt_ids: Sequence[int], completion_ids: Sequence[int]

@@ -24,7 +24,7 @@ from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 from trl import ModelConfig, SFTTrainer, get_peft_config
 
-from rlt.align import tokenize_texts
+from rlt.align import encode, tokenize_texts
 from rlt.configs import DataArguments, FormatArguments, RLTSFTConfig
 from rlt.data import DataError, Problem
 from rlt.formats import teacher_text
@@ -53,7 +53,7 @@ def completion_only_examples(
     """(prompt, completion) examples tokenised as sampling sees them, the prompt alone and then the completion."""
 
     def split(prompt: str, completion: str) -> tuple[list[int], int]:
-        prompt_ids = tokenizer(prompt)["input_ids"]
+        prompt_ids = encode(tokenizer, prompt)
         return prompt_ids + tokenizer(completion, add_special_tokens=False)["input_ids"], len(prompt_ids)
 
     return _masked_examples((split(prompt, completion) for prompt, completion in pairs), max_length)

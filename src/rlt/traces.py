@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from rlt.align import encode
 from rlt.data import DataError, Problem
 from rlt.formats import student_messages, teacher_prompt
 from rlt.generation import SamplingConfig, hf_generate, vllm_generate
@@ -121,7 +122,7 @@ def collect_traces(
     done = {(r["key"], r["sample"]) for r in done_rows}
     jobs = [(i, k) for i in range(len(problems)) for k in range(num_samples) if (keys[i], k) not in done]
     logger.info("%s: %d rows already there, %d to generate", out, len(done), len(jobs))
-    prompts = [tokenizer(teacher_prompt(tokenizer, problems[i].question, problems[i].solution, style))["input_ids"]
+    prompts = [encode(tokenizer, teacher_prompt(tokenizer, problems[i].question, problems[i].solution, style))
                for i, _ in jobs]  # fmt: skip
     write_record(sidecar(out), provenance)
     appender = JsonlAppender(out)

@@ -24,6 +24,7 @@ from trl import GRPOTrainer, ModelConfig, get_peft_config
 from trl.models import prepare_deepspeed, unwrap_model_for_generation
 from trl.trainer.utils import pad
 
+from rlt.align import encode
 from rlt.configs import DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig
 from rlt.data import Problem
 from rlt.formats import teacher_prompt
@@ -219,6 +220,11 @@ class RLTGRPOTrainer(GRPOTrainer):
             time.perf_counter() - start
         )
         return result
+
+    def _tokenize_prompts(self, prompts: list[str]):
+        # TRL adds the tokenizer's special tokens to string prompts: a second BOS after the one a Llama-style chat
+        # template writes. The prompts are rendered chats; every rlt stage tokenises them as they are.
+        return [encode(self.processing_class, prompt) for prompt in prompts], None, {}
 
     def _generate(self, prompts):
         output = self._timed("generation", super()._generate, prompts)
