@@ -294,7 +294,7 @@ def test_eval_without_any_answer_to_check_is_an_error(tmp_path, model_dir, capsy
     ("flags", "message"),
     [
         (["--device", "tpu"], "--device must be cpu, cuda, cuda:N or auto, got 'tpu'"),
-        (["--dtype", "foo"], "--dtype must be float32, bfloat16 or float16, got 'foo'"),
+        (["--dtype", "foo"], "--dtype must be auto, float32, bfloat16 or float16, got 'foo'"),
     ]
     + ([(["--device", "cuda"], "this machine has no CUDA GPU")] if not torch.cuda.is_available() else []),
 )

@@ -242,3 +242,95 @@ def test_a_trace_row_that_cannot_be_scored_keeps_its_explanation_without_the_eos
     assert [r["explanation"] for r in rows] == ["Add one to one and then two.", "Add one to one.\n\n"]
     for row in rows:
         assert tokenizer.eos_token not in row["messages"][-1]["content"]
+
+
+# --------------------------------------------------------------------------------- long generation, vLLM, dtypes
+
+
+@pytest.fixture
+def stand_in_vllm(monkeypatch):
+    """A `vllm` module whose engine samples like vLLM's: a request with a seed draws from that seed alone."""
+    import random
+    import sys
+    import types
+
+    module = types.ModuleType("vllm")
+
+    class SamplingParams:
+        def __init__(self, temperature, top_p, max_tokens, seed=None):
+            self.temperature, self.top_p, self.max_tokens, self.seed = temperature, top_p, max_tokens, seed
+
+    class LLM:
+        def __init__(self, model, dtype, gpu_memory_utilization, seed):
+            self.seed = seed
+
+        def generate(self, prompts, params):
+            params = params if isinstance(params, list) else [params] * len(prompts)
+            outputs = []
+            for _prompt, p in zip(prompts, params, strict=True):
+                rng = random.Random(self.seed if p.seed is None else p.seed)
+                ids = (
+                    [rng.randrange(40, 200) for _ in range(p.max_tokens)] if p.temperature > 0 else [50] * p.max_tokens
+                )
+                outputs.append(types.SimpleNamespace(outputs=[types.SimpleNamespace(token_ids=ids)]))
+            return outputs
+
+    module.LLM, module.SamplingParams, module.TokensPrompt = (
+        LLM,
+        SamplingParams,
+        lambda prompt_token_ids: prompt_token_ids,
+    )
+    monkeypatch.setitem(sys.modules, "vllm", module)
+    return LLM
+
+
+def test_vllm_samples_of_one_prompt_differ_and_reruns_repeat_them(stand_in_vllm, tmp_path):
+    from rlt.generation import SamplingConfig, VLLMSampler
+    from rlt.traces import collect_traces
+
+    sampler = VLLMSampler("teacher-path", memory_share=0.5)
+    sampling = SamplingConfig(max_new_tokens=8, temperature=0.7, batch_size=4)
+    first = dict(sampler([[1, 2, 3]] * 4, sampling))
+    assert len({tuple(ids) for ids in first.values()}) == 4  # four samples, not four copies of one
+    assert dict(sampler([[1, 2, 3]] * 4, sampling)) == first
+    reward = RLTReward(tiny_model(0), tiny_tokenizer(), teacher=tiny_model(1))
+    rows = collect_traces(PROBLEMS[:2], reward.teacher, reward, tmp_path / "t.jsonl", sampling, num_samples=3,
+                          sampler=sampler)  # fmt: skip
+    for index in range(2):
+        assert len({r["completion"] for r in rows if r["index"] == index}) == 3
+    sampler.close()
+    assert sampler.llm is None
+
+
+def test_the_kv_cache_of_a_long_evaluation_is_computed_and_refused_where_it_cannot_fit(monkeypatch):
+    import rlt.generation
+    from rlt.generation import SamplingConfig, hf_generate, kv_cache_bytes
+
+    qwen_7b = transformers_config("Qwen2Config", num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
+                                  hidden_size=3584)  # fmt: skip
+    need = kv_cache_bytes(qwen_7b, batch=64, tokens=32768 + 256, dtype=torch.bfloat16)
+    assert need == 2 * 28 * 4 * 128 * 2 * 64 * (32768 + 256)
+    assert 120 < need / 1e9 < 125  # the paper eval recipe's batch on transformers' generate
+    model, tokenizer = tiny_model(0), tiny_tokenizer()
+    per_sequence = kv_cache_bytes(model.config, 1, 3 + 1000, torch.float32)
+    monkeypatch.setattr(rlt.generation, "free_memory", lambda device: 4 * per_sequence)
+    with pytest.raises(ValueError, match=r"needs .* GiB of KV cache on cpu.*--use_vllm true"):
+        list(hf_generate(model, tokenizer, [[1, 2, 3]] * 8, SamplingConfig(max_new_tokens=1000, batch_size=8)))
+    assert (
+        len(list(hf_generate(model, tokenizer, [[1, 2, 3]] * 8, SamplingConfig(max_new_tokens=2, batch_size=4)))) == 8
+    )
+
+
+def transformers_config(name: str, **fields):
+    import transformers
+
+    return getattr(transformers, name)(**fields)
+
+
+def test_models_load_in_the_dtype_the_device_needs():
+    from rlt.cli import _dtype
+
+    assert _dtype("auto", "cpu") is torch.float32
+    assert _dtype("bfloat16", "cpu") is torch.bfloat16
+    with pytest.raises(ValueError, match="--dtype must be auto, float32, bfloat16 or float16"):
+        _dtype("fp8", "cpu")

@@ -37,9 +37,14 @@ def _device(name: str) -> str:
     return name
 
 
-def _dtype(name: str) -> torch.dtype:
+def _dtype(name: str, device: str) -> torch.dtype:
+    """--dtype as torch takes it; auto is bfloat16 on a GPU that supports it (half the memory of float32, the
+    precision training used), float32 elsewhere (a CPU emulates bfloat16, 19x slower)."""
+    if name == "auto":
+        bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if bf16 else torch.float32
     if name not in ("float32", "bfloat16", "float16"):
-        raise ValueError(f"--dtype must be float32, bfloat16 or float16, got {name!r}")
+        raise ValueError(f"--dtype must be auto, float32, bfloat16 or float16, got {name!r}")
     return getattr(torch, name)
 
 
@@ -51,15 +56,16 @@ def _output_file(path: str) -> Path:
 
 
 def _reward(teacher: str, reward_args, style: str, teacher_temperature: float, device: str = "auto",
-            dtype: str = "float32", trust_remote_code: bool = False):  # fmt: skip
+            dtype: str = "auto", trust_remote_code: bool = False):  # fmt: skip
     """The RLT reward between a teacher and the frozen student, for every command that scores explanations; the
     teacher model is `reward.teacher`."""
     from rlt.models import load_teacher_and_student
     from rlt.reward import RLTReward
 
     config = reward_args.reward_config(teacher_temperature)  # a bad coefficient fails before any model loads
+    device = _device(device)
     teacher_model, student, tokenizer, student_tokenizer = load_teacher_and_student(
-        teacher, reward_args.student, _dtype(dtype), _device(device), trust_remote_code
+        teacher, reward_args.student, _dtype(dtype, device), device, trust_remote_code
     )
     return RLTReward(student, tokenizer, teacher_model, config, style, student_tokenizer)
 
@@ -191,7 +197,6 @@ def traces(argv: list[str]) -> int:
 
     from rlt.configs import DataArguments, FormatArguments, RewardArguments
     from rlt.generation import SamplingConfig, vllm_usable
-    from rlt.models import resolve
     from rlt.provenance import sidecar
     from rlt.reward import RewardBreakdown, summarize
     from rlt.traces import TracesArguments, collect_traces, select_best, write_rows
@@ -204,11 +209,14 @@ def traces(argv: list[str]) -> int:
     for path in {out, journal}:
         if path.exists() and path.resolve() == Path(data_args.dataset).resolve():
             raise ValueError(f"--out {args.out} would write the traces into the dataset {data_args.dataset}")
-    reward = _reward(args.teacher, reward_args, format_args.style, _kl_temperature(args.temperature), args.device)
+    use_vllm = vllm_usable(args.use_vllm)
+    reward = _reward(args.teacher, reward_args, format_args.style, _kl_temperature(args.temperature), args.device,
+                     args.dtype)  # fmt: skip
     sampling = SamplingConfig(args.max_new_tokens, args.temperature, args.top_p, args.batch_size, args.seed)
     data = {**asdict(data_args), "part": args.part, "questions": len(problems)}
-    rows = collect_traces(problems, reward.teacher, reward, journal, sampling, args.num_samples, resolve(args.teacher),
-                          vllm_usable(args.use_vllm), args.fresh, data)  # fmt: skip
+    with _sampler(use_vllm, args.teacher, args.dtype) as sampler:
+        rows = collect_traces(problems, reward.teacher, reward, journal, sampling, args.num_samples, sampler,
+                              args.fresh, data)  # fmt: skip
     record = json.loads(sidecar(journal).read_text())
     if out != journal:
         write_rows(out, rows, record)
@@ -235,6 +243,16 @@ def distill(argv: list[str]) -> int:
     return 0
 
 
+def _sampler(use_vllm: bool, model: str, dtype: str):
+    """A vLLM engine for `model` (closed when done), or None: transformers' generate on the loaded model."""
+    from contextlib import closing, nullcontext
+
+    from rlt.generation import VLLMSampler
+    from rlt.models import resolve
+
+    return closing(VLLMSampler(resolve(model), dtype)) if use_vllm else nullcontext(None)
+
+
 def _kl_temperature(sampling_temperature: float) -> float:
     """The teacher log-probs are taken at the sampling temperature; greedy sampling (0) scores at 1."""
     return sampling_temperature if sampling_temperature > 0 else 1.0
@@ -245,23 +263,25 @@ def evaluate(argv: list[str]) -> int:
 
     from rlt.configs import DataArguments, FormatArguments, RewardArguments
     from rlt.evaluate import EvalArguments, evaluate_student, markdown_table, write_results
+    from rlt.generation import vllm_usable
     from rlt.provenance import describe, model_identity
 
     parsed = _parse((EvalArguments, DataArguments, FormatArguments, RewardArguments), argv, "eval")
     args, data_args, format_args, reward_args = parsed
     problems = _problems(data_args, args.part)
     _output_file(args.out)
+    use_vllm = vllm_usable(args.use_vllm)
     if args.teacher:
         from rlt.generation import SamplingConfig
         from rlt.reward import RewardBreakdown, summarize
         from rlt.traces import collect_traces
 
         temperature = _kl_temperature(args.temperature)
-        reward = _reward(args.teacher, reward_args, format_args.style, temperature, args.device)
+        reward = _reward(args.teacher, reward_args, format_args.style, temperature, args.device, args.dtype)
         sampling = SamplingConfig(args.max_new_tokens, args.temperature, 1.0, args.batch_size, args.seed)
         explanations = Path(args.out).with_suffix(".traces.jsonl")
-        # fresh: never score another teacher's leftovers as this one's
-        rows = collect_traces(problems, reward.teacher, reward, explanations, sampling, fresh=True)
+        with _sampler(use_vllm, args.teacher, args.dtype) as sampler:  # fresh: never another teacher's leftovers
+            rows = collect_traces(problems, reward.teacher, reward, explanations, sampling, sampler=sampler, fresh=True)
         results = {
             "teacher": args.teacher,
             "questions": len(problems),
@@ -269,7 +289,7 @@ def evaluate(argv: list[str]) -> int:
         }
         table = markdown_table({args.teacher: results}, ["reward", "solution_logprob_mean", "kl_mean", "match_rate"])
     else:
-        from rlt.models import load_model
+        from rlt.models import load_model, load_tokenizer
         from rlt.sft import distilled_on
 
         if not args.thought_samples and not any(p.answer for p in problems):
@@ -280,9 +300,14 @@ def evaluate(argv: list[str]) -> int:
             print(f"rlt eval: warning: {seen} of the {len(problems)} evaluated questions are in {args.model}'s "
                   "distillation data: evaluate on the held-out part of the split its traces came from",
                   file=sys.stderr)  # fmt: skip
-        model, tokenizer = load_model(args.model, device=_device(args.device))
-        results = {"model": args.model, "questions_distilled_on": seen,
-                   **evaluate_student(model, tokenizer, problems, args, format_args.style)}  # fmt: skip
+        device = _device(args.device)
+        if use_vllm and not args.thought_samples:  # vLLM holds the only copy of the weights it needs
+            model, tokenizer = None, load_tokenizer(args.model)
+        else:
+            model, tokenizer = load_model(args.model, _dtype(args.dtype, device), device)
+        with _sampler(use_vllm, args.model, args.dtype) as sampler:
+            results = {"model": args.model, "questions_distilled_on": seen,
+                       **evaluate_student(model, tokenizer, problems, args, format_args.style, sampler)}  # fmt: skip
         columns = ["pass@1_greedy", *(f"pass@{k}" for k in args.k if args.num_samples),
                    *(["solution_logprob_after_own_thought"] if args.thought_samples else []), "questions",
                    "checked_with_math_verify", "checked_with_text", "unchecked"]  # fmt: skip

@@ -200,7 +200,19 @@ class FormatArguments:
 
 
 @dataclass
-class ScoreArguments(RewardArguments, FormatArguments):
+class DeviceArguments:
+    """Where the models of a scoring, sampling or evaluation command run, and in which dtype."""
+
+    device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N, or auto."})
+    dtype: str = field(
+        default="auto",
+        metadata={"help": "Model dtype: auto (bfloat16 on a GPU that supports it, else float32), float32, bfloat16 "
+                  "or float16."},
+    )  # fmt: skip
+
+
+@dataclass
+class ScoreArguments(RewardArguments, FormatArguments, DeviceArguments):
     """`rlt score ROWS.jsonl --out SCORED.jsonl`: the RLT reward of given explanations."""
 
     rows: str = field(
@@ -225,8 +237,6 @@ class ScoreArguments(RewardArguments, FormatArguments):
         },
     )
     limit: int | None = field(default=None, metadata={"help": "Score only the first N rows."})
-    device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N, or auto."})
-    dtype: str = field(default="float32", metadata={"help": "Model dtype: float32, bfloat16 or float16."})
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow models whose code lives in their repository (runs that code)."}
     )

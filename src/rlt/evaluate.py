@@ -18,13 +18,14 @@ from pathlib import Path
 from math_verify import parse, verify
 
 from rlt.align import tokenize_texts
+from rlt.configs import DeviceArguments
 from rlt.data import Problem, boxed_answer
 from rlt.formats import STRATOS, TagStyle, extract_solution, get_style, student_prompt
-from rlt.generation import SamplingConfig, hf_generate
+from rlt.generation import Sampler, SamplingConfig, hf_sampler
 
 
 @dataclass
-class EvalArguments:
+class EvalArguments(DeviceArguments):
     model: str = field(default="smollm2-135m", metadata={"help": "Student to evaluate: Hub id, path, smollm2-135m."})
     teacher: str | None = field(
         default=None, metadata={"help": "Evaluate a teacher instead: mean RLT reward of its explanations."}
@@ -47,7 +48,11 @@ class EvalArguments:
         },
     )
     seed: int = field(default=42, metadata={"help": "Sampling seed."})
-    device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N, or auto."})
+    use_vllm: str = field(
+        default="auto",
+        metadata={"help": "Sample with vLLM (long generations on GPUs): auto (when installed and on a GPU), true or "
+                  "false."},
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------- checking
@@ -93,13 +98,22 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 # ------------------------------------------------------------------------------------------------ students
 
 
-def evaluate_student(model, tokenizer, problems: list[Problem], args: EvalArguments, style: TagStyle = STRATOS) -> dict:
-    """Greedy pass@1 (and sampled pass@k) with per-question records."""
+def evaluate_student(
+    model,
+    tokenizer,
+    problems: list[Problem],
+    args: EvalArguments,
+    style: TagStyle = STRATOS,
+    sampler: Sampler | None = None,
+) -> dict:
+    """Greedy pass@1 (and sampled pass@k) with per-question records. `sampler` draws the answers (default:
+    transformers' generate on `model`, which only --thought_samples then needs)."""
+    sample = sampler or hf_sampler(model, tokenizer)
     texts = [student_prompt(tokenizer, args.question_template.format(question=p.question), style) for p in problems]
     prompts = [tokens.ids for tokens in tokenize_texts(tokenizer, texts)]  # as distillation and the reward do
     greedy = SamplingConfig(args.max_new_tokens, 0.0, 1.0, args.batch_size, args.seed)
     records = []
-    for index, ids in hf_generate(model, tokenizer, prompts, greedy):
+    for index, ids in sample(prompts, greedy):
         completion = tokenizer.decode(ids, skip_special_tokens=True)
         answer = final_answer(completion, style)
         correct, method = check_answer(answer, problems[index].answer or "")
@@ -116,7 +130,8 @@ def evaluate_student(model, tokenizer, problems: list[Problem], args: EvalArgume
     }
     if args.thought_samples:
         sampling = SamplingConfig(args.max_new_tokens, args.temperature, 1.0, args.batch_size, args.seed)
-        measure = solution_logprob_after_own_thought(model, tokenizer, problems, args.thought_samples, sampling, style)
+        measure = solution_logprob_after_own_thought(model, tokenizer, problems, args.thought_samples, sampling, style,
+                                                     sample)  # fmt: skip
         result["solution_logprob_after_own_thought"] = measure["summary"]["mean"]
         result["solution_logprob_after_own_thought_interval"] = [measure["summary"]["low"], measure["summary"]["high"]]
         for record, value in zip(records, measure["per_question"], strict=True):
@@ -125,7 +140,7 @@ def evaluate_student(model, tokenizer, problems: list[Problem], args: EvalArgume
         sampled = SamplingConfig(args.max_new_tokens, args.temperature, 1.0, args.batch_size, args.seed)
         repeated = [ids for ids in prompts for _ in range(args.num_samples)]
         correct = [0] * len(problems)
-        for j, ids in hf_generate(model, tokenizer, repeated, sampled):
+        for j, ids in sample(repeated, sampled):
             index = j // args.num_samples
             answer = final_answer(tokenizer.decode(ids, skip_special_tokens=True), style)
             correct[index] += check_answer(answer, problems[index].answer or "")[0]
@@ -137,7 +152,13 @@ def evaluate_student(model, tokenizer, problems: list[Problem], args: EvalArgume
 
 
 def solution_logprob_after_own_thought(
-    model, tokenizer, problems: list[Problem], samples: int, sampling: SamplingConfig, style: TagStyle | str = STRATOS
+    model,
+    tokenizer,
+    problems: list[Problem],
+    samples: int,
+    sampling: SamplingConfig,
+    style: TagStyle | str = STRATOS,
+    sampler: Sampler | None = None,
 ) -> dict:
     """How likely the student finds the gold solution after thinking on its own: a measure that moves long before
     pass@1 does.
@@ -158,7 +179,7 @@ def solution_logprob_after_own_thought(
     texts = [student_segments(tokenizer, p.question, style).prefix for p in problems]
     prompts = [tokens.ids for tokens in tokenize_texts(tokenizer, texts) for _ in range(samples)]
     thoughts, correct = [""] * len(prompts), [False] * len(prompts)
-    for j, ids in hf_generate(model, tokenizer, prompts, sampling):
+    for j, ids in (sampler or hf_sampler(model, tokenizer))(prompts, sampling):
         completion = tokenizer.decode(ids, skip_special_tokens=True)
         thoughts[j] = completion.split(think_close)[0]
         # the same sample, read on to its own solution, is a pass@k draw

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import importlib.util
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -29,9 +30,48 @@ class SamplingConfig:
 def vllm_usable(choice: str) -> bool:
     """`auto`: vLLM when it is installed and a GPU is present; `true` insists, `false` never."""
     available = importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
+    if choice not in ("auto", "true", "false"):
+        raise ValueError(f"--use_vllm must be auto, true or false, got {choice!r}")
     if choice == "true" and not available:
-        raise ValueError("--use_vllm true needs the vllm package and a GPU")
+        raise ValueError("--use_vllm true needs the vllm package (pip install -e '.[vllm]') and a CUDA GPU")
     return choice != "false" and available
+
+
+#: Tokens generated one sequence at a time cost this many bytes of KV cache per layer, head and head dimension
+#: (a key and a value).
+KV_PER_ELEMENT = 2
+
+
+def kv_cache_bytes(config, batch: int, tokens: int, dtype: torch.dtype) -> int:
+    """Bytes of KV cache that transformers' generate holds for `batch` sequences of `tokens` tokens (prompt +
+    completion): 2 × layers × key-value heads × head dim × bytes per element, per token."""
+    config = config.get_text_config()
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    per_token = KV_PER_ELEMENT * config.num_hidden_layers * heads * head_dim * torch.finfo(dtype).bits // 8
+    return per_token * batch * tokens
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes that can still be allocated on `device` (the GPU's free memory; the CPU's available memory)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    with open("/proc/meminfo") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    return int(fields["MemAvailable"].split()[0]) * 1024
+
+
+def check_generation_fits(model, batch: int, tokens: int) -> None:
+    """Refuse a generate() whose KV cache alone would not fit where the model runs (32k tokens × 64 sequences
+    of a 7B model is ~120 GB): better now than an out-of-memory error an hour in."""
+    device = execution_device(model)
+    need, free = kv_cache_bytes(model.config, batch, tokens, model.dtype), free_memory(device)
+    if need > free:
+        raise ValueError(
+            f"generating {batch} sequences of up to {tokens} tokens needs {need / 2**30:.1f} GiB of KV cache on "
+            f"{device}, which has {free / 2**30:.1f} GiB free: lower --batch_size or --max_new_tokens, or use vLLM "
+            "(--use_vllm true), which pages its cache"
+        )
 
 
 def _strip(ids: list[int], pad_id: int, eos_ids: set[int]) -> list[int]:
@@ -44,6 +84,10 @@ def _strip(ids: list[int], pad_id: int, eos_ids: set[int]) -> list[int]:
     return ids
 
 
+#: Something that samples completions for token-id prompts: (prompt index, completion ids), in batches or at once.
+Sampler = Callable[[Sequence[list[int]], SamplingConfig], Iterator[tuple[int, list[int]]]]
+
+
 def hf_generate(
     model, tokenizer, prompts: Sequence[list[int]], config: SamplingConfig
 ) -> Iterator[tuple[int, list[int]]]:
@@ -51,6 +95,9 @@ def hf_generate(
 
     Each batch is seeded from `config.seed` and its position, so the same prompts draw the same samples.
     """
+    if prompts:
+        check_generation_fits(model, min(config.batch_size, len(prompts)),
+                              max(map(len, prompts)) + config.max_new_tokens)  # fmt: skip
     device = execution_device(model)
     eos = model.generation_config.eos_token_id
     eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
@@ -76,13 +123,34 @@ def hf_generate(
             yield start + row, _strip(out[row, width:].tolist(), tokenizer.pad_token_id, eos_ids)
 
 
-def vllm_generate(model_path: str, prompts: Sequence[list[int]], config: SamplingConfig) -> list[list[int]]:
-    """All completions at once with vLLM (GPU); the prompts are token ids, so nothing is re-tokenised."""
-    from vllm import LLM, SamplingParams, TokensPrompt
+def hf_sampler(model, tokenizer) -> Sampler:
+    return lambda prompts, config: hf_generate(model, tokenizer, prompts, config)
 
-    llm = LLM(model=model_path, seed=config.seed, dtype="auto")
-    params = SamplingParams(
-        temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_new_tokens, seed=config.seed
-    )
-    outputs = llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params)
-    return [list(o.outputs[0].token_ids) for o in outputs]
+
+class VLLMSampler:
+    """A vLLM engine (GPU) for every sampling of a run; `close()` releases it. Prompts are token ids, so nothing is
+    re-tokenised; each request has its own seed (`config.seed` + its index), so the copies of one prompt differ and
+    a rerun draws the same samples. vLLM takes `memory_share` of the GPU's memory, by default 90 % of what is free
+    when it starts (the models rlt scores with are loaded by then)."""
+
+    def __init__(self, model_path: str, dtype: str = "auto", memory_share: float | None = None):
+        from vllm import LLM
+
+        if memory_share is None:
+            free, total = torch.cuda.mem_get_info()
+            memory_share = 0.9 * free / total
+        self.llm = LLM(model=model_path, dtype=dtype, gpu_memory_utilization=memory_share, seed=0)
+
+    def __call__(self, prompts: Sequence[list[int]], config: SamplingConfig) -> Iterator[tuple[int, list[int]]]:
+        from vllm import SamplingParams, TokensPrompt
+
+        params = [SamplingParams(temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_new_tokens,
+                                 seed=config.seed + i) for i in range(len(prompts))]  # fmt: skip
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params)
+        yield from ((i, list(o.outputs[0].token_ids)) for i, o in enumerate(outputs))
+
+    def close(self) -> None:
+        self.llm = None  # shuts the engine down and returns its memory to the models that score
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -22,9 +22,10 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from rlt.align import encode
+from rlt.configs import DeviceArguments
 from rlt.data import DataError, Problem
 from rlt.formats import student_messages, teacher_prompt
-from rlt.generation import SamplingConfig, hf_generate, vllm_generate
+from rlt.generation import Sampler, SamplingConfig, hf_sampler
 from rlt.provenance import check_settings, content_key, describe, model_identity, sidecar, write_record
 from rlt.reward import RLTReward
 
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class TracesArguments:
+class TracesArguments(DeviceArguments):
     teacher: str = field(default="runs/cpu/train", metadata={"help": "Teacher: Hub id, local path or smollm2-135m."})
     out: str = field(
         default="runs/traces/traces.jsonl",
@@ -46,10 +47,13 @@ class TracesArguments:
     max_new_tokens: int = field(default=256, metadata={"help": "Longest explanation, in tokens."})
     temperature: float = field(default=0.7, metadata={"help": "Sampling temperature (0 = greedy)."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling threshold."})
-    batch_size: int = field(default=8, metadata={"help": "Prompts per generate call (CPU path)."})
+    batch_size: int = field(
+        default=8, metadata={"help": "Prompts per generate call (transformers), and rows scored per round."}
+    )
     seed: int = field(default=42, metadata={"help": "Sampling seed."})
-    use_vllm: str = field(default="auto", metadata={"help": "auto (when installed and on a GPU), true or false."})
-    device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N, or auto."})
+    use_vllm: str = field(
+        default="auto", metadata={"help": "Sample with vLLM: auto (when installed and on a GPU), true or false."}
+    )
     fresh: bool = field(
         default=False, metadata={"help": "Start --out over instead of resuming it (its old rows are deleted)."}
     )
@@ -106,13 +110,13 @@ def collect_traces(
     out: Path,
     sampling: SamplingConfig,
     num_samples: int = 1,
-    teacher_path: str | None = None,
-    use_vllm: bool = False,
+    sampler: Sampler | None = None,
     fresh: bool = False,
     data: dict | None = None,
 ) -> list[dict]:
     """Generate, score and append every missing (question, sample) row; return all rows of `problems`, old and new,
-    in (problem, sample) order. `data` describes the dataset for the provenance record."""
+    in (problem, sample) order. `sampler` draws the completions (default: transformers' generate on `teacher`;
+    `rlt.generation.VLLMSampler` on a GPU); `data` describes the dataset for the provenance record."""
     tokenizer, style = reward.tokenizer, reward.style
     if fresh:
         out.unlink(missing_ok=True)
@@ -129,11 +133,8 @@ def collect_traces(
     new_rows = []
     try:
         with tqdm(total=len(jobs), desc="traces", unit="trace") as bar:
-            if use_vllm:
-                batches = [list(enumerate(vllm_generate(teacher_path, prompts, sampling)))]
-            else:
-                batches = _batched(hf_generate(teacher, tokenizer, prompts, sampling), sampling.batch_size)
-            for batch in batches:
+            sample = sampler or hf_sampler(teacher, tokenizer)
+            for batch in _batched(sample(prompts, sampling), sampling.batch_size):
                 rows = _score_batch(problems, keys, jobs, prompts, batch, teacher, reward)
                 for row in rows:
                     appender.write(row)
