@@ -55,7 +55,7 @@ def _output_file(path: str) -> Path:
     return Path(path)
 
 
-def _reward(teacher: str, reward_args, style: str, teacher_temperature: float, device: str = "auto",
+def _reward(teacher: str, reward_args, style, teacher_temperature: float, device: str = "auto",
             dtype: str = "auto", trust_remote_code: bool = False):  # fmt: skip
     """The RLT reward between a teacher and the frozen student, for every command that scores explanations; the
     teacher model is `reward.teacher`."""
@@ -103,7 +103,7 @@ def score(argv: list[str]) -> int:
             raise DataError(e.message, row=index, column=e.column) from None
         if not isinstance(row.get("explanation"), str):
             raise DataError("missing or not a string", row=index, column="explanation")
-    reward = _reward(args.teacher, args, args.style, args.teacher_temperature, args.device, args.dtype,
+    reward = _reward(args.teacher, args, args.tag_style(), args.teacher_temperature, args.device, args.dtype,
                      args.trust_remote_code)  # fmt: skip
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -126,7 +126,7 @@ def score(argv: list[str]) -> int:
     partial.replace(out)
     write_record(sidecar(out), describe("scored rows", {
         "teacher": model_identity(args.teacher), "student": model_identity(args.student),
-        "reward": asdict(reward.config), "style": args.style,
+        "reward": asdict(reward.config), "style": reward.style.identity,
         "rows": f"{args.rows} sha256:{hashlib.sha256(Path(args.rows).read_bytes()).hexdigest()[:16]}"}))  # fmt: skip
     seconds = time.perf_counter() - start
     summary = summarize(breakdowns)
@@ -143,7 +143,7 @@ def check_reward(argv: list[str]) -> int:
     parsed = _parse((CheckRewardArguments, DataArguments, FormatArguments, RewardArguments), argv, "check-reward")
     args, data_args, format_args, reward_args = parsed
     train, held_out, _ = data_args.load()
-    reward = _reward(args.teacher, reward_args, format_args.style, args.temperature, args.device)
+    reward = _reward(args.teacher, reward_args, format_args.tag_style(train + held_out), args.temperature, args.device)
     report = check_reward(train + held_out, reward, args, reward.teacher, data_args.framing)
     print(write_report(report, args.out) + f"-> {args.out}")
     return 0
@@ -210,8 +210,8 @@ def traces(argv: list[str]) -> int:
         if path.exists() and path.resolve() == Path(data_args.dataset).resolve():
             raise ValueError(f"--out {args.out} would write the traces into the dataset {data_args.dataset}")
     use_vllm = vllm_usable(args.use_vllm)
-    reward = _reward(args.teacher, reward_args, format_args.style, _kl_temperature(args.temperature), args.device,
-                     args.dtype)  # fmt: skip
+    style = format_args.tag_style(problems)
+    reward = _reward(args.teacher, reward_args, style, _kl_temperature(args.temperature), args.device, args.dtype)
     sampling = SamplingConfig(args.max_new_tokens, args.temperature, args.top_p, args.batch_size, args.seed)
     data = {**asdict(data_args), "part": args.part, "questions": len(problems)}
     with _sampler(use_vllm, args.teacher, args.dtype) as sampler:
@@ -271,13 +271,14 @@ def evaluate(argv: list[str]) -> int:
     problems = _problems(data_args, args.part)
     _output_file(args.out)
     use_vllm = vllm_usable(args.use_vllm)
+    style = format_args.tag_style(problems)
     if args.teacher:
         from rlt.generation import SamplingConfig
         from rlt.reward import RewardBreakdown, summarize
         from rlt.traces import collect_traces
 
         temperature = _kl_temperature(args.temperature)
-        reward = _reward(args.teacher, reward_args, format_args.style, temperature, args.device, args.dtype)
+        reward = _reward(args.teacher, reward_args, style, temperature, args.device, args.dtype)
         sampling = SamplingConfig(args.max_new_tokens, args.temperature, 1.0, args.batch_size, args.seed)
         explanations = Path(args.out).with_suffix(".traces.jsonl")
         with _sampler(use_vllm, args.teacher, args.dtype) as sampler:  # fresh: never another teacher's leftovers
@@ -307,13 +308,13 @@ def evaluate(argv: list[str]) -> int:
             model, tokenizer = load_model(args.model, _dtype(args.dtype, device), device)
         with _sampler(use_vllm, args.model, args.dtype) as sampler:
             results = {"model": args.model, "questions_distilled_on": seen,
-                       **evaluate_student(model, tokenizer, problems, args, format_args.style, sampler)}  # fmt: skip
+                       **evaluate_student(model, tokenizer, problems, args, style, sampler)}  # fmt: skip
         columns = ["pass@1_greedy", *(f"pass@{k}" for k in args.k if args.num_samples),
                    *(["solution_logprob_after_own_thought"] if args.thought_samples else []), "questions",
                    "checked_with_math_verify", "checked_with_text", "unchecked"]  # fmt: skip
         table = markdown_table({args.model: results}, columns)
     settings = {"model": model_identity(args.teacher or args.model), "data": {**asdict(data_args), "part": args.part},
-                "eval": asdict(args), "style": format_args.style}  # fmt: skip
+                "eval": asdict(args), "style": style.identity}  # fmt: skip
     if args.teacher:  # a teacher is measured through the student's reward
         settings |= {"student": model_identity(reward_args.student), "reward": asdict(reward_args)}
     results["provenance"] = describe("evaluation", settings)

@@ -197,6 +197,43 @@ class RewardArguments:
 @dataclass
 class FormatArguments:
     style: str = field(default="stratos", metadata={"help": "Tag style of the texts: stratos or r1."})
+    teacher_system_prompt: str | None = field(
+        default=None,
+        metadata={"help": "The teacher's system prompt: the text, or @FILE to read it (default: rlt's own, built "
+                  "from the tags)."},
+    )  # fmt: skip
+    student_system_prompt: str | None = field(
+        default=None,
+        metadata={"help": "The student's system prompt: the text, or @FILE (default: the dataset's `system` column "
+                  "when it has one, as Bespoke-Stratos-17k does; else rlt's own). The student's log-probs, the "
+                  "whole reward, depend on reading the prompt it was trained with."},
+    )  # fmt: skip
+
+    def tag_style(self, problems=()):
+        """The format of this run: the tag style with the system prompts the flags or the dataset set."""
+        from dataclasses import replace
+
+        from rlt.data import dataset_system_prompt
+        from rlt.formats import get_style
+
+        teacher = _prompt_text(self.teacher_system_prompt, "--teacher_system_prompt")
+        student = _prompt_text(self.student_system_prompt, "--student_system_prompt") or dataset_system_prompt(problems)
+        return replace(get_style(self.style), teacher_system=teacher, student_system=student)
+
+
+def _prompt_text(value: str | None, flag: str) -> str | None:
+    """A prompt flag's text: the value itself, or the contents of the file it names after `@`."""
+    if value is None or not value.startswith("@"):
+        return value
+    path = value[1:]
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ValueError(f"{flag} {value}: cannot read {path} ({e.strerror})") from None
+    if not text.strip():
+        raise ValueError(f"{flag} {value}: {path} is empty")
+    return text
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import isfinite
 from pathlib import Path
 
@@ -23,6 +23,7 @@ class Problem:
     solution: str
     answer: str | None = None  # final answer, when known; what evaluation checks against
     reasoning_trace: str | None = None  # a long-form explanation, used as the warm-up target when present
+    system: str | None = None  # the system prompt the dataset's answers were written under (Stratos' `system`)
 
 
 class DataError(ValueError):
@@ -151,7 +152,11 @@ def stratos(row: dict) -> Problem:
         trace = text_field({"value": thought.group(1)}, "value", optional=True)
     except DataError as e:
         raise DataError(e.message, column="conversations") from None
-    return Problem(question=question, solution=sol, answer=boxed_answer(sol), reasoning_trace=trace)
+    system = row.get("system")  # the prompt its students (Bespoke-Stratos-7B) trained with; it names the tags
+    if system is not None and not isinstance(system, str):
+        raise DataError(f"expected a string, got {type(system).__name__}", column="system")
+    return Problem(question=question, solution=sol, answer=boxed_answer(sol), reasoning_trace=trace,
+                   system=system.strip() or None if system else None)  # fmt: skip
 
 
 def champ(row: dict) -> Problem:
@@ -288,6 +293,15 @@ def to_problems(
 FRAMINGS = ("auto", "answer", "solution")
 
 
+def dataset_system_prompt(problems: Iterable[Problem]) -> str | None:
+    """The student system prompt the dataset carries (one for all its rows), or None when it carries none."""
+    prompts = {p.system for p in problems if p.system}
+    if len(prompts) > 1:
+        raise DataError(f"the dataset's rows carry {len(prompts)} different system prompts; choose one with "
+                        "--student_system_prompt")  # fmt: skip
+    return prompts.pop() if prompts else None
+
+
 def frame(problems: Iterable[Problem], framing: str = "auto") -> list[Problem]:
     """How a problem is posed to the teacher and the student, and what the teacher's warm-up learns to write.
 
@@ -309,7 +323,7 @@ def frame(problems: Iterable[Problem], framing: str = "auto") -> list[Problem]:
         if use_answer and not p.answer:
             raise DataError("no final answer, which the answer framing shows as the solution", row=index)
         if use_answer:
-            p = Problem(p.question, answer_statement(p.answer), p.answer, p.reasoning_trace or p.solution)
+            p = replace(p, solution=answer_statement(p.answer), reasoning_trace=p.reasoning_trace or p.solution)
         framed.append(p)
     return framed
 

@@ -110,17 +110,16 @@ def run_demo(args: DemoArguments) -> Path:
 
     _, data_args, format_args, reward_args, rl_config = train_parsed
     train, held_out, _ = data_args.load()
+    style = format_args.tag_style(train + held_out)
     comparison = stages.run(
         "held-out teaching comparison",
-        lambda: compare_teachers(args, held_out, warmup_dir, rl_dir, format_args.style, reward_args, rl_config),
+        lambda: compare_teachers(args, held_out, warmup_dir, rl_dir, style, reward_args, rl_config),
     )
 
     traces_path = out / "traces" / "traces.jsonl"
     stages.run(
         "traces from the RL teacher",
-        lambda: collect(
-            args, train[: args.distill_traces], rl_dir, traces_path, format_args.style, reward_args, rl_config
-        ),
+        lambda: collect(args, train[: args.distill_traces], rl_dir, traces_path, style, reward_args, rl_config),
     )
 
     student_dir = out / "student"
@@ -137,8 +136,8 @@ def run_demo(args: DemoArguments) -> Path:
     accuracy = stages.run(
         "student evaluation",
         lambda: {
-            "before": evaluate(args, args.student, held_out, format_args.style),
-            "after": evaluate(args, str(student_dir), held_out, format_args.style),
+            "before": evaluate(args, args.student, held_out, style),
+            "after": evaluate(args, str(student_dir), held_out, style),
         },
     )
     rl_steps = rl_config.max_steps

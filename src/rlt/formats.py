@@ -14,6 +14,7 @@ template that keeps message content verbatim and never depends on a divider stri
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 #: Between sections, and after every opening tag (the original's `delimiters_padding`).
@@ -22,14 +23,26 @@ PADDING = "\n\n"
 
 @dataclass(frozen=True)
 class TagStyle:
+    """A text format: its tags, and the system prompts when a run sets its own (None: rlt's, built from the tags)."""
+
     name: str
     thought: tuple[str, str]
     solution: tuple[str, str]
     explanation: tuple[str, str]
+    teacher_system: str | None = None
+    student_system: str | None = None
 
     @property
     def all_tags(self) -> tuple[str, ...]:
         return (*self.thought, *self.solution, *self.explanation)
+
+    @property
+    def identity(self) -> str:
+        """The style's name, and a digest of its system prompts when they are not rlt's: for provenance records."""
+        if self.teacher_system is None and self.student_system is None:
+            return self.name
+        prompts = f"{self.teacher_system}\x00{self.student_system}".encode()
+        return f"{self.name}+prompts:{hashlib.sha256(prompts).hexdigest()[:12]}"
 
 
 STRATOS = TagStyle(
@@ -56,8 +69,11 @@ def get_style(name: str | TagStyle) -> TagStyle:
 
 
 def student_system_prompt(style: TagStyle | str) -> str:
-    """The student is told to think at length first, then answer; its thinking is where explanations go."""
+    """The student is told to think at length first, then answer; its thinking is where explanations go. A style
+    may carry the student's own prompt instead (a student trained with one scores and answers best under it)."""
     style = get_style(style)
+    if style.student_system is not None:
+        return style.student_system
     (think_open, think_close), (sol_open, sol_close) = style.thought, style.solution
     return (
         "You are an assistant that works through a question by reasoning carefully and at length before committing "
@@ -70,8 +86,11 @@ def student_system_prompt(style: TagStyle | str) -> str:
 
 
 def teacher_system_prompt(style: TagStyle | str) -> str:
-    """The teacher is shown the solution and asked to explain how one gets there: solution first, explanation last."""
+    """The teacher is shown the solution and asked to explain how one gets there: solution first, explanation last
+    (or the style's own teacher prompt)."""
     style = get_style(style)
+    if style.teacher_system is not None:
+        return style.teacher_system
     (sol_open, sol_close), (exp_open, exp_close) = style.solution, style.explanation
     return (
         "You are an assistant that gives an accurate solution to a question and then explains, in full, the "

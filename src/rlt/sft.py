@@ -27,7 +27,7 @@ from trl import ModelConfig, SFTTrainer, get_peft_config
 from rlt.align import encode, tokenize_texts
 from rlt.configs import DataArguments, FormatArguments, RLTSFTConfig
 from rlt.data import DataError, Problem
-from rlt.formats import teacher_text
+from rlt.formats import TagStyle, teacher_text
 from rlt.models import load_model
 from rlt.provenance import content_key, model_identity, sidecar
 from rlt.trainer import check_run, finish_run, last_checkpoint, model_dtype, skip_finished
@@ -70,7 +70,7 @@ def chat_examples(
 
 
 def warmup_examples(
-    problems: list[Problem], tokenizer: PreTrainedTokenizerBase, style: str, max_length: int | None
+    problems: list[Problem], tokenizer: PreTrainedTokenizerBase, style: TagStyle | str, max_length: int | None
 ) -> tuple[list[dict], int]:
     pairs = []
     for problem in problems:
@@ -141,14 +141,15 @@ def _train(model, tokenizer, examples: list[dict], model_args: ModelConfig, conf
 def run_warmup(
     model_args: ModelConfig, data_args: DataArguments, format_args: FormatArguments, config: RLTSFTConfig
 ) -> SFTTrainer | None:
+    train, _, skipped = data_args.load()
+    style = format_args.tag_style(train)
     check_run(config, "teacher warm-up", {"model": model_identity(model_args.model_name_or_path),
-              "data": asdict(data_args), "style": format_args.style})  # fmt: skip
+              "data": asdict(data_args), "style": style.identity})  # fmt: skip
     if skip_finished(config):
         return None
-    train, _, skipped = data_args.load()
     dtype = model_dtype(model_args, config)
     model, tokenizer = load_model(model_args.model_name_or_path, dtype, "cpu", config.trust_remote_code)
-    examples, dropped = warmup_examples(train, tokenizer, format_args.style, config.max_length)
+    examples, dropped = warmup_examples(train, tokenizer, style, config.max_length)
     logger.info("warm-up on %d problems (%d invalid rows skipped, %d too long)", len(examples), skipped, dropped)
     if not examples:
         raise ValueError(f"no warm-up example fits max_length={config.max_length}")

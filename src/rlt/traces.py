@@ -166,7 +166,7 @@ def traces_provenance(teacher, reward: RLTReward, sampling: SamplingConfig, data
     teacher_dir, student_dir = teacher.name_or_path, reward.student.name_or_path
     sampled = {k: v for k, v in asdict(sampling).items() if k != "batch_size"}
     settings = {"teacher": model_identity(teacher_dir), "student": model_identity(student_dir),
-                "reward": asdict(reward.config), "style": reward.style.name, "sampling": sampled}  # fmt: skip
+                "reward": asdict(reward.config), "style": reward.style.identity, "sampling": sampled}  # fmt: skip
     return describe("traces", settings, teacher_path=teacher_dir, student_path=student_dir, data=data)
 
 

@@ -27,7 +27,7 @@ from trl.trainer.utils import pad
 from rlt.align import encode
 from rlt.configs import DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig
 from rlt.data import Problem
-from rlt.formats import teacher_prompt
+from rlt.formats import TagStyle, teacher_prompt
 from rlt.models import load_model
 from rlt.provenance import check_settings, describe, model_identity, write_record
 from rlt.reward import RewardConfig, RLTReward
@@ -109,7 +109,7 @@ def finish_run(trainer, tokenizer) -> None:
         tokenizer.save_pretrained(trainer.args.output_dir)
 
 
-def rl_dataset(problems: list[Problem], tokenizer, style: str) -> Dataset:
+def rl_dataset(problems: list[Problem], tokenizer, style: TagStyle | str) -> Dataset:
     """One row per problem: the teacher prompt for TRL, and the columns the reward reads."""
     return Dataset.from_list(
         [
@@ -161,7 +161,7 @@ class RLTGRPOTrainer(GRPOTrainer):
         train_dataset: Dataset,
         processing_class,
         reward_config: RewardConfig | None = None,
-        style: str = "stratos",
+        style: TagStyle | str = "stratos",
         peft_config=None,
         callbacks=None,
         student_tokenizer=None,
@@ -325,12 +325,13 @@ def run_train(
     if config.use_vllm and importlib.util.find_spec("vllm") is None:  # TRL would fail after loading the models
         raise ValueError("--use_vllm true needs vLLM: pip install -e '.[vllm]' on a machine with a CUDA GPU")
     reward_config = reward_args.reward_config(config.temperature)
+    train, _, skipped = data_args.load()
+    style = format_args.tag_style(train)
     check_run(config, "teacher RL", {"model": model_identity(model_args.model_name_or_path), "data": asdict(data_args),
-              "style": format_args.style, "student": model_identity(reward_args.student),
+              "style": style.identity, "student": model_identity(reward_args.student),
               "reward": asdict(reward_config)})  # fmt: skip
     if skip_finished(config):
         return None
-    train, _, skipped = data_args.load()
     dtype = model_dtype(model_args, config)
     # Two separate models even when both specs are the same: the policy trains, the student must stay frozen.
     teacher, tokenizer = load_model(model_args.model_name_or_path, dtype, "cpu", config.trust_remote_code)
@@ -341,10 +342,10 @@ def run_train(
         model=teacher,
         student=student,
         args=config,
-        train_dataset=rl_dataset(train, tokenizer, format_args.style),
+        train_dataset=rl_dataset(train, tokenizer, style),
         processing_class=tokenizer,
         reward_config=reward_config,
-        style=format_args.style,
+        style=style,
         peft_config=get_peft_config(model_args),
         student_tokenizer=student_tokenizer,
     )
