@@ -28,6 +28,9 @@ def test_recipe_parses(recipe, tmp_path):
         args, data_args, *_ = _parse(COMMAND_CONFIGS[command], ["--config", str(recipe)])
         assert (args.max_new_tokens, data_args.dataset) == (32768, values["dataset"])
         assert "{question}" in args.question_template and "boxed{}" in args.question_template.format(question="")
+        # SkyThought's settings: greedy 32k-token answers through vLLM, under the Stratos student prompt
+        assert args.use_vllm == "true" and not args.num_samples
+        assert parsed_format(recipe).student_system_prompt == "@runs/paper/student_system_prompt.txt"
         return
     parsed = _parse(COMMAND_CONFIGS[command], ["--config", str(recipe), "--output_dir", str(tmp_path)])
     config = parsed[-1]
@@ -36,6 +39,10 @@ def test_recipe_parses(recipe, tmp_path):
         assert config.temperature == pytest.approx(0.7)
         # the recipe's own coefficients reach the reward: the paper's, or the CPU recipe's re-tuned 0.3x
         assert parsed[3].reward_config(config.temperature).kl_coeffs == tuple(values.get("kl_coeffs", (3.0, 0.03)))
+
+
+def parsed_format(recipe: Path) -> FormatArguments:
+    return _parse(COMMAND_CONFIGS["eval"], ["--config", str(recipe)])[2]
 
 
 def test_paper_recipe_has_the_original_rl_settings(tmp_path):
