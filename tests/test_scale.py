@@ -118,6 +118,9 @@ def test_the_kl_reads_the_policy_without_dropout(tmp_path):
     """LoRA dropout (or any) in train mode would make the reward of one completion random."""
     teacher = tiny_model(1)
     teacher.config.attention_dropout = 0.5
+    for module in teacher.modules():  # attention layers copy the rate when built
+        if hasattr(module, "attention_dropout"):
+            module.attention_dropout = 0.5
     trainer = trainer_for(tmp_path, teacher=teacher)
     trainer.model.train()
     assert dropout_active(trainer.model)
