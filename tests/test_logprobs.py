@@ -108,3 +108,20 @@ def test_a_head_whose_weight_is_a_zero3_placeholder_is_chunked_by_its_declared_s
     (seq,) = _sequences(tokenizer)[1:2]
     (got,) = span_logprobs(student, [seq], [[(1, len(seq))]], temperature=0.7)[0]
     torch.testing.assert_close(got, reference_logprobs(student, seq, (1, len(seq)), 0.7), atol=1e-5, rtol=0)
+
+
+def test_logit_scale_follows_each_architecture_s_convention():
+    from types import SimpleNamespace
+
+    from rlt.logprobs import logit_scale
+
+    def model(model_type="llama", **fields):
+        config = SimpleNamespace(model_type=model_type, **fields)
+        config.get_text_config = lambda: config
+        return SimpleNamespace(config=config)
+
+    assert logit_scale(model()) == 1.0
+    assert logit_scale(model("cohere", logit_scale=0.0625)) == 0.0625
+    assert logit_scale(model("granite", logits_scaling=8.0)) == 0.125  # divides
+    assert logit_scale(model("hyperclovax", logits_scaling=8.0)) == 8.0  # multiplies
+    assert logit_scale(model("falcon_h1", lm_head_multiplier=0.5)) == 0.5

@@ -50,13 +50,13 @@ def test_scoring_makes_one_collective_call_per_rank_whatever_its_inputs(student,
             for i in range(5)],
         1: [{"question": "Q", "solution": "S", "explanation": long}],
     }  # fmt: skip
-    inside, entries, forwards_outside = [False], {}, []
+    inside, entries, forwards = [False], {}, {True: 0, False: 0}
 
     def guard(*_):
-        if not inside[0]:
-            forwards_outside.append(1)
+        forwards[inside[0]] += 1
 
-    hook = student.register_forward_pre_hook(guard)
+    # span_logprobs runs the decoder and the LM head, never student.forward: watch both
+    hooks = [m.register_forward_pre_hook(guard) for m in (student.get_decoder(), student.get_output_embeddings())]
     try:
         for rank, rows in rank_inputs.items():
             reward = RLTReward(student, tokenizer, teacher, RewardConfig(token_budget=64))
@@ -74,9 +74,10 @@ def test_scoring_makes_one_collective_call_per_rank_whatever_its_inputs(student,
             scored, _ = reward.score_texts(rows)
             assert len(scored) == len(rows)
     finally:
-        hook.remove()
+        for hook in hooks:
+            hook.remove()
     assert entries == {0: 1, 1: 1}
-    assert not forwards_outside
+    assert forwards[True] > 0 and forwards[False] == 0  # the hooks see the forwards, and all are inside
     assert not scored[0].aligned  # rank 1 forwarded nothing, and still entered once
 
 
@@ -136,15 +137,14 @@ def test_the_kl_reads_the_policy_without_dropout(tmp_path):
         torch.testing.assert_close(a, c, atol=1e-6, rtol=0)
 
 
-def _policy_forwards(trainer) -> list[str]:
-    """Records, per no-grad policy forward during sampling and scoring, who asked for it."""
+def _policy_forwards(trainer) -> list[int]:
+    """Counts the no-grad policy forwards (TRL's and rlt's) while sampling and scoring."""
     calls = []
     original = RLTGRPOTrainer._get_per_token_logps_and_entropies
 
     def counted(self, model, *args, **kwargs):
         if model is self.model and not torch.is_grad_enabled():
-            calls.append("rlt" if self._trl_policy_logprobs is None and not self._awaiting_trl_policy_logprobs
-                         else "trl")  # fmt: skip
+            calls.append(1)
         return original(self, model, *args, **kwargs)
 
     trainer._get_per_token_logps_and_entropies = counted.__get__(trainer)
@@ -156,7 +156,17 @@ def test_the_kl_reuses_the_log_probs_trl_already_computed(tmp_path):
     trainer = trainer_for(tmp_path, num_iterations=2)
     calls = _policy_forwards(trainer)
     trainer.train()
-    assert calls == ["trl"]  # one policy forward for the step's completions, not two
+    assert len(calls) == 1  # one policy forward for the step's completions, not two
+    pairs = offline_rewards(trainer, tmp_path / "completions.jsonl")
+    assert pairs and all(abs(logged - offline) <= 1e-4 for logged, offline in pairs)
+
+
+def test_log_probs_trl_masked_for_truncation_are_not_reused(tmp_path):
+    """With mask_truncated_completions TRL's log-probs of a truncated completion are 0: the KL computes its own."""
+    trainer = trainer_for(tmp_path, num_iterations=2, mask_truncated_completions=True, max_completion_length=4)
+    calls = _policy_forwards(trainer)
+    trainer.train()
+    assert len(calls) == 2
     pairs = offline_rewards(trainer, tmp_path / "completions.jsonl")
     assert pairs and all(abs(logged - offline) <= 1e-4 for logged, offline in pairs)
 
@@ -253,11 +263,13 @@ def test_a_trace_row_that_cannot_be_scored_keeps_its_explanation_without_the_eos
 @pytest.fixture
 def stand_in_vllm(monkeypatch):
     """A `vllm` module whose engine samples like vLLM's: a request with a seed draws from that seed alone."""
+    import importlib.machinery
     import random
     import sys
     import types
 
     module = types.ModuleType("vllm")
+    module.__spec__ = importlib.machinery.ModuleSpec("vllm", None)  # installed, as far as find_spec can tell
 
     class SamplingParams:
         def __init__(self, temperature, top_p, max_tokens, seed=None):
@@ -303,6 +315,15 @@ def test_vllm_samples_of_one_prompt_differ_and_reruns_repeat_them(stand_in_vllm,
         assert len({r["completion"] for r in rows if r["index"] == index}) == 3
     sampler.close()
     assert sampler.llm is None
+
+
+def test_vllm_is_not_used_where_the_run_asks_for_the_cpu(stand_in_vllm, monkeypatch):
+    from rlt.generation import vllm_usable
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert vllm_usable("auto", "cuda") and not vllm_usable("auto", "cpu") and not vllm_usable("false", "cuda")
+    with pytest.raises(ValueError, match="--use_vllm true samples on a GPU; it contradicts --device cpu"):
+        vllm_usable("true", "cpu")
 
 
 def test_the_kv_cache_of_a_long_evaluation_is_computed_and_refused_where_it_cannot_fit(monkeypatch):

@@ -209,7 +209,7 @@ def traces(argv: list[str]) -> int:
     for path in {out, journal}:
         if path.exists() and path.resolve() == Path(data_args.dataset).resolve():
             raise ValueError(f"--out {args.out} would write the traces into the dataset {data_args.dataset}")
-    use_vllm = vllm_usable(args.use_vllm)
+    use_vllm = vllm_usable(args.use_vllm, args.device)
     style = format_args.tag_style(problems)
     reward = _reward(args.teacher, reward_args, style, _kl_temperature(args.temperature), args.device, args.dtype)
     sampling = SamplingConfig(args.max_new_tokens, args.temperature, args.top_p, args.batch_size, args.seed)
@@ -270,7 +270,7 @@ def evaluate(argv: list[str]) -> int:
     args, data_args, format_args, reward_args = parsed
     problems = _problems(data_args, args.part)
     _output_file(args.out)
-    use_vllm = vllm_usable(args.use_vllm)
+    use_vllm = vllm_usable(args.use_vllm, args.device)
     style = format_args.tag_style(problems)
     if args.teacher:
         from rlt.generation import SamplingConfig

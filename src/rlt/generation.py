@@ -27,11 +27,14 @@ class SamplingConfig:
             raise ValueError("max_new_tokens and batch_size must be >= 1")
 
 
-def vllm_usable(choice: str) -> bool:
-    """`auto`: vLLM when it is installed and a GPU is present; `true` insists, `false` never."""
-    available = importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
+def vllm_usable(choice: str, device: str = "auto") -> bool:
+    """`auto`: vLLM when it is installed and a GPU is present (and --device is not cpu); `true` insists, `false`
+    never."""
     if choice not in ("auto", "true", "false"):
         raise ValueError(f"--use_vllm must be auto, true or false, got {choice!r}")
+    if choice == "true" and device == "cpu":
+        raise ValueError("--use_vllm true samples on a GPU; it contradicts --device cpu")
+    available = importlib.util.find_spec("vllm") is not None and torch.cuda.is_available() and device != "cpu"
     if choice == "true" and not available:
         raise ValueError("--use_vllm true needs the vllm package (pip install -e '.[vllm]') and a CUDA GPU")
     return choice != "false" and available
@@ -54,8 +57,9 @@ def kv_cache_bytes(config, batch: int, tokens: int, dtype: torch.dtype) -> int:
 
 def free_memory(device: torch.device) -> int:
     """Bytes that can still be allocated on `device` (the GPU's free memory; the CPU's available memory)."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
+    if device.type == "cuda":  # memory PyTorch holds in its cache but has not allocated is free to it too
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return torch.cuda.mem_get_info(device)[0] + cached
     with open("/proc/meminfo") as f:
         fields = dict(line.split(":", 1) for line in f)
     return int(fields["MemAvailable"].split()[0]) * 1024

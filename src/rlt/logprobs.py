@@ -53,12 +53,17 @@ def execution_device(model: nn.Module) -> torch.device:
 
 
 def logit_scale(model: nn.Module) -> float:
-    """The factor an architecture multiplies its LM-head output by (1 for most): Cohere's `logit_scale`,
-    Granite's 1 / `logits_scaling`, `output_multiplier`."""
+    """The factor an architecture multiplies its LM-head output by (1 for most), in the order TRL's fused head reads
+    it: Cohere's `logit_scale`, `output_multiplier`, Falcon-H1's `lm_head_multiplier`, then `logits_scaling`, which
+    Granite and MiniCPM3 divide by and HyperCLOVA X multiplies by."""
     config = model.config.get_text_config()
-    scale = getattr(model, "logit_scale", None) or getattr(config, "logit_scale", None) or 1.0
-    scale /= getattr(config, "logits_scaling", None) or 1.0
-    return scale * (getattr(config, "output_multiplier", None) or 1.0)
+    for name in ("logit_scale", "output_multiplier", "lm_head_multiplier"):
+        if getattr(config, name, None) is not None:
+            return float(getattr(config, name))
+    scaling = getattr(config, "logits_scaling", None)
+    if scaling is None:
+        return 1.0
+    return float(scaling) if config.model_type == "hyperclovax" else 1.0 / scaling
 
 
 def _head_logprobs(model: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -13,7 +13,7 @@ import importlib.util
 import json
 import logging
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -239,7 +239,9 @@ class RLTGRPOTrainer(GRPOTrainer):
         trl_computes = self.args.gradient_accumulation_steps % generate_every != 0 or (
             self.use_vllm and self.vllm_importance_sampling_correction
         )
-        self._awaiting_trl_policy_logprobs = trl_computes and not dropout_active(self.model)
+        # Not with mask_truncated_completions: TRL then masks out truncated rows, whose log-probs come back as 0.
+        reusable = not dropout_active(self.model) and not self.mask_truncated_completions
+        self._awaiting_trl_policy_logprobs = trl_computes and reusable
         self._trl_policy_logprobs = None
         try:
             return super()._generate_and_score_completions(inputs)
@@ -335,7 +337,8 @@ def run_train(
     dtype = model_dtype(model_args, config)
     # Two separate models even when both specs are the same: the policy trains, the student must stay frozen.
     teacher, tokenizer = load_model(model_args.model_name_or_path, dtype, "cpu", config.trust_remote_code)
-    with whole_weights():  # partitioned, if at all, by `_place_student`
+    # A replicated student loads whole even in a ZeRO-3 run; a sharded one is partitioned as it loads.
+    with nullcontext() if config.shard_student else whole_weights():
         student, student_tokenizer = load_model(reward_args.student, dtype, "cpu", config.trust_remote_code)
     logger.info("RL on %d problems (%d invalid rows skipped)", len(train), skipped)
     trainer = RLTGRPOTrainer(
