@@ -71,14 +71,13 @@ def _reward(teacher: str, reward_args, style, teacher_temperature: float, device
 
 
 def score(argv: list[str]) -> int:
-    import hashlib
     from dataclasses import asdict
 
     from tqdm.auto import tqdm
 
     from rlt.configs import ScoreArguments
     from rlt.data import DataError, read_rows, text_field
-    from rlt.provenance import describe, model_identity, sidecar, write_record
+    from rlt.provenance import describe, file_digest, model_identity, sidecar, write_record
     from rlt.reward import summarize
 
     if argv and not argv[0].startswith("-"):  # `rlt score ROWS.jsonl ...`
@@ -127,7 +126,7 @@ def score(argv: list[str]) -> int:
     write_record(sidecar(out), describe("scored rows", {
         "teacher": model_identity(args.teacher), "student": model_identity(args.student),
         "reward": asdict(reward.config), "style": reward.style.identity,
-        "rows": f"{args.rows} sha256:{hashlib.sha256(Path(args.rows).read_bytes()).hexdigest()[:16]}"}))  # fmt: skip
+        "rows": f"{args.rows} sha256:{file_digest(args.rows)}"}))  # fmt: skip
     seconds = time.perf_counter() - start
     summary = summarize(breakdowns)
     print(f"scored {len(rows)} rows in {seconds:.1f} s ({len(rows) / seconds:.2f} rows/s) -> {out}")
@@ -197,7 +196,7 @@ def traces(argv: list[str]) -> int:
 
     from rlt.configs import DataArguments, FormatArguments, RewardArguments
     from rlt.generation import SamplingConfig, vllm_usable
-    from rlt.provenance import sidecar
+    from rlt.provenance import read_record, sidecar
     from rlt.reward import RewardBreakdown, summarize
     from rlt.traces import TracesArguments, collect_traces, select_best, write_rows
 
@@ -217,7 +216,7 @@ def traces(argv: list[str]) -> int:
     with _sampler(use_vllm, args.teacher, args.dtype) as sampler:
         rows = collect_traces(problems, reward.teacher, reward, journal, sampling, args.num_samples, sampler,
                               args.fresh, data)  # fmt: skip
-    record = json.loads(sidecar(journal).read_text())
+    record = read_record(sidecar(journal))
     if out != journal:
         write_rows(out, rows, record)
     print(f"{len(rows)} traces for {len(problems)} questions in {out}")

@@ -40,8 +40,7 @@ def vllm_usable(choice: str, device: str = "auto") -> bool:
     return choice != "false" and available
 
 
-#: Tokens generated one sequence at a time cost this many bytes of KV cache per layer, head and head dimension
-#: (a key and a value).
+#: A KV cache holds two tensors per layer (keys and values), each layers × KV heads × head dim per token.
 KV_PER_ELEMENT = 2
 
 

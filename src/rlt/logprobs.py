@@ -8,6 +8,9 @@ batch: at 16 × 384 tokens and a 49k vocabulary that alone is 1.2 GB, and ~10 GB
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -39,6 +42,17 @@ def pad_right(sequences: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor
         ids[row, : len(seq)] = torch.tensor(seq)
         mask[row, : len(seq)] = 1
     return ids, mask
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """The model with dropout off for the block (a reward must not be noisy), back in its own mode after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def execution_device(model: nn.Module) -> torch.device:
@@ -115,12 +129,10 @@ def span_logprobs(
         for start, end in seq_spans:
             if not 1 <= start <= end <= len(seq):
                 raise ValueError(f"span [{start}, {end}) out of range for a sequence of {len(seq)} tokens")
-    was_training = model.training
-    model.eval()  # dropout off: a reward must not be noisy
     decoder = model.get_decoder()
     device = execution_device(model)
     results: list[list[torch.Tensor]] = [[] for _ in sequences]
-    try:
+    with eval_mode(model):
         for batch in micro_batches([len(s) for s in sequences], token_budget):
             ids, mask = pad_right([sequences[i] for i in batch])
             hidden = decoder(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
@@ -138,6 +150,4 @@ def span_logprobs(
                 for start, end in spans[i]:
                     results[i].append(logp[offset : offset + end - start])
                     offset += end - start
-    finally:
-        model.train(was_training)
     return results

@@ -58,6 +58,16 @@ def model_identity(spec: str) -> str:
     return model_fingerprint(resolve(spec)) or spec
 
 
+def file_digest(path: str | Path) -> str:
+    """A short digest of a file's bytes: which rows or traces an artefact was made from."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def read_record(path: Path) -> dict | None:
+    """The provenance recorded in `path`, or None when there is none."""
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
 def sidecar(path: str | Path) -> Path:
     path = Path(path)
     return path.with_name(path.name + ".provenance.json")

@@ -405,10 +405,9 @@ class RLTReward:
                     self.config.token_budget,
                 )
             ]
-        for i, (student_expl, solution), teacher_expl in zip(indices, student_lp, teacher_lp, strict=True):
-            sample = samples[i]
-            if sample is None:
-                continue
+        for i, sample, (student_expl, solution), teacher_expl in zip(
+            indices, forwarded, student_lp, teacher_lp, strict=True
+        ):
             chunks = torch.as_tensor(np.asarray(sample.kl_chunks, dtype=np.int64)).reshape(-1, 2, 2)
             teacher_ranges, student_ranges = chunks[:, 0], chunks[:, 1]
             student_chunks = _chunk_sums(student_expl, sample.student_explanation_span[0], student_ranges)

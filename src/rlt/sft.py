@@ -13,7 +13,6 @@ worked solution while the teacher is shown only the final answer, so the warm-up
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Iterable
@@ -29,7 +28,7 @@ from rlt.configs import DataArguments, FormatArguments, RLTSFTConfig
 from rlt.data import DataError, Problem
 from rlt.formats import TagStyle, teacher_text
 from rlt.models import load_model
-from rlt.provenance import content_key, model_identity, sidecar
+from rlt.provenance import content_key, file_digest, model_identity, read_record, sidecar
 from rlt.trainer import check_run, finish_run, last_checkpoint, model_dtype, skip_finished
 
 logger = logging.getLogger(__name__)
@@ -168,7 +167,7 @@ def run_distill(model_args: ModelConfig, distill_args: DistillArguments, config:
     traces = Path(distill_args.traces)
     if not traces.is_file():
         raise DataError(f"--traces {traces}: no such file")
-    traces_digest = hashlib.sha256(traces.read_bytes()).hexdigest()[:16]  # new or re-collected traces: another run
+    traces_digest = file_digest(traces)  # new or re-collected traces: another run
     check_run(config, "student distillation", {"model": model_identity(model_args.model_name_or_path),
               "traces": traces_digest})  # fmt: skip
     if skip_finished(config):
@@ -181,8 +180,7 @@ def run_distill(model_args: ModelConfig, distill_args: DistillArguments, config:
     logger.info("distilling on %d traces (%d too long)", len(examples), dropped)
     if not examples:
         raise ValueError(f"no trace fits max_length={config.max_length}")
-    record_path = sidecar(traces)  # what produced the traces, kept with the student they made
-    trace_record = json.loads(record_path.read_text()) if record_path.exists() else None
+    trace_record = read_record(sidecar(traces))  # what produced the traces, kept with the student they made
     question_keys = {content_key(row["messages"][1]["content"]) for row in rows}
     held_out = held_out_in(trace_record, question_keys)
     if held_out:

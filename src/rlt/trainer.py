@@ -28,6 +28,7 @@ from rlt.align import encode
 from rlt.configs import DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig
 from rlt.data import Problem
 from rlt.formats import TagStyle, teacher_prompt
+from rlt.logprobs import eval_mode
 from rlt.models import load_model
 from rlt.provenance import check_settings, describe, model_identity, write_record
 from rlt.reward import RewardConfig, RLTReward
@@ -130,10 +131,9 @@ def dropout_active(model: torch.nn.Module) -> bool:
         return False
     if any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in model.modules()):
         return True
-    configs = [getattr(m, "config", None) for m in model.modules()]
-    rates = [
-        v for c in configs if hasattr(c, "to_dict") for k, v in c.to_dict().items() if "dropout" in k or "pdrop" in k
-    ]
+    # each config once: a model's layers share one object, and this runs every generation step
+    configs = {id(m.config): m.config for m in model.modules() if hasattr(getattr(m, "config", None), "to_dict")}
+    rates = [v for c in configs.values() for k, v in c.to_dict().items() if "dropout" in k or "pdrop" in k]
     return any(isinstance(v, float) and v > 0 for v in rates)
 
 
@@ -268,19 +268,14 @@ class RLTGRPOTrainer(GRPOTrainer):
             prompt_mask = pad([torch.ones_like(p) for p in prompts], padding_value=0, padding_side="left")
             completion_tensor = pad(completions, padding_value=pad_id, padding_side="right")
             completion_mask = pad([torch.ones_like(c) for c in completions], padding_value=0, padding_side="right")
-            was_training = self.model.training
-            self.model.eval()
-            try:
-                with torch.no_grad():
-                    logps, _, _ = self._get_per_token_logps_and_entropies(
-                        self.model,
-                        torch.cat([prompt_ids, completion_tensor], dim=1).to(device),
-                        torch.cat([prompt_mask, completion_mask], dim=1).to(device),
-                        completion_tensor.size(1),
-                        batch_size=self.args.per_device_train_batch_size,
-                    )
-            finally:
-                self.model.train(was_training)
+            with eval_mode(self.model), torch.no_grad():
+                logps, _, _ = self._get_per_token_logps_and_entropies(
+                    self.model,
+                    torch.cat([prompt_ids, completion_tensor], dim=1).to(device),
+                    torch.cat([prompt_mask, completion_mask], dim=1).to(device),
+                    completion_tensor.size(1),
+                    batch_size=self.args.per_device_train_batch_size,
+                )
         return [row[: len(c)].float().cpu() for row, c in zip(logps, completion_ids, strict=True)]
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
