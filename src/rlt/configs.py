@@ -285,11 +285,17 @@ class DataArguments:
 
     dataset: str = field(
         default="champ",
-        metadata={"help": "champ (embedded), a .jsonl/.json/.parquet/.csv file, or a Hub dataset id."},
+        metadata={
+            "help": "champ (embedded), countdown (generated: 3-4 numbers; countdown:N or countdown:N-M for N to "
+            "M numbers), a .jsonl/.json/.parquet/.csv file, or a Hub dataset id."
+        },
     )
     adapter: str | None = field(
         default=None,
-        metadata={"help": "Row adapter: generic, gsm8k, math, stratos, champ (default: champ or generic)."},
+        metadata={
+            "help": "Row adapter: generic, gsm8k, math, stratos, champ, gpqa, countdown (default: the embedded "
+            "set's own, else generic)."
+        },
     )
     split: str = field(default="train", metadata={"help": "Split of a Hub dataset."})
     subset: str | None = field(default=None, metadata={"help": "Subset (configuration) of a Hub dataset."})
@@ -338,10 +344,10 @@ class DataArguments:
         the dataset as read. Filters apply after the split, within each part, so `rlt eval --holdout 20` never
         reads a question that a run with `--holdout 64` (any length filter, any --max_problems) trained on.
         """
-        from rlt.data import frame, load_problems, split_problems
+        from rlt.data import embedded_adapter, frame, load_problems, split_problems
 
         options = {}
-        if (self.adapter or "generic") == "generic" and self.dataset != "champ":
+        if (self.adapter or embedded_adapter(self.dataset) or "generic") == "generic":
             options = dict(
                 question=self.question_column,
                 solution=self.solution_column,

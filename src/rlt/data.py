@@ -14,6 +14,8 @@ from dataclasses import dataclass, replace
 from math import isfinite
 from pathlib import Path
 
+from rlt import countdown as countdown_task
+from rlt.countdown import Countdown
 from rlt.formats import STYLES
 
 
@@ -24,6 +26,7 @@ class Problem:
     answer: str | None = None  # final answer, when known; what evaluation checks against
     reasoning_trace: str | None = None  # a long-form explanation, used as the warm-up target when present
     system: str | None = None  # the system prompt the dataset's answers were written under (Stratos' `system`)
+    countdown: Countdown | None = None  # a countdown problem: graded by its exact checker, not against `answer`
 
 
 class DataError(ValueError):
@@ -187,6 +190,24 @@ def gpqa(row: dict) -> Problem:
     )
 
 
+def countdown(row: dict) -> Problem:
+    """Countdown rows as `rlt.countdown.generate` writes them: numbers (or nums), target, question (built from the
+    two when absent), a worked solution and its answer expression, which must check."""
+    column = "numbers" if "numbers" in row else "nums"
+    numbers, target = row.get(column), row.get("target")
+    if not isinstance(numbers, list) or not numbers or not all(type(n) is int and n > 0 for n in numbers):
+        raise DataError("expected a list of positive integers", column=column)
+    if type(target) is not int:
+        raise DataError(f"expected an integer, got {type(target).__name__}", column="target")
+    problem = Countdown(tuple(numbers), target)
+    answer = text_field(row, "answer")
+    if not problem.check(answer)[0]:
+        raise DataError(f"{answer!r} does not make {target} from {numbers} ({problem.check(answer)[1]})",
+                        column="answer")  # fmt: skip
+    return Problem(question=text_field(row, "question", optional=True) or problem.question,
+                   solution=text_field(row, "solution"), answer=answer, countdown=problem)  # fmt: skip
+
+
 ADAPTERS: dict[str, Callable[..., Problem]] = {
     "generic": generic,
     "gsm8k": gsm8k,
@@ -194,10 +215,18 @@ ADAPTERS: dict[str, Callable[..., Problem]] = {
     "stratos": stratos,
     "champ": champ,
     "gpqa": gpqa,
+    "countdown": countdown,
 }
 
 
 # ---------------------------------------------------------------------------------------------------- loading
+
+
+def embedded_adapter(source: str) -> str | None:
+    """The adapter of a dataset rlt builds itself (no file, no network), or None for any other source."""
+    if source == "champ":
+        return "champ"
+    return "countdown" if countdown_task.parse_spec(source) is not None else None
 
 
 def load_champ() -> list[dict]:
@@ -238,7 +267,7 @@ def _read_jsonl(path: Path, skip_invalid: bool = False) -> tuple[list[dict], int
 
 
 def read_rows(source: str, split: str = "train", subset: str | None = None) -> list[dict]:
-    """Raw rows from `champ`, a local .jsonl/.json/.parquet/.csv file, or a Hub dataset id (and subset)."""
+    """Raw rows from `champ`, `countdown[:N[-M]]`, a local .jsonl/.json/.parquet/.csv file, or a Hub dataset id."""
     return _read_source(source, split, subset, skip_invalid=False)[0]
 
 
@@ -246,6 +275,9 @@ def _read_source(source: str, split: str, subset: str | None, skip_invalid: bool
     """The rows, and how many unparsable JSONL lines `skip_invalid` dropped."""
     if source == "champ":
         return load_champ(), 0
+    sizes = countdown_task.parse_spec(source)
+    if sizes is not None:
+        return countdown_task.generate(countdown_task.DATASET_SIZE, sizes), 0
     path = Path(source)
     if path.suffix == ".jsonl":
         if not path.exists():
@@ -337,8 +369,8 @@ def load_problems(
     subset: str | None = None,
     **adapter_options: str,
 ) -> tuple[list[Problem], int]:
-    """Load and adapt a dataset. The adapter defaults to `champ` for the embedded CHAMP set, else `generic`."""
-    adapter = adapter or ("champ" if source == "champ" else "generic")
+    """Load and adapt a dataset. The adapter defaults to the embedded set's own (champ, countdown), else `generic`."""
+    adapter = adapter or embedded_adapter(source) or "generic"
     rows, bad_lines = _read_source(source, split, subset, skip_invalid)
     problems, skipped = to_problems(rows, adapter, skip_invalid, **adapter_options)
     skipped += bad_lines

@@ -3,7 +3,8 @@
 A student answers in the student format; its final answer is the last solution section (its last \\boxed{} when
 it has one) and is checked against the dataset's answer with math-verify. Free-form answers that math-verify
 cannot parse (CHAMP's "No", "3 is the only possible value" parses, "No" does not) fall back to a normalised-text
-comparison, and the report says how many answers each method checked and how many could not be checked at all.
+comparison; countdown answers are checked exactly by their own checker (`rlt.countdown`). The report says how many
+answers each method checked and how many could not be checked at all.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from math_verify import parse, verify
 
 from rlt.align import tokenize_texts
 from rlt.configs import DeviceArguments
+from rlt.countdown import Countdown
 from rlt.data import Problem, boxed_answer
 from rlt.formats import STRATOS, TagStyle, extract_solution, get_style, student_prompt
 from rlt.generation import Sampler, SamplingConfig, hf_sampler
@@ -88,6 +90,17 @@ def check_answer(prediction: str | None, gold: str) -> tuple[bool, str]:
     return answer == gold_text or answer.startswith(gold_text + " "), "text"
 
 
+def grade(
+    completion: str, gold: str | None, countdown: Countdown | None = None, style: TagStyle = STRATOS
+) -> tuple[bool, str, str | None]:
+    """(correct, method, answer) for a student's completion: a countdown problem by its exact checker (method
+    countdown; any expression that reaches the target counts), any other against its gold final answer."""
+    answer = final_answer(completion, style)
+    if countdown is not None:
+        return countdown.check(answer)[0], "countdown", answer
+    return *check_answer(answer, gold or ""), answer
+
+
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Unbiased pass@k from n samples with c correct (Chen et al. 2021)."""
     if n - c < k:
@@ -115,8 +128,7 @@ def evaluate_student(
     records = []
     for index, ids in sample(prompts, greedy):
         completion = tokenizer.decode(ids, skip_special_tokens=True)
-        answer = final_answer(completion, style)
-        correct, method = check_answer(answer, problems[index].answer or "")
+        correct, method, answer = grade(completion, problems[index].answer, problems[index].countdown, style)
         records.append({"index": index, "question": problems[index].question, "gold": problems[index].answer,
                         "answer": answer, "correct": correct, "method": method, "completion": completion})  # fmt: skip
     methods = [r["method"] for r in records]
@@ -125,6 +137,7 @@ def evaluate_student(
         "pass@1_greedy": sum(r["correct"] for r in records) / max(len(records), 1),
         "checked_with_math_verify": methods.count("math-verify"),
         "checked_with_text": methods.count("text"),
+        "checked_with_countdown": methods.count("countdown"),
         "unchecked": methods.count("unchecked"),
         "records": records,
     }
@@ -142,8 +155,12 @@ def evaluate_student(
         correct = [0] * len(problems)
         for j, ids in sample(repeated, sampled):
             index = j // args.num_samples
-            answer = final_answer(tokenizer.decode(ids, skip_special_tokens=True), style)
-            correct[index] += check_answer(answer, problems[index].answer or "")[0]
+            correct[index] += grade(
+                tokenizer.decode(ids, skip_special_tokens=True),
+                problems[index].answer,
+                problems[index].countdown,
+                style,
+            )[0]
         for k in args.k:
             if k > args.num_samples:
                 raise ValueError(f"pass@{k} needs num_samples >= {k}, got {args.num_samples}")
@@ -183,7 +200,8 @@ def solution_logprob_after_own_thought(
         completion = tokenizer.decode(ids, skip_special_tokens=True)
         thoughts[j] = completion.split(think_close)[0]
         # the same sample, read on to its own solution, is a pass@k draw
-        correct[j] = check_answer(final_answer(completion, style), problems[j // samples].answer or "")[0]
+        problem = problems[j // samples]
+        correct[j] = grade(completion, problem.answer, problem.countdown, style)[0]
     student_only = RewardConfig(student_temperature=1.0, teacher_entropy=False)
     reward = RLTReward(model, tokenizer, config=student_only, style=style)
     end_tag = style.explanation[1]

@@ -1,0 +1,229 @@
+"""Countdown: reach a target from given numbers with + - * /, each number used exactly once. Generated offline.
+
+The paper's zero-shot transfer task (spec §7): a teacher trained on math explains countdown problems it never saw,
+and students learn countdown from those explanations. Here the problems come from a seeded generator, so the task
+needs no file and no network, and every problem carries a solution expression verified by the checker that grades
+students:
+
+    generate(count, sizes, seed)  problems whose difficulty is the count of numbers (3-4: easy; 5-6: hard)
+    Countdown.check(text)         exact and safe: the expression is parsed (`ast`, arithmetic nodes only, never
+                                  `eval`), must use the given numbers exactly once each, and is evaluated in exact
+                                  fractions against the target
+
+`rlt` reads `--dataset countdown` (3-4 numbers) or `countdown:N` / `countdown:N-M` (N to M numbers) like the
+embedded CHAMP set: a fixed list of `DATASET_SIZE` problems per spec, the same on every machine.
+"""
+
+from __future__ import annotations
+
+import ast
+import random
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+
+OPERATORS = {"+": ast.Add, "-": ast.Sub, "*": ast.Mult, "/": ast.Div}
+_PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
+MAX_NUMBER = 25  # numbers are drawn from 1..MAX_NUMBER: arithmetic a small model can do in its head
+MAX_TARGET = 200
+MAX_ANSWER_CHARS = 300  # longer text is not a countdown answer; also bounds the parser's work on hostile input
+DATASET_SIZE = 1000
+DEFAULT_SIZES = (3, 4)
+
+
+@dataclass(frozen=True)
+class Countdown:
+    """One problem: the numbers to use and the target to reach."""
+
+    numbers: tuple[int, ...]
+    target: int
+
+    @property
+    def question(self) -> str:
+        numbers = ", ".join(map(str, self.numbers))
+        return (f"Make {self.target} from the numbers {numbers}. Each number must be used exactly once; combine "
+                "them with +, -, *, / and parentheses. Give the expression.")  # fmt: skip
+
+    def check(self, text: str | None) -> tuple[bool, str]:
+        """(correct, verdict) for a student's answer. The verdict is one of: correct, malformed (not an arithmetic
+        expression of numbers), wrong numbers (not each given number exactly once), division by zero, wrong value.
+
+        The answer may be bare ("(7 + 3) * 5"), stated ("The answer is (7 + 3) * 5."), carry its value
+        ("(7 + 3) * 5 = 50"), sit in a \\boxed{} or use LaTeX / unicode operators (\\times, \\div, ×, ÷, −).
+        """
+        expression = answer_expression(text)
+        if expression is None:
+            return False, "malformed"
+        tree = _parse(expression)
+        if tree is None:
+            return False, "malformed"
+        used = sorted(node.value for node in ast.walk(tree) if isinstance(node, ast.Constant))
+        if used != sorted(self.numbers):
+            return False, "wrong numbers"
+        try:
+            value = _evaluate(tree)
+        except ZeroDivisionError:
+            return False, "division by zero"
+        return (True, "correct") if value == self.target else (False, "wrong value")
+
+
+# ---------------------------------------------------------------------------------------------------- checking
+
+_LATEX = [("\\times", "*"), ("\\cdot", "*"), ("\\div", "/"), ("×", "*"), ("·", "*"), ("÷", "/"), ("−", "-"),
+          ("\\left", ""), ("\\right", ""), ("\\(", ""), ("\\)", ""), ("$", ""), ("{", "("), ("}", ")")]  # fmt: skip
+_BOXED = re.compile(r"\\(?:boxed|fbox)\{(.*)\}", re.S)  # greedy: to the last brace, nested ones inside
+_STATEMENT = re.compile(r"^\s*(?:so,?\s+)?(?:the\s+)?(?:final\s+)?(?:answer|expression)\s*(?:is|:)\s*", re.I)
+
+
+def answer_expression(text: str | None) -> str | None:
+    """The expression of an answer, normalised for the parser: statement words, LaTeX and the "= value" stripped."""
+    if not text or len(text) > MAX_ANSWER_CHARS:
+        return None
+    boxed = _BOXED.search(text)
+    text = _STATEMENT.sub("", (boxed.group(1) if boxed else text).strip())
+    for old, new in _LATEX:
+        text = text.replace(old, new)
+    text = text.split("=")[0].strip().rstrip(".").strip()  # "(7 + 3) * 5 = 50": the left side is the answer
+    return text or None
+
+
+def _parse(expression: str) -> ast.expr | None:
+    """The expression's syntax tree when it is arithmetic on non-negative integer literals only; else None."""
+    try:
+        tree = ast.parse(expression, mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    allowed = tuple(OPERATORS.values())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, allowed):
+            continue
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            continue
+        if isinstance(node, ast.operator) and isinstance(node, allowed):
+            continue
+        return None  # names, calls, attributes, unary minus, powers, floats, strings: not a countdown answer
+    return tree
+
+
+def _evaluate(node: ast.expr) -> Fraction:
+    if isinstance(node, ast.Constant):
+        return Fraction(node.value)
+    left, right = _evaluate(node.left), _evaluate(node.right)
+    if isinstance(node.op, ast.Add):
+        return left + right
+    if isinstance(node.op, ast.Sub):
+        return left - right
+    if isinstance(node.op, ast.Mult):
+        return left * right
+    return left / right  # Fraction raises ZeroDivisionError
+
+
+# -------------------------------------------------------------------------------------------------- generating
+
+
+@dataclass(frozen=True)
+class _Step:
+    left: int
+    op: str
+    right: int
+    value: int
+
+
+def _combine(a: int, op: str, b: int) -> int | None:
+    """a op b when it stays a positive integer (the rule every intermediate result of a generated solution keeps)."""
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b if a > b else None
+    if op == "*":
+        return a * b
+    return a // b if b > 1 and a % b == 0 else None  # "/ 1" is allowed in answers, never needed in solutions
+
+
+def _render(left: tuple[str, str], op: str, right: tuple[str, str]) -> str:
+    """`left op right` with the parentheses the operators need: each operand is (text, its top operator or "")."""
+
+    def wrap(operand: tuple[str, str], on_right: bool) -> str:
+        text, top = operand
+        if not top:
+            return text
+        looser = _PRECEDENCE[top] < _PRECEDENCE[op]
+        # a - (b + c), a / (b * c): the right operand of - and / keeps its parentheses at equal precedence
+        if looser or (on_right and op in "-/" and _PRECEDENCE[top] == _PRECEDENCE[op]):
+            return f"({text})"
+        return text
+
+    return f"{wrap(left, False)} {op} {wrap(right, True)}"
+
+
+def solve_randomly(numbers: list[int], rng: random.Random) -> tuple[str, int, list[_Step]] | None:
+    """One random way to combine all `numbers` into a single value: (expression, value, steps), or None when the
+    draw hit a step that leaves the positive integers."""
+    pool = [(n, (str(n), "")) for n in numbers]
+    steps = []
+    while len(pool) > 1:
+        i, j = rng.sample(range(len(pool)), 2)
+        (a, a_text), (b, b_text) = pool[i], pool[j]
+        if a < b:  # larger first: subtraction and division can only go that way
+            (a, a_text), (b, b_text) = (b, b_text), (a, a_text)
+        op = rng.choice("+-*/")
+        value = _combine(a, op, b)
+        if value is None:
+            return None
+        steps.append(_Step(a, op, b, value))
+        pool = [p for k, p in enumerate(pool) if k not in (i, j)] + [(value, (_render(a_text, op, b_text), op))]
+    value, (expression, _) = pool[0]
+    return expression, value, steps
+
+
+def worked_solution(problem: Countdown, expression: str, steps: list[_Step]) -> str:
+    """The solution as a person would write it out: one operation per line, what is left after it, the expression."""
+    lines = [f"Target {problem.target}, numbers {', '.join(map(str, problem.numbers))}."]
+    left = list(problem.numbers)
+    for step in steps:
+        left.remove(step.left)
+        left.remove(step.right)
+        left.append(step.value)
+        after = f"left: {', '.join(map(str, left))}" if len(left) > 1 else "the target"
+        lines.append(f"{step.left} {step.op} {step.right} = {step.value}, {after}.")
+    lines.append(f"So {expression} = {problem.target}.")
+    return "\n".join(lines)
+
+
+def generate(count: int, sizes: tuple[int, int] = DEFAULT_SIZES, seed: int = 0) -> list[dict]:
+    """`count` distinct problems with `sizes[0]`..`sizes[1]` numbers each, as dataset rows: question, solution
+    (worked), answer (a verified expression), numbers, target. The same seed gives the same rows everywhere."""
+    low, high = sizes
+    if not 2 <= low <= high <= 8:
+        raise ValueError(f"countdown sizes must satisfy 2 <= low <= high <= 8, got {low}-{high}")
+    rng = random.Random(f"countdown:{seed}:{low}-{high}")
+    rows, seen = [], set()
+    size = rng.randint(low, high)  # drawn per problem, kept until a problem of that size is found: even shares
+    while len(rows) < count:
+        numbers = [rng.randint(1, MAX_NUMBER) for _ in range(size)]
+        solved = solve_randomly(numbers, rng)
+        if solved is None:
+            continue
+        expression, target, steps = solved
+        key = (tuple(sorted(numbers)), target)
+        if not 1 <= target <= MAX_TARGET or target in numbers or key in seen:  # no problem answered by one number
+            continue
+        problem = Countdown(tuple(numbers), target)
+        assert problem.check(expression) == (True, "correct"), expression  # the generator and checker agree
+        seen.add(key)
+        size = rng.randint(low, high)
+        rows.append({"question": problem.question, "solution": worked_solution(problem, expression, steps),
+                     "answer": expression, "numbers": list(numbers), "target": target})  # fmt: skip
+    return rows
+
+
+def parse_spec(source: str) -> tuple[int, int] | None:
+    """The sizes a dataset name asks for: countdown -> (3, 4), countdown:5 -> (5, 5), countdown:3-6 -> (3, 6); None
+    when `source` is not a countdown name."""
+    match = re.fullmatch(r"countdown(?::(\d)(?:-(\d))?)?", source)
+    if match is None:
+        return None
+    if match.group(1) is None:
+        return DEFAULT_SIZES
+    low = int(match.group(1))
+    return low, int(match.group(2) or low)
