@@ -6,7 +6,7 @@ import pytest
 import yaml
 from trl import ModelConfig
 
-from rlt.configs import DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig, RLTSFTConfig
+from rlt.configs import ColdStartConfig, DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig, RLTSFTConfig
 from rlt.configs import parse as _parse
 from rlt.evaluate import EvalArguments
 from rlt.sft import DistillArguments
@@ -16,6 +16,7 @@ COMMAND_CONFIGS = {
     "warmup": (ModelConfig, DataArguments, FormatArguments, RLTSFTConfig),
     "train": (ModelConfig, DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig),
     "distill": (ModelConfig, DistillArguments, RLTSFTConfig),
+    "coldstart": (ModelConfig, DataArguments, FormatArguments, ColdStartConfig),
     "eval": (EvalArguments, DataArguments, FormatArguments, RewardArguments),
 }
 
@@ -39,6 +40,8 @@ def test_recipe_parses(recipe, tmp_path):
         assert config.temperature == pytest.approx(0.7)
         # the recipe's own coefficients reach the reward: the paper's, or the CPU recipe's re-tuned 0.3x
         assert parsed[3].reward_config(config.temperature).kl_coeffs == tuple(values.get("kl_coeffs", (3.0, 0.03)))
+    if command == "coldstart":  # the student RL reads the data it is rewarded on, with its format term
+        assert (parsed[1].dataset, config.format_weight) == (values["dataset"], values["format_weight"])
 
 
 def parsed_format(recipe: Path) -> FormatArguments:

@@ -19,6 +19,7 @@ COMMANDS = {
     "train": "Teacher RL: GRPO with the RLT reward from a frozen student.",
     "traces": "Collect a teacher's explanations as student distillation data (resumable; best-of-k).",
     "distill": "Student SFT on collected traces.",
+    "coldstart": "Student RL on a verifiable reward (answer correctness), e.g. after distillation on traces.",
     "eval": "Student accuracy (pass@1, pass@k, math-verify) or a teacher's mean RLT reward.",
     "plot": "PNG curves of a training run (reward, its components, KL, completion length).",
     "demo": "The whole pipeline at small scale on the embedded default (SmolLM2-135M, CHAMP).",
@@ -242,6 +243,21 @@ def distill(argv: list[str]) -> int:
     return 0
 
 
+def coldstart(argv: list[str]) -> int:
+    from trl import ModelConfig
+
+    from rlt.coldstart import run_coldstart
+    from rlt.configs import ColdStartConfig, DataArguments, FormatArguments
+
+    parsed = _parse((ModelConfig, DataArguments, FormatArguments, ColdStartConfig), argv, "coldstart")
+    model_args, data_args, format_args, config = parsed
+    _default_model(model_args)
+    trainer = run_coldstart(model_args, data_args, format_args, config)
+    _say_done(trainer, config, f"student RL done: student saved in {config.output_dir}; curves: rlt plot "
+              f"{config.output_dir}")  # fmt: skip
+    return 0
+
+
 def _sampler(use_vllm: bool, model: str, dtype: str):
     """A vLLM engine for `model` (closed when done), or None: transformers' generate on the loaded model."""
     from contextlib import closing, nullcontext
@@ -310,7 +326,7 @@ def evaluate(argv: list[str]) -> int:
                        **evaluate_student(model, tokenizer, problems, args, style, sampler)}  # fmt: skip
         columns = ["pass@1_greedy", *(f"pass@{k}" for k in args.k if args.num_samples),
                    *(["solution_logprob_after_own_thought"] if args.thought_samples else []), "questions",
-                   "checked_with_math_verify", "checked_with_text", "unchecked"]  # fmt: skip
+                   "checked_with_math_verify", "checked_with_text", "checked_with_countdown", "unchecked"]  # fmt: skip
         table = markdown_table({args.model: results}, columns)
     settings = {"model": model_identity(args.teacher or args.model), "data": {**asdict(data_args), "part": args.part},
                 "eval": asdict(args), "style": style.identity}  # fmt: skip

@@ -385,7 +385,14 @@ class _DeviceDefaults:
 
 
 @dataclass
-class RLTGRPOConfig(_DeviceDefaults, GRPOConfig):
+class _Resumable:
+    resume: bool = field(
+        default=True, metadata={"help": "Resume from the last checkpoint in output_dir when there is one."}
+    )
+
+
+@dataclass
+class RLTGRPOConfig(_DeviceDefaults, _Resumable, GRPOConfig):
     """TRL's GRPOConfig (every GRPO, generation, vLLM and logging flag) plus what RLT training adds."""
 
     temperature: float = field(
@@ -404,18 +411,22 @@ class RLTGRPOConfig(_DeviceDefaults, GRPOConfig):
             "call (default: a whole copy on every GPU)."
         },
     )
-    resume: bool = field(
-        default=True, metadata={"help": "Resume from the last checkpoint in output_dir when there is one."}
-    )
     completion_samples_per_step: int = field(
         default=2, metadata={"help": "Completions (with their rewards) appended to output_dir/completions.jsonl."}
     )
 
 
 @dataclass
-class RLTSFTConfig(_DeviceDefaults, SFTConfig):
-    """TRL's SFTConfig for the teacher warm-up."""
+class RLTSFTConfig(_DeviceDefaults, _Resumable, SFTConfig):
+    """TRL's SFTConfig for the teacher warm-up and student distillation."""
 
-    resume: bool = field(
-        default=True, metadata={"help": "Resume from the last checkpoint in output_dir when there is one."}
-    )
+
+@dataclass
+class ColdStartConfig(_DeviceDefaults, _Resumable, GRPOConfig):
+    """TRL's GRPOConfig (every GRPO, generation, vLLM and logging flag) for student RL on a verifiable reward."""
+
+    format_weight: float = field(
+        default=0.0,
+        metadata={"help": "Weight of the format term (1 when the student closes its thought and writes a closed "
+                  "solution section) added to correctness (0: correctness only)."},
+    )  # fmt: skip

@@ -11,6 +11,8 @@ PANELS = [
     ("solution_logprob.png", "student solution log-prob", ["rlt/solution_logprob_mean", "rlt/solution_logprob_min"]),
     ("explanation_kl.png", "teacher-student KL on the explanation", ["rlt/kl_mean", "rlt/kl_max"]),
     ("match_rate.png", "closing tag found", ["rlt/match_rate"]),
+    ("correctness.png", "answer correct (student RL)", ["rewards/correctness/mean"]),
+    ("format.png", "student format followed (student RL)", ["rewards/format/mean"]),
     ("kl_to_reference.png", "KL to the reference policy", ["kl"]),
     ("completion_length.png", "completion length (tokens)", ["completions/mean_length"]),
     ("loss.png", "training loss", ["loss"]),

@@ -150,7 +150,16 @@ def whole_weights():
         hf_deepspeed._hf_deepspeed_config_weak_ref = saved
 
 
-class RLTGRPOTrainer(GRPOTrainer):
+class ChatGRPOTrainer(GRPOTrainer):
+    """GRPO on prompts that are rendered chats (teacher prompts, student prompts), tokenised as they are."""
+
+    def _tokenize_prompts(self, prompts: list[str]):
+        # TRL adds the tokenizer's special tokens to string prompts: a second BOS after the one a Llama-style chat
+        # template writes. The prompts are rendered chats; every rlt stage tokenises them as they are.
+        return [encode(self.processing_class, prompt) for prompt in prompts], None, {}
+
+
+class RLTGRPOTrainer(ChatGRPOTrainer):
     """GRPO on a teacher, rewarded by a frozen student's understanding of the solution."""
 
     def __init__(
@@ -220,11 +229,6 @@ class RLTGRPOTrainer(GRPOTrainer):
             time.perf_counter() - start
         )
         return result
-
-    def _tokenize_prompts(self, prompts: list[str]):
-        # TRL adds the tokenizer's special tokens to string prompts: a second BOS after the one a Llama-style chat
-        # template writes. The prompts are rendered chats; every rlt stage tokenises them as they are.
-        return [encode(self.processing_class, prompt) for prompt in prompts], None, {}
 
     def _generate(self, prompts):
         output = self._timed("generation", super()._generate, prompts)

@@ -1,0 +1,142 @@
+"""Student RL from a cold start (spec §7, Table 2): GRPO on a student, rewarded by whether its answer is right.
+
+The paper distils a student on RLT traces and then trains it with ordinary RL on a verifiable reward; the traces are
+the cold start (RLT-7B + RL: 50.5 overall, against 48.3 for Bespoke-7B + RL and 40.8 without a cold start). Here
+the student answers in the student format (think section, then solution section) and is rewarded per completion:
+
+    reward = correctness + format_weight * format
+
+    correctness  1 when the final answer checks, else 0: `rlt.evaluate.grade`, the check `rlt eval` reports
+                 (math-verify with its text fallback; countdown problems by their exact checker)
+    format       1 when the completion opens and closes its think section and then writes a closed solution
+                 section, else 0 (off unless --format_weight is set)
+
+Both are plain TRL reward functions: `GRPOTrainer(reward_funcs=[CorrectnessReward(), FormatReward()], ...)` on any
+dataset with an `answer` column (and `numbers` / `target` for countdown). GRPO, sampling, vLLM, DDP / ZeRO / FSDP,
+checkpointing and logging are TRL's.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+
+from datasets import Dataset
+from trl import ModelConfig, get_peft_config
+
+from rlt.configs import ColdStartConfig, DataArguments, FormatArguments
+from rlt.countdown import Countdown
+from rlt.data import DataError, Problem
+from rlt.evaluate import grade
+from rlt.formats import STRATOS, TagStyle, get_style, student_prompt
+from rlt.models import load_model
+from rlt.provenance import model_identity
+from rlt.trainer import ChatGRPOTrainer, check_run, finish_run, last_checkpoint, model_dtype, skip_finished
+
+logger = logging.getLogger(__name__)
+
+
+def _text(completion) -> str:
+    """A completion as text: TRL passes strings for text prompts and message lists for conversational ones."""
+    return completion if isinstance(completion, str) else completion[-1]["content"]
+
+
+class CorrectnessReward:
+    """1.0 for a completion whose final answer is right, else 0.0 (a TRL reward function)."""
+
+    __name__ = "correctness"  # TRL logs it as rewards/correctness/mean
+
+    def __init__(self, style: TagStyle | str = STRATOS):
+        self.style = get_style(style)
+
+    def __call__(self, prompts, completions, answer, numbers=None, target=None, **kwargs) -> list[float]:
+        numbers = numbers or [None] * len(completions)
+        target = target or [None] * len(completions)
+        rewards = []
+        for completion, gold, nums, goal in zip(completions, answer, numbers, target, strict=True):
+            countdown = Countdown(tuple(nums), goal) if nums is not None else None
+            rewards.append(float(grade(_text(completion), gold, countdown, self.style)[0]))
+        return rewards
+
+
+def follows_format(completion: str, style: TagStyle | str = STRATOS) -> bool:
+    """Whether a student's completion is a closed think section followed by a closed solution section."""
+    style = get_style(style)
+    (think_open, think_close), (solution_open, solution_close) = style.thought, style.solution
+    thought_end = completion.find(think_close)
+    solution_start = completion.find(solution_open, max(thought_end, 0))
+    return (
+        completion.lstrip().startswith(think_open)
+        and thought_end >= 0
+        and solution_start >= 0
+        and completion.find(solution_close, solution_start) >= 0
+    )
+
+
+class FormatReward:
+    """1.0 for a completion in the student format (`follows_format`), else 0.0 (a TRL reward function)."""
+
+    __name__ = "format"
+
+    def __init__(self, style: TagStyle | str = STRATOS):
+        self.style = get_style(style)
+
+    def __call__(self, prompts, completions, **kwargs) -> list[float]:
+        return [float(follows_format(_text(c), self.style)) for c in completions]
+
+
+def coldstart_dataset(problems: list[Problem], tokenizer, style: TagStyle | str) -> Dataset:
+    """One row per problem with a checkable answer: the student prompt `rlt eval` asks with, and what the
+    correctness reward checks. Problems without one (Bespoke-Stratos' code rows have no \\boxed{}) are left out."""
+    checkable = [p for p in problems if p.answer is not None or p.countdown is not None]
+    if not checkable:
+        raise DataError(f"none of the {len(problems)} problems has a final answer to reward; name the answer "
+                        "column with --answer_column")  # fmt: skip
+    if len(checkable) < len(problems):
+        logger.warning("%d of %d problems have no final answer to check: left out of student RL",
+                       len(problems) - len(checkable), len(problems))  # fmt: skip
+    rows = []
+    for p in checkable:
+        row = {"prompt": student_prompt(tokenizer, p.question, style), "answer": p.answer or ""}
+        if p.countdown is not None:
+            row |= {"numbers": list(p.countdown.numbers), "target": p.countdown.target}
+        rows.append(row)
+    return Dataset.from_list(rows)
+
+
+def reward_functions(config: ColdStartConfig, style: TagStyle) -> list:
+    """Correctness, and the format term when it has a weight (which then becomes TRL's reward_weights)."""
+    if config.format_weight == 0:
+        return [CorrectnessReward(style)]
+    if config.reward_weights is not None:
+        raise ValueError("--format_weight sets the reward weights (correctness 1, format the given weight); leave "
+                         "--reward_weights out")  # fmt: skip
+    config.reward_weights = [1.0, config.format_weight]
+    return [CorrectnessReward(style), FormatReward(style)]
+
+
+def run_coldstart(
+    model_args: ModelConfig, data_args: DataArguments, format_args: FormatArguments, config: ColdStartConfig
+) -> ChatGRPOTrainer | None:
+    """GRPO on the student in model_args on the training part of the data; the trained student in output_dir."""
+    train, _, skipped = data_args.load()
+    style = format_args.tag_style(train)
+    check_run(config, "student RL", {"model": model_identity(model_args.model_name_or_path), "data": asdict(data_args),
+              "style": style.identity, "format_weight": config.format_weight})  # fmt: skip
+    if skip_finished(config):
+        return None
+    reward_funcs = reward_functions(config, style)
+    model, tokenizer = load_model(model_args.model_name_or_path, model_dtype(model_args, config), "cpu",
+                                  config.trust_remote_code)  # fmt: skip
+    logger.info("student RL on %d problems (%d invalid rows skipped)", len(train), skipped)
+    trainer = ChatGRPOTrainer(
+        model=model,
+        reward_funcs=reward_funcs,
+        args=config,
+        train_dataset=coldstart_dataset(train, tokenizer, style),
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+    )
+    trainer.train(resume_from_checkpoint=last_checkpoint(config))
+    finish_run(trainer, tokenizer)
+    return trainer
