@@ -59,6 +59,11 @@ def test_format_rewards_a_closed_thought_then_a_closed_solution():
     assert not follows_format(swapped)  # the solution must come after the thought
     assert FormatReward()(["p", "p"], [good, "The answer is 4."]) == [1.0, 0.0]
     assert follows_format("<think>x</think><solution>4</solution>", R1)
+    # a thinking model's chat template opens the think section in the prompt
+    assert follows_format("x</think><solution>4</solution>", R1, prompt="<|im_start|>assistant\n<think>\n")
+    assert not follows_format("x</think><solution>4</solution>", R1, prompt="<|im_start|>assistant\n")
+    assert FormatReward(R1)(["assistant\n<think>\n", "assistant\n"], ["x</think><solution>4</solution>"] * 2) == [
+        1.0, 0.0]  # fmt: skip
 
 
 def test_the_format_term_is_weighted_through_trl_reward_weights(tmp_path):
@@ -128,8 +133,13 @@ def test_coldstart_trains_the_student_on_correctness(answering_student, tmp_path
 def test_a_countdown_evaluation_grades_with_the_checker(answering_student, tmp_path):
     out = tmp_path / "eval.json"
     student = str(answering_student / "student")
-    assert main(["eval", "--model", student, "--dataset", "countdown", "--holdout", "100", "--max_problems", "3",
-                 "--max_new_tokens", "48", "--out", str(out), "--device", "cpu"]) == 0  # fmt: skip
+    # the problems it was distilled on, which it has learnt by heart: some answers right, each checked
+    assert main(["eval", "--model", student, "--dataset", "countdown", "--holdout", "100", "--max_problems", "8",
+                 "--part", "train", "--max_new_tokens", "48", "--out", str(out), "--device", "cpu"]) == 0  # fmt: skip
     results = json.loads(out.read_text())
-    assert results["checked_with_countdown"] == 3 and results["checked_with_math_verify"] == 0
-    assert all(r["method"] == "countdown" for r in results["records"])
+    assert results["checked_with_countdown"] == 8 and results["checked_with_math_verify"] == 0
+    records = results["records"]
+    assert 0 < results["pass@1_greedy"] == sum(r["correct"] for r in records) / 8
+    problems, _, _ = DataArguments(dataset="countdown", holdout=100, max_problems=8).load()
+    for record, problem in zip(records, problems, strict=True):
+        assert record["correct"] == problem.countdown.check(record["answer"])[0]

@@ -31,7 +31,15 @@ from rlt.evaluate import grade
 from rlt.formats import STRATOS, TagStyle, get_style, student_prompt
 from rlt.models import load_model
 from rlt.provenance import model_identity
-from rlt.trainer import ChatGRPOTrainer, check_run, finish_run, last_checkpoint, model_dtype, skip_finished
+from rlt.trainer import (
+    ChatGRPOTrainer,
+    check_run,
+    finish_run,
+    last_checkpoint,
+    model_dtype,
+    require_vllm,
+    skip_finished,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -59,18 +67,15 @@ class CorrectnessReward:
         return rewards
 
 
-def follows_format(completion: str, style: TagStyle | str = STRATOS) -> bool:
-    """Whether a student's completion is a closed think section followed by a closed solution section."""
+def follows_format(completion: str, style: TagStyle | str = STRATOS, prompt: str = "") -> bool:
+    """Whether a student's completion is a closed think section followed by a closed solution section. The think
+    section may open in the prompt (chat templates of thinking models end their generation prompt with it)."""
     style = get_style(style)
     (think_open, think_close), (solution_open, solution_close) = style.thought, style.solution
     thought_end = completion.find(think_close)
     solution_start = completion.find(solution_open, max(thought_end, 0))
-    return (
-        completion.lstrip().startswith(think_open)
-        and thought_end >= 0
-        and solution_start >= 0
-        and completion.find(solution_close, solution_start) >= 0
-    )
+    opened = completion.lstrip().startswith(think_open) or prompt.rstrip().endswith(think_open)
+    return opened and thought_end >= 0 and solution_start >= 0 and completion.find(solution_close, solution_start) >= 0
 
 
 class FormatReward:
@@ -82,7 +87,8 @@ class FormatReward:
         self.style = get_style(style)
 
     def __call__(self, prompts, completions, **kwargs) -> list[float]:
-        return [float(follows_format(_text(c), self.style)) for c in completions]
+        prompts = [p if isinstance(p, str) else "" for p in prompts]  # a message list never ends inside a turn
+        return [float(follows_format(_text(c), self.style, p)) for p, c in zip(prompts, completions, strict=True)]
 
 
 def coldstart_dataset(problems: list[Problem], tokenizer, style: TagStyle | str) -> Dataset:
@@ -119,6 +125,7 @@ def run_coldstart(
     model_args: ModelConfig, data_args: DataArguments, format_args: FormatArguments, config: ColdStartConfig
 ) -> ChatGRPOTrainer | None:
     """GRPO on the student in model_args on the training part of the data; the trained student in output_dir."""
+    require_vllm(config)
     train, _, skipped = data_args.load()
     style = format_args.tag_style(train)
     check_run(config, "student RL", {"model": model_identity(model_args.model_name_or_path), "data": asdict(data_args),

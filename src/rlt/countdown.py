@@ -21,12 +21,13 @@ import random
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from itertools import combinations
 
 OPERATORS = {"+": ast.Add, "-": ast.Sub, "*": ast.Mult, "/": ast.Div}
 _PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
 MAX_NUMBER = 25  # numbers are drawn from 1..MAX_NUMBER: arithmetic a small model can do in its head
 MAX_TARGET = 200
-MAX_ANSWER_CHARS = 300  # longer text is not a countdown answer; also bounds the parser's work on hostile input
+MAX_ANSWER_CHARS = 2000  # a longer solution section is not a countdown answer; bounds the parser's work
 DATASET_SIZE = 1000
 DEFAULT_SIZES = (3, 4)
 
@@ -45,23 +46,24 @@ class Countdown:
                 "them with +, -, *, / and parentheses. Give the expression.")  # fmt: skip
 
     def check(self, text: str | None) -> tuple[bool, str]:
-        """(correct, verdict) for a student's answer. The verdict is one of: correct, malformed (not an arithmetic
-        expression of numbers), wrong numbers (not each given number exactly once), division by zero, wrong value.
+        """(correct, verdict) for a student's answer. The verdict is one of: correct, malformed (no arithmetic
+        expression of integers in it), wrong numbers (none uses each given number exactly once), division by zero,
+        wrong value.
 
-        The answer may be bare ("(7 + 3) * 5"), stated ("The answer is (7 + 3) * 5."), carry its value
-        ("(7 + 3) * 5 = 50"), sit in a \\boxed{} or use LaTeX / unicode operators (\\times, \\div, ×, ÷, −).
+        The expression checked is the last one in the text that uses exactly the given numbers, so an answer may be
+        bare ("(7 + 3) * 5"), stated ("The answer is: (7 + 3) * 5."), carry its value either side ("(7 + 3) * 5 =
+        50", "50 = 5 * (7 + 3)", "= \\boxed{50}"), sit in a \\boxed{} and use LaTeX or unicode operators (\\times,
+        \\div, \\frac, ×, ÷, −). Only the last counts: listing several tries earns nothing for the right one.
         """
-        expression = answer_expression(text)
-        if expression is None:
+        trees = [tree for tree in map(_parse, candidates(text)) if tree is not None]
+        if not trees:
             return False, "malformed"
-        tree = _parse(expression)
-        if tree is None:
-            return False, "malformed"
-        used = sorted(node.value for node in ast.walk(tree) if isinstance(node, ast.Constant))
-        if used != sorted(self.numbers):
+        given = sorted(self.numbers)
+        using = [t for t in trees if sorted(n.value for n in ast.walk(t) if isinstance(n, ast.Constant)) == given]
+        if not using:
             return False, "wrong numbers"
         try:
-            value = _evaluate(tree)
+            value = _evaluate(using[-1])
         except ZeroDivisionError:
             return False, "division by zero"
         return (True, "correct") if value == self.target else (False, "wrong value")
@@ -69,22 +71,25 @@ class Countdown:
 
 # ---------------------------------------------------------------------------------------------------- checking
 
-_LATEX = [("\\times", "*"), ("\\cdot", "*"), ("\\div", "/"), ("×", "*"), ("·", "*"), ("÷", "/"), ("−", "-"),
-          ("\\left", ""), ("\\right", ""), ("\\(", ""), ("\\)", ""), ("$", ""), ("{", "("), ("}", ")")]  # fmt: skip
-_BOXED = re.compile(r"\\(?:boxed|fbox)\{(.*)\}", re.S)  # greedy: to the last brace, nested ones inside
-_STATEMENT = re.compile(r"^\s*(?:so,?\s+)?(?:the\s+)?(?:final\s+)?(?:answer|expression)\s*(?:is|:)\s*", re.I)
+_NOTATION = [("\\[", ""), ("\\]", ""), ("\\(", ""), ("\\)", ""), ("\\left", ""), ("\\right", ""), ("\\times", "*"),
+             ("\\cdot", "*"), ("\\ast", "*"), ("\\div", "/"), ("×", "*"), ("·", "*"), ("⋅", "*"), ("∗", "*"),
+             ("÷", "/"), ("∕", "/"), ("−", "-"), ("–", "-"), ("\u00a0", " "), ("{", "("), ("}", ")"), ("[", "("),
+             ("]", ")")]  # fmt: skip
+_FRACTION = re.compile(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}")
+_EXPRESSION = re.compile(r"[0-9()+\-*/ ]+")  # a run of characters an arithmetic expression is made of
 
 
-def answer_expression(text: str | None) -> str | None:
-    """The expression of an answer, normalised for the parser: statement words, LaTeX and the "= value" stripped."""
+def candidates(text: str | None) -> list[str]:
+    """The spans of `text` that may be arithmetic expressions, in order, after LaTeX and unicode operators are
+    rewritten: every maximal run of digits, operators, parentheses and spaces that holds a digit."""
     if not text or len(text) > MAX_ANSWER_CHARS:
-        return None
-    boxed = _BOXED.search(text)
-    text = _STATEMENT.sub("", (boxed.group(1) if boxed else text).strip())
-    for old, new in _LATEX:
+        return []
+    text = _FRACTION.sub(r"((\1)/(\2))", text)
+    for old, new in _NOTATION:
         text = text.replace(old, new)
-    text = text.split("=")[0].strip().rstrip(".").strip()  # "(7 + 3) * 5 = 50": the left side is the answer
-    return text or None
+    # "**Answer:** 7 * 5" (markdown bold): no expression starts with * or /, or ends with an operator
+    runs = (run.strip().lstrip("*/").rstrip("+-*/").strip() for run in _EXPRESSION.findall(text))
+    return [run for run in runs if any(c.isdigit() for c in run)]
 
 
 def _parse(expression: str) -> ast.expr | None:
@@ -176,6 +181,29 @@ def solve_randomly(numbers: list[int], rng: random.Random) -> tuple[str, int, li
     return expression, value, steps
 
 
+def solve(numbers: list[int], target: int) -> tuple[str, list[_Step]] | None:
+    """An expression that makes `target` from all `numbers` through positive-integer steps, with its steps, found
+    depth-first; None when there is none (or only through a fraction). Seconds at 6 numbers, for rows that come
+    without an answer."""
+
+    def search(pool: list, steps: list[_Step]) -> tuple[str, list[_Step]] | None:
+        if len(pool) == 1:
+            return (pool[0][1][0], steps) if pool[0][0] == target else None
+        for i, j in combinations(range(len(pool)), 2):
+            (a, a_text), (b, b_text) = sorted((pool[i], pool[j]), key=lambda item: -item[0])
+            rest = [item for k, item in enumerate(pool) if k not in (i, j)]
+            for op in "+-*/":
+                value = _combine(a, op, b)
+                if value is not None:
+                    combined = (value, (_render(a_text, op, b_text), op))
+                    found = search([*rest, combined], [*steps, _Step(a, op, b, value)])
+                    if found:
+                        return found
+        return None
+
+    return search([(n, (str(n), "")) for n in numbers], [])
+
+
 def worked_solution(problem: Countdown, expression: str, steps: list[_Step]) -> str:
     """The solution as a person would write it out: one operation per line, what is left after it, the expression."""
     lines = [f"Target {problem.target}, numbers {', '.join(map(str, problem.numbers))}."]
@@ -220,7 +248,7 @@ def generate(count: int, sizes: tuple[int, int] = DEFAULT_SIZES, seed: int = 0) 
 def parse_spec(source: str) -> tuple[int, int] | None:
     """The sizes a dataset name asks for: countdown -> (3, 4), countdown:5 -> (5, 5), countdown:3-6 -> (3, 6); None
     when `source` is not a countdown name."""
-    match = re.fullmatch(r"countdown(?::(\d)(?:-(\d))?)?", source)
+    match = re.fullmatch(r"countdown(?::(\d+)(?:-(\d+))?)?", source)
     if match is None:
         return None
     if match.group(1) is None:

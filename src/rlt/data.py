@@ -191,8 +191,9 @@ def gpqa(row: dict) -> Problem:
 
 
 def countdown(row: dict) -> Problem:
-    """Countdown rows as `rlt.countdown.generate` writes them: numbers (or nums), target, question (built from the
-    two when absent), a worked solution and its answer expression, which must check."""
+    """Countdown rows: numbers (or nums) and target; question, answer expression and worked solution as
+    `rlt.countdown.generate` writes them, or, for rows with numbers and target only (TinyZero's
+    Countdown-Tasks-3to4), found by `rlt.countdown.solve`. A given answer must check."""
     column = "numbers" if "numbers" in row else "nums"
     numbers, target = row.get(column), row.get("target")
     if not isinstance(numbers, list) or not numbers or not all(type(n) is int and n > 0 for n in numbers):
@@ -200,12 +201,19 @@ def countdown(row: dict) -> Problem:
     if type(target) is not int:
         raise DataError(f"expected an integer, got {type(target).__name__}", column="target")
     problem = Countdown(tuple(numbers), target)
-    answer = text_field(row, "answer")
-    if not problem.check(answer)[0]:
-        raise DataError(f"{answer!r} does not make {target} from {numbers} ({problem.check(answer)[1]})",
-                        column="answer")  # fmt: skip
-    return Problem(question=text_field(row, "question", optional=True) or problem.question,
-                   solution=text_field(row, "solution"), answer=answer, countdown=problem)  # fmt: skip
+    answer, solution = text_field(row, "answer", optional=True), text_field(row, "solution", optional=True)
+    if answer is None:
+        solved = countdown_task.solve(numbers, target)
+        if solved is None:
+            raise DataError(f"no expression makes {target} from {numbers} in whole-number steps", column="answer")
+        answer, solution = solved[0], countdown_task.worked_solution(problem, *solved)
+    verdict = problem.check(answer)[1]
+    if verdict != "correct":
+        raise DataError(f"{answer!r} does not make {target} from {numbers} ({verdict})", column="answer")
+    if solution is None:
+        raise DataError("missing: a row with an answer needs its worked solution", column="solution")
+    question = text_field(row, "question", optional=True) or problem.question
+    return Problem(question=question, solution=solution, answer=answer, countdown=problem)
 
 
 ADAPTERS: dict[str, Callable[..., Problem]] = {

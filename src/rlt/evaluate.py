@@ -95,9 +95,10 @@ def grade(
 ) -> tuple[bool, str, str | None]:
     """(correct, method, answer) for a student's completion: a countdown problem by its exact checker (method
     countdown; any expression that reaches the target counts), any other against its gold final answer."""
-    answer = final_answer(completion, style)
-    if countdown is not None:
+    if countdown is not None:  # the whole solution section: "(7 + 3) * 5 = \\boxed{50}" boxes the value, not the answer
+        answer = extract_solution(completion, style) or boxed_answer(completion)
         return countdown.check(answer)[0], "countdown", answer
+    answer = final_answer(completion, style)
     return *check_answer(answer, gold or ""), answer
 
 

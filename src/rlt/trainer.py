@@ -110,6 +110,12 @@ def finish_run(trainer, tokenizer) -> None:
         tokenizer.save_pretrained(trainer.args.output_dir)
 
 
+def require_vllm(config) -> None:
+    """Refuse --use_vllm without vLLM now: TRL would fail only after loading the models."""
+    if config.use_vllm and importlib.util.find_spec("vllm") is None:
+        raise ValueError("--use_vllm true needs vLLM: pip install -e '.[vllm]' on a machine with a CUDA GPU")
+
+
 def rl_dataset(problems: list[Problem], tokenizer, style: TagStyle | str) -> Dataset:
     """One row per problem: the teacher prompt for TRL, and the columns the reward reads."""
     return Dataset.from_list(
@@ -323,8 +329,7 @@ def run_train(
     reward_args: RewardArguments,
     config: RLTGRPOConfig,
 ) -> RLTGRPOTrainer | None:
-    if config.use_vllm and importlib.util.find_spec("vllm") is None:  # TRL would fail after loading the models
-        raise ValueError("--use_vllm true needs vLLM: pip install -e '.[vllm]' on a machine with a CUDA GPU")
+    require_vllm(config)
     reward_config = reward_args.reward_config(config.temperature)
     train, _, skipped = data_args.load()
     style = format_args.tag_style(train)
