@@ -98,26 +98,11 @@ def main() -> None:
     thought_sampling = SamplingConfig(args.thought_tokens, 0.7, 1.0, args.batch_size, 42)
     measured = {}
     for name, spec in students.items():
-        model, tokenizer = load_model(spec)
         t = time.perf_counter()
-        measure = solution_logprob_after_own_thought(model, tokenizer, held_out, args.thoughts, thought_sampling)
+        measured[name] = {"traces": len(traces.get(name, [])), **measure_student(spec, held_out, args.thoughts,
+                                                                                 thought_sampling)[0]}  # fmt: skip
         seconds[f"measure: {name}"] = time.perf_counter() - t
-        correct = [sum(measure["correct"][i * args.thoughts : (i + 1) * args.thoughts]) for i in range(len(held_out))]
-        measured[name] = {
-            "traces": len(traces.get(name, [])),
-            "solution_logprob_after_own_thought": measure["summary"],
-            "per_problem": measure["per_question"],
-            **{
-                f"pass@{k}": sum(pass_at_k(args.thoughts, c, k) for c in correct) / len(held_out)
-                for k in range(1, args.thoughts + 1)
-            },
-        }
-        del model
-        gc.collect()
-    paired = {}
-    for a, b in PAIRS:
-        diffs = [x - y for x, y in zip(measured[a]["per_problem"], measured[b]["per_problem"], strict=True)]
-        paired[f"{a} - {b}"] = {**bootstrap(diffs), "wins": sum(d > 0 for d in diffs), "n": len(diffs)}
+    paired = paired_differences(measured, PAIRS)
     result = {
         "date": datetime.date.today().isoformat(),
         "machine": {"device": "cpu", "torch_threads": torch.get_num_threads(), "dtype": "float32"},
@@ -140,6 +125,35 @@ def main() -> None:
     for name, m in measured.items():
         s = m["solution_logprob_after_own_thought"]
         print(f"{name}: {s['mean']:.3f} [{s['low']:.3f}, {s['high']:.3f}] pass@1 {m['pass@1']:.3f}")
+
+
+def measure_student(spec: str, problems: list, thoughts: int, sampling: SamplingConfig) -> tuple[dict, list[str]]:
+    """A student on held-out problems: the mean log-prob of the gold solution after its own thought (95 % interval,
+    and per problem for pairing), and pass@k (k = 1..thoughts) from the same draws; and its thoughts."""
+    model, tokenizer = load_model(spec)
+    measure = solution_logprob_after_own_thought(model, tokenizer, problems, thoughts, sampling)
+    del model
+    gc.collect()
+    correct = [sum(measure["correct"][i * thoughts : (i + 1) * thoughts]) for i in range(len(problems))]
+    record = {
+        "solution_logprob_after_own_thought": measure["summary"],
+        "per_problem": measure["per_question"],
+        "solved": sum(c > 0 for c in correct),
+    }
+    for k in range(1, thoughts + 1):
+        record[f"pass@{k}"] = sum(pass_at_k(thoughts, c, k) for c in correct) / len(problems)
+    return record, measure["thoughts"]
+
+
+def paired_differences(measured: dict[str, dict], pairs: list[tuple[str, str]]) -> dict:
+    """Per-problem differences of the measure between two students, with a 95 % interval and the count of wins, for
+    each pair whose students are both measured."""
+    paired = {}
+    for a, b in pairs:
+        if a in measured and b in measured:
+            diffs = [x - y for x, y in zip(measured[a]["per_problem"], measured[b]["per_problem"], strict=True)]
+            paired[f"{a} - {b}"] = {**bootstrap(diffs), "wins": sum(d > 0 for d in diffs), "n": len(diffs)}
+    return paired
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from rlt.configs import ColdStartConfig, DataArguments, FormatArguments, RewardA
 from rlt.configs import parse as _parse
 from rlt.evaluate import EvalArguments
 from rlt.sft import DistillArguments
+from rlt.traces import TracesArguments
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 COMMAND_CONFIGS = {
@@ -18,6 +19,7 @@ COMMAND_CONFIGS = {
     "distill": (ModelConfig, DistillArguments, RLTSFTConfig),
     "coldstart": (ModelConfig, DataArguments, FormatArguments, ColdStartConfig),
     "eval": (EvalArguments, DataArguments, FormatArguments, RewardArguments),
+    "traces": (TracesArguments, DataArguments, FormatArguments, RewardArguments),
 }
 
 
@@ -25,6 +27,11 @@ COMMAND_CONFIGS = {
 def test_recipe_parses(recipe, tmp_path):
     command = recipe.stem.split("_")[0]
     values = yaml.safe_load(recipe.read_text())
+    if command in ("eval", "traces") and recipe.parent.name == "cpu":  # the transfer experiment's countdown stages
+        args, data_args, *_ = _parse(COMMAND_CONFIGS[command], ["--config", str(recipe)])
+        assert (data_args.dataset, data_args.holdout, data_args.max_problems) == ("countdown", 100, 64)
+        assert args.part == ("train" if command == "traces" else "holdout")
+        return
     if command == "eval":
         args, data_args, *_ = _parse(COMMAND_CONFIGS[command], ["--config", str(recipe)])
         assert (args.max_new_tokens, data_args.dataset) == (32768, values["dataset"])
