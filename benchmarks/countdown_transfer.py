@@ -22,25 +22,27 @@ bootstrap intervals. Results are written after every student, so an interrupted 
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import gc
 import json
 import time
 from pathlib import Path
 
-import torch
-from teaching_distill import measure_student, paired_differences  # a sibling script: run from benchmarks/ or as a path
+from teaching_distill import (  # a sibling script: run from benchmarks/ or as a path
+    distill_students,
+    measure_student,
+    paired_differences,
+    run_header,
+    student_benchmark_parser,
+)
 from trl import ModelConfig
 
 from rlt.coldstart import run_coldstart
-from rlt.configs import ColdStartConfig, DataArguments, FormatArguments, RLTSFTConfig, parse
+from rlt.configs import ColdStartConfig, DataArguments, FormatArguments, parse
 from rlt.formats import student_messages
 from rlt.generation import SamplingConfig
 from rlt.models import load_model
 from rlt.reward import RewardConfig, RLTReward
-from rlt.sft import DistillArguments, run_distill
-from rlt.traces import collect_traces, write_rows
+from rlt.traces import collect_traces
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "cpu"
 PAIRS = [("teacher traces", "not trained"), ("generator solutions", "not trained"), ("RL only", "not trained"),
@@ -49,19 +51,12 @@ PAIRS = [("teacher traces", "not trained"), ("generator solutions", "not trained
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = student_benchmark_parser(__doc__, "countdown_transfer", "countdown_transfer.json", thought_tokens=160)
     parser.add_argument("--teacher", default="runs/demo/rl", help="A teacher trained on math (CHAMP or GSM8K).")
-    parser.add_argument("--student", default="smollm2-135m")
     parser.add_argument("--dataset", default="countdown", help="countdown (3-4 numbers) or countdown:N-M.")
     parser.add_argument("--train-problems", type=int, default=64, help="Train problems the teacher explains.")
     parser.add_argument("--problems", type=int, default=64, help="Held-out problems measured.")
-    parser.add_argument("--thoughts", type=int, default=2, help="Sampled answers per held-out problem (pass@k).")
-    parser.add_argument("--thought-tokens", type=int, default=160, help="Longest thought plus own solution.")
-    parser.add_argument("--explanation-tokens", type=int, default=128)
     parser.add_argument("--rl-steps", type=int, default=None, help="Override the coldstart recipe's max_steps.")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--work-dir", default="runs/bench/countdown_transfer")
-    parser.add_argument("--out", default="benchmarks/results/countdown_transfer.json")
     args = parser.parse_args()
 
     began, seconds = time.perf_counter(), {}
@@ -70,11 +65,7 @@ def main() -> None:
     train, _, _ = DataArguments(**split, max_problems=args.train_problems).load()
     _, held_out, _ = DataArguments(**split, max_problems=args.problems).load()
     result = {
-        "date": datetime.date.today().isoformat(),
-        "machine": {"device": "cpu", "torch_threads": torch.get_num_threads(), "dtype": "float32"},
-        "args": vars(args),
-        "train_problems": len(train),
-        "held_out_problems": len(held_out),
+        **run_header(args, train, held_out),
         "held_out_sizes": {n: sum(len(p.countdown.numbers) == n for p in held_out) for n in range(2, 9)},
         "students": {},
         "seconds": seconds,
@@ -101,18 +92,7 @@ def main() -> None:
             for i, p in enumerate(train)
         ],
     }
-    students = {"not trained": args.student}
-    for name, rows in traces.items():
-        slug = name.replace(" ", "_")
-        path, out_dir = work / f"distill_{slug}.jsonl", work / f"student_{slug}"
-        students[name] = str(out_dir)
-        write_rows(path, rows)
-        argv = ["--config", str(RECIPES / "distill.yaml"), "--model_name_or_path", args.student,
-                "--traces", str(path), "--output_dir", str(out_dir)]  # fmt: skip
-        t = time.perf_counter()
-        run_distill(*parse((ModelConfig, DistillArguments, RLTSFTConfig), argv))
-        seconds[f"distill: {name}"] = time.perf_counter() - t
-        gc.collect()
+    students = {"not trained": args.student, **distill_students(traces, args.student, work, seconds)}
 
     for name, start in (("RL only", args.student), ("teacher traces + RL", students["teacher traces"])):
         out_dir = work / f"rl_{name.split()[0]}"

@@ -46,16 +46,9 @@ PAIRS = [("RL teacher", "warm-up teacher"), ("RL teacher", "not distilled"), ("w
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--student", default="smollm2-135m")
+    parser = student_benchmark_parser(__doc__, "teaching_distill", "teaching_distill_champ.json", thought_tokens=192)
     parser.add_argument("--warmup", default="runs/demo/warmup")
     parser.add_argument("--rl", default="runs/demo/rl")
-    parser.add_argument("--thoughts", type=int, default=2, help="Sampled thoughts per held-out problem.")
-    parser.add_argument("--thought-tokens", type=int, default=192, help="Longest thought plus own solution.")
-    parser.add_argument("--explanation-tokens", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--work-dir", default="runs/bench/teaching_distill")
-    parser.add_argument("--out", default="benchmarks/results/teaching_distill_champ.json")
     args = parser.parse_args()
 
     began, seconds = time.perf_counter(), {}
@@ -80,20 +73,7 @@ def main() -> None:
     traces["RL top half"] = [r for r in traces["RL teacher"] if r["reward"] > median]
     traces["RL bottom half"] = [r for r in traces["RL teacher"] if r["reward"] <= median]
 
-    students = {"not distilled": args.student}
-    for name, rows in traces.items():
-        slug = name.replace(" ", "_").replace("-", "_")
-        path, out_dir = work / f"distill_{slug}.jsonl", work / f"student_{slug}"
-        students[name] = str(out_dir)
-        if (out_dir / "model.safetensors").exists():
-            continue
-        write_rows(path, rows)
-        argv = ["--config", str(RECIPES / "distill.yaml"), "--model_name_or_path", args.student,
-                "--traces", str(path), "--output_dir", str(out_dir)]  # fmt: skip
-        t = time.perf_counter()
-        run_distill(*parse((ModelConfig, DistillArguments, RLTSFTConfig), argv))
-        seconds[f"distill: {name}"] = time.perf_counter() - t
-        gc.collect()
+    students = {"not distilled": args.student, **distill_students(traces, args.student, work, seconds)}
 
     thought_sampling = SamplingConfig(args.thought_tokens, 0.7, 1.0, args.batch_size, 42)
     measured = {}
@@ -104,11 +84,7 @@ def main() -> None:
         seconds[f"measure: {name}"] = time.perf_counter() - t
     paired = paired_differences(measured, PAIRS)
     result = {
-        "date": datetime.date.today().isoformat(),
-        "machine": {"device": "cpu", "torch_threads": torch.get_num_threads(), "dtype": "float32"},
-        "args": vars(args),
-        "train_problems": len(train),
-        "held_out_problems": len(held_out),
+        **run_header(args, train, held_out),
         "rl_trace_reward_median": median,
         "mean_trace_reward": {
             n: statistics.fmean(r["reward"] for r in rows) for n, rows in traces.items() if n != "reference"
@@ -125,6 +101,50 @@ def main() -> None:
     for name, m in measured.items():
         s = m["solution_logprob_after_own_thought"]
         print(f"{name}: {s['mean']:.3f} [{s['low']:.3f}, {s['high']:.3f}] pass@1 {m['pass@1']:.3f}")
+
+
+def student_benchmark_parser(doc: str, name: str, results: str, thought_tokens: int) -> argparse.ArgumentParser:
+    """The options every benchmark that distils and measures students shares."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--student", default="smollm2-135m")
+    parser.add_argument("--thoughts", type=int, default=2, help="Sampled thoughts (answers) per held-out problem.")
+    parser.add_argument("--thought-tokens", type=int, default=thought_tokens, help="Longest thought plus own solution.")
+    parser.add_argument("--explanation-tokens", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--work-dir", default=f"runs/bench/{name}")
+    parser.add_argument("--out", default=f"benchmarks/results/{results}")
+    return parser
+
+
+def run_header(args, train: list, held_out: list) -> dict:
+    """What a result file says first: when, on what, with which arguments, on how many problems."""
+    return {
+        "date": datetime.date.today().isoformat(),
+        "machine": {"device": "cpu", "torch_threads": torch.get_num_threads(), "dtype": "float32"},
+        "args": vars(args),
+        "train_problems": len(train),
+        "held_out_problems": len(held_out),
+    }
+
+
+def distill_students(traces: dict[str, list[dict]], student: str, work: Path, seconds: dict) -> dict[str, str]:
+    """A student distilled on each named set of trace rows (recipes/cpu/distill.yaml); the directory of each. A
+    student already there is kept."""
+    students = {}
+    for name, rows in traces.items():
+        slug = name.replace(" ", "_").replace("-", "_")
+        path, out_dir = work / f"distill_{slug}.jsonl", work / f"student_{slug}"
+        students[name] = str(out_dir)
+        if (out_dir / "model.safetensors").exists():
+            continue
+        write_rows(path, rows)
+        argv = ["--config", str(RECIPES / "distill.yaml"), "--model_name_or_path", student,
+                "--traces", str(path), "--output_dir", str(out_dir)]  # fmt: skip
+        t = time.perf_counter()
+        run_distill(*parse((ModelConfig, DistillArguments, RLTSFTConfig), argv))
+        seconds[f"distill: {name}"] = time.perf_counter() - t
+        gc.collect()
+    return students
 
 
 def measure_student(spec: str, problems: list, thoughts: int, sampling: SamplingConfig) -> tuple[dict, list[str]]:
