@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test test-slow lint install clean
+.PHONY: demo test test-slow test-browser lint install clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,6 +26,13 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+# The inspector's page in headless Chromium: Debian's chromium and chromium-driver, and selenium in .venv.
+test-browser: $(VENV)/.installed
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		(apt-get update && apt-get install -y chromium chromium-driver)
+	$(PY) -c "import selenium" 2>/dev/null || $(PY) -m pip install -q selenium
+	$(PY) -m pytest -q tests/test_inspector.py -rs
 
 test-slow: $(VENV)/.installed
 	$(PY) -m pytest -q -m slow

@@ -240,7 +240,7 @@ def test_score_never_destroys_a_file(tmp_path, model_dir, capsys, monkeypatch):
     previous = tmp_path / "previous.jsonl"
     previous.write_text('{"kept": true}\n')
 
-    def interrupted(self, rows):
+    def interrupted(self, rows, **options):
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:

@@ -14,6 +14,7 @@ from rlt.configs import parse as _parse
 
 COMMANDS = {
     "score": "Score explanations with the RLT reward (teacher + frozen student).",
+    "inspect": "An HTML page of explanations, every token shaded by the student's surprise and the KL; sortable.",
     "check-reward": "Does the reward rank reference > shuffled > none explanations? Run before training a new pair.",
     "warmup": "Teacher SFT warm-up on the teacher format (explanation-only loss).",
     "train": "Teacher RL: GRPO with the RLT reward from a frozen student.",
@@ -74,8 +75,6 @@ def _reward(teacher: str, reward_args, style, teacher_temperature: float, device
 def score(argv: list[str]) -> int:
     from dataclasses import asdict
 
-    from tqdm.auto import tqdm
-
     from rlt.configs import ScoreArguments
     from rlt.data import DataError, read_rows, text_field
     from rlt.provenance import describe, file_digest, model_identity, sidecar, write_record
@@ -111,18 +110,11 @@ def score(argv: list[str]) -> int:
     # existing --out untouched, and the rounds it finished in OUT.partial.
     partial = out.with_name(out.name + ".partial")
     breakdowns, start = [], time.perf_counter()
-    with partial.open("w", encoding="utf-8") as f, tqdm(total=len(rows), desc="scoring", unit="row") as bar:
-        for begin in range(0, len(rows), args.batch_rows):
-            chunk = rows[begin : begin + args.batch_rows]
-            scored, samples = reward.score_texts(chunk)
-            for row, b, sample in zip(chunk, scored, samples, strict=True):
-                record = {**row, **b.to_dict()}
-                if args.details and b.aligned:
-                    record.update(sample.to_dict())
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    with partial.open("w", encoding="utf-8") as f:
+        for records, scored in _scored_rounds(reward, rows, args.batch_rows, args.details):
+            f.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
             f.flush()  # every finished round is on disk, whatever happens to the next one
             breakdowns += scored
-            bar.update(len(chunk))
     partial.replace(out)
     write_record(sidecar(out), describe("scored rows", {
         "teacher": model_identity(args.teacher), "student": model_identity(args.student),
@@ -133,6 +125,52 @@ def score(argv: list[str]) -> int:
     print(f"scored {len(rows)} rows in {seconds:.1f} s ({len(rows) / seconds:.2f} rows/s) -> {out}")
     for name, value in summary.items():
         print(f"  {name:<22} {value:.4f}")
+    return 0
+
+
+def _scored_rounds(reward, rows: list[dict], batch_rows: int, details: bool):
+    """Score `rows` in rounds of `batch_rows`, with a progress bar: each round's rows with their components (and,
+    with `details`, the ids, spans and per-token numbers), and its breakdowns."""
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(rows), desc="scoring", unit="row") as bar:
+        for begin in range(0, len(rows), batch_rows):
+            chunk = rows[begin : begin + batch_rows]
+            scored, samples = reward.score_texts(chunk, per_token=details)
+            records = [{**row, **b.to_dict(), **(sample.to_dict() if details and b.aligned else {})}
+                       for row, b, sample in zip(chunk, scored, samples, strict=True)]  # fmt: skip
+            yield records, scored
+            bar.update(len(chunk))
+
+
+def inspect(argv: list[str]) -> int:
+    from rlt.configs import InspectArguments
+    from rlt.data import DataError, read_rows
+    from rlt.inspector import has_per_token, to_score, write_page
+
+    if argv and not argv[0].startswith("-"):  # `rlt inspect FILE ...`
+        argv = ["--rows", argv[0], *argv[1:]]
+    (args,) = _parse((InspectArguments,), argv, "inspect", "FILE")
+    if not args.rows:
+        raise SystemExit("rlt inspect: give the file to inspect, e.g. `rlt inspect scored.jsonl --out report.html`")
+    out = _output_file(args.out)
+    rows = read_rows(args.rows)[: args.limit]
+    if not rows:
+        raise DataError(f"{args.rows}: no rows to inspect")
+    # rows `rlt score --details` wrote are shown as they are; the others (traces, completions.jsonl) are scored here
+    todo = [i for i, row in enumerate(rows) if not has_per_token(row) and row.get("aligned", True)]
+    if todo:
+        try:
+            texts = [to_score(rows[i]) for i in todo]
+        except ValueError as e:
+            raise DataError(str(e), row=todo[0]) from None
+        reward = _reward(args.teacher, args, args.tag_style(), args.teacher_temperature, args.device, args.dtype,
+                         args.trust_remote_code)  # fmt: skip
+        done = [record for records, _ in _scored_rounds(reward, texts, args.batch_rows, True) for record in records]
+        for i, record in zip(todo, done, strict=True):
+            rows[i] = {**rows[i], **record}
+    write_page(rows, out, args.rows)
+    print(f"{len(rows)} rows ({len(todo)} scored here) -> {out}")
     return 0
 
 

@@ -264,7 +264,11 @@ class ScoreArguments(RewardArguments, FormatArguments, DeviceArguments):
         default=_DEFAULTS.teacher_temperature, metadata={"help": "Temperature of the teacher's log-probs."}
     )
     details: bool = field(
-        default=False, metadata={"help": "Also write the token ids and spans each component was computed on."}
+        default=False,
+        metadata={
+            "help": "Also write the token ids and spans each component was computed on, and the per-token "
+            "numbers: each solution and explanation token (text, student log-prob) and each KL chunk's term."
+        },
     )
     batch_rows: int = field(
         default=64,
@@ -277,6 +281,18 @@ class ScoreArguments(RewardArguments, FormatArguments, DeviceArguments):
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow models whose code lives in their repository (runs that code)."}
     )
+
+
+@dataclass
+class InspectArguments(ScoreArguments):
+    """`rlt inspect FILE --out report.html`: scored rows, traces or completions.jsonl as one HTML page."""
+
+    rows: str = field(
+        default="",
+        metadata={"help": "`rlt score --details` output (shown as it is), a trace file or a run's completions.jsonl "
+                  "(scored with --teacher and --student)."},
+    )  # fmt: skip
+    out: str = field(default="report.html", metadata={"help": "The HTML page to write (self-contained)."})
 
 
 @dataclass

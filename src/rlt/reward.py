@@ -69,15 +69,19 @@ class RewardBreakdown:
     aligned: bool = True  # False: the sample could not be scored at all and got the floor reward
     alignment_error: str | None = None  # why, when not aligned
     kl_edge_tokens_dropped: int = 0  # explanation tokens (teacher + student) outside every KL chunk
+    per_token: dict | None = None  # `RLTReward.score(per_token=True)`: the numbers each reduction was taken over
 
     def to_dict(self) -> dict:
-        """JSON-ready: NaN components (empty spans) become None."""
-        return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in asdict(self).items()}
+        """JSON-ready: NaN components (empty spans) become None; per-token numbers only when they were asked for."""
+        row = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in asdict(self).items()}
+        if row.pop("per_token") is not None:
+            row.update(self.per_token)
+        return row
 
     @classmethod
     def from_dict(cls, row: dict) -> RewardBreakdown:
         """Back from a JSON row (`to_dict`'s inverse; extra keys ignored)."""
-        fields = {k: row[k] for k in cls.__dataclass_fields__ if k in row}  # rows from older versions lack some
+        fields = {k: row[k] for k in cls.__dataclass_fields__ if k in row and k != "per_token"}  # older rows lack some
         return cls(**{k: math.nan if v is None else v for k, v in fields.items()})
 
 
@@ -111,13 +115,17 @@ def rlt_reward(
     k_i = −log π_s(o_i). An empty span reduces to NaN, which the reward replaces by the penalty (−1 for each
     log-prob reduction, +1 for each KL reduction): an empty explanation scores −3.03.
     """
-    kl = teacher_chunk_logprobs - student_chunk_logprobs if config.teacher_entropy else -student_chunk_logprobs
-    if config.schulman_kl:
-        kl = kl - 1 + torch.exp(-kl)
+    kl = kl_terms(teacher_chunk_logprobs, student_chunk_logprobs, config)
     lp_mean, lp_min = _reduce(solution_logprobs, torch.min)
     kl_mean, kl_max = _reduce(kl, torch.max)
     reward = combine(lp_mean, lp_min, kl_mean, kl_max, matched, config)
     return RewardBreakdown(reward, lp_mean, lp_min, kl_mean, kl_max, matched)
+
+
+def kl_terms(teacher_chunk_logprobs: torch.Tensor, student_chunk_logprobs: torch.Tensor, config: RewardConfig):
+    """The k_i of `rlt_reward`, one per KL chunk."""
+    kl = teacher_chunk_logprobs - student_chunk_logprobs if config.teacher_entropy else -student_chunk_logprobs
+    return kl - 1 + torch.exp(-kl) if config.schulman_kl else kl
 
 
 def combine(lp_mean: float, lp_min: float, kl_mean: float, kl_max: float, matched: bool, config: RewardConfig) -> float:
@@ -363,13 +371,15 @@ class RLTReward:
         samples: Sequence[AlignedSample | AlignmentError | None],
         teacher: nn.Module | None = None,
         teacher_logprobs: Sequence[torch.Tensor] | None = None,
+        per_token: bool = False,
     ) -> list[RewardBreakdown]:
         """Rewards of aligned samples, with batched forward passes; a sample that could not be aligned (its
         AlignmentError, or None) gets the floor reward with the reason in `alignment_error`.
 
         `teacher_logprobs`, when given, are each sample's per-token log-probs of its completion (the tokens after
         the prompt) under the teacher at the teacher temperature: the trainer's own. Otherwise they are computed
-        here with `teacher`.
+        here with `teacher`. `per_token` keeps what the reductions read in each breakdown's `per_token`: the
+        student's log-prob of every solution and explanation token (its span order), and each KL chunk's k_i.
         """
         teacher = teacher or self.teacher
         if teacher is None and teacher_logprobs is None and self.config.uses_teacher_logprobs:
@@ -419,14 +429,35 @@ class RLTReward:
                 teacher_chunks = torch.zeros_like(student_chunks)
             breakdowns[i] = rlt_reward(solution, teacher_chunks, student_chunks, sample.matched, self.config)
             breakdowns[i].kl_edge_tokens_dropped = sample.kl_edge_tokens_dropped
+            if per_token:
+                kl = kl_terms(teacher_chunks, student_chunks, self.config)
+                breakdowns[i].per_token = self._per_token(sample, solution, student_expl, kl)
         return breakdowns
 
+    def _per_token(self, sample: AlignedSample, solution: torch.Tensor, explanation: torch.Tensor, kl: torch.Tensor):
+        """The student's tokens of both spans (each decoded on its own) with their log-probs, and the KL chunks'
+        k_i (None where not measured): JSON-ready, parallel lists."""
+
+        def tokens(span: Span) -> list[str]:
+            return [self.student_tokenizer.decode([t]) for t in sample.student_input_ids[span[0] : span[1]]]
+
+        def values(t: torch.Tensor) -> list[float | None]:
+            return [None if math.isnan(v) else v for v in t.tolist()]
+
+        return {
+            "solution_tokens": tokens(sample.student_solution_span),
+            "solution_token_logprobs": values(solution),
+            "explanation_tokens": tokens(sample.student_explanation_span),
+            "explanation_token_logprobs": values(explanation),
+            "kl_chunk_values": values(kl),
+        }
+
     def score_texts(
-        self, rows: Sequence[dict], teacher: nn.Module | None = None
+        self, rows: Sequence[dict], teacher: nn.Module | None = None, per_token: bool = False
     ) -> tuple[list[RewardBreakdown], list[AlignedSample | AlignmentError]]:
         """Score rows with `question`, `solution` and `explanation` (the raw completion after the opening tag)."""
         samples = self.align_texts(rows)
-        return self.score(samples, teacher), samples
+        return self.score(samples, teacher, per_token=per_token), samples
 
     # ---------------------------------------------------------------------------------------------- TRL
 

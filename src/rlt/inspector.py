@@ -1,0 +1,116 @@
+"""`rlt inspect`: read what a teacher teaches, token by token, in one self-contained HTML page.
+
+Every explanation and solution token is shaded by the student's surprise at it (−log p under the student, the
+numbers r_SS reduces), and each explanation token also by the teacher–student KL of the chunk it belongs to (the
+k_i r_KL reduces). Hovering a token shows its numbers. Rows carry their reward, its components, the closing-tag
+and alignment flags and whether the explanation states the final answer; they sort and filter by each, under a
+summary with histograms. For a training run's `completions.jsonl` the page also lines up each prompt's
+completions over the steps, to see what RL changed.
+
+Input: `rlt score --details` output (read as it is), or trace files and `completions.jsonl`, which are scored here
+(`--teacher`, `--student`) with the same per-token columns `rlt score --details` writes. The page embeds its data
+as JSON and its script and style inline: no network, no CDN.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+from pathlib import Path
+
+from rlt.reward_check import leaks
+
+PER_TOKEN_COLUMNS = ("explanation_tokens", "explanation_token_logprobs", "solution_tokens", "solution_token_logprobs")
+COMPONENTS = ("reward", "solution_logprob_mean", "solution_logprob_min", "kl_mean", "kl_max")
+_STATED_ANSWER = re.compile(r"answer is\s*(.+?)\.?\s*$", re.I | re.S)
+
+
+def has_per_token(row: dict) -> bool:
+    return all(column in row for column in PER_TOKEN_COLUMNS)
+
+
+def to_score(row: dict) -> dict:
+    """A trace or completion row as `rlt score` reads it: the raw completion after the opening tag is the
+    explanation (a trace row's `explanation` has lost its closing tag, which the reward checks)."""
+    for column in ("question", "solution"):
+        if not isinstance(row.get(column), str):
+            raise ValueError(f"row has no {column!r} to score (columns: {sorted(row)})")
+    explanation = row.get("completion", row.get("explanation"))
+    if not isinstance(explanation, str):
+        raise ValueError(f"row has neither 'completion' nor 'explanation' (columns: {sorted(row)})")
+    return {"question": row["question"], "solution": row["solution"], "explanation": explanation}
+
+
+def final_answer_of(row: dict) -> str | None:
+    """The answer whose verbatim statement in an explanation counts as leakage: the row's, else the one its
+    solution states ("The answer is X.")."""
+    if row.get("answer"):
+        return str(row["answer"])
+    match = _STATED_ANSWER.search(row.get("solution") or "")
+    return match.group(1).strip() if match else None
+
+
+def _finite(value) -> float | None:
+    return None if value is None or (isinstance(value, float) and not math.isfinite(value)) else round(value, 4)
+
+
+def token_view(row: dict) -> tuple[list, list]:
+    """([[text, surprise, kl]] per explanation token, [[text, surprise]] per solution token) of a scored row.
+    surprise = −log p under the student; kl = the k_i of the KL chunk holding the token (None outside every chunk)."""
+    start = row["student_explanation_span"][0]
+    kl = [None] * len(row["explanation_tokens"])
+    for (_, (s_start, s_end)), value in zip(row.get("kl_chunks") or [], row.get("kl_chunk_values") or [], strict=False):
+        for position in range(s_start - start, s_end - start):
+            if 0 <= position < len(kl):
+                kl[position] = _finite(value)
+
+    def surprise(logprob):
+        return None if logprob is None else round(-logprob, 4)
+
+    explanation = [[t, surprise(lp), k] for t, lp, k in
+                   zip(row["explanation_tokens"], row["explanation_token_logprobs"], kl, strict=True)]  # fmt: skip
+    solution = [[t, surprise(lp)] for t, lp in zip(row["solution_tokens"], row["solution_token_logprobs"], strict=True)]
+    return explanation, solution
+
+
+def page_records(rows: list[dict]) -> list[dict]:
+    """What the page shows of each row: texts, per-token numbers, components and flags."""
+    records = []
+    for index, row in enumerate(rows):
+        aligned = row.get("aligned", True) and has_per_token(row)
+        explanation, solution = token_view(row) if aligned else ([], [])
+        text = "".join(t for t, *_ in explanation) if aligned else str(row.get("explanation", ""))
+        record = {
+            "index": index,
+            "question": row.get("question", ""),
+            "solution": row.get("solution", ""),
+            "explanation_text": text,
+            "explanation": explanation,
+            "solution_tokens": solution,
+            "matched": bool(row.get("matched")),
+            "aligned": bool(aligned),
+            "alignment_error": row.get("alignment_error"),
+            "leaks": leaks(text, final_answer_of(row)),
+            **{name: _finite(row.get(name)) for name in COMPONENTS},
+        }
+        if "step" in row:
+            record["step"] = row["step"]
+        records.append(record)
+    return records
+
+
+def render(records: list[dict], title: str, source: str) -> str:
+    """The page: `records` as embedded JSON, drawn by the inline script."""
+    data = json.dumps({"title": title, "source": source, "rows": records}, ensure_ascii=False)
+    data = data.replace("</", "<\\/")  # a "</script>" inside a text must not end the data block
+    page = (Path(__file__).with_name("inspector.html")).read_text(encoding="utf-8")  # markup, style and script
+    return page.replace("__TITLE__", html.escape(title)).replace("__DATA__", data)
+
+
+def write_page(rows: list[dict], out: str | Path, source: str) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(page_records(rows), f"rlt inspect: {Path(source).name}", source), encoding="utf-8")
+    return out
