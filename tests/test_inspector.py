@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rlt.cli import main
-from rlt.inspector import page_records, token_view
+from rlt.inspector import final_answer_of, page_records, render, token_view
 from rlt.models import save_tiny
 
 FAST_SCORE = ["--device", "cpu", "--student_temperature", "0.7"]
@@ -33,7 +33,15 @@ def rows(n: int = 6) -> list[dict]:
         end = "" if i % 4 == 3 else "\n\n<|end_of_explanation|>"
         out.append({"question": f"What is {i} + {i + 1}?", "solution": f"The answer is {answer}.",
                     "explanation": explanation + end, "answer": str(answer)})  # fmt: skip
-    return out
+    return [*out, HOSTILE]
+
+
+# Text that quotes markup, and characters byte-level BPE splits over several tokens: shown as written, never run.
+HOSTILE = {
+    "question": '<!--<script>document.title="pwned"</script> "What" is 2 × 2? é😀',
+    "solution": "The answer is 4.",
+    "explanation": "Two and two make <b>4</b> — é😀 ✓\n\n<|end_of_explanation|>",
+}
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +67,9 @@ def test_details_carry_the_per_token_numbers_the_components_reduce(scored):
         kl = row["kl_chunk_values"]
         assert len(kl) == len(row["kl_chunks"])
         assert sum(kl) / len(kl) == pytest.approx(row["kl_mean"], abs=1e-5) and max(kl) == pytest.approx(row["kl_max"])
-        # the tokens spell the span's text, so the page shows exactly what the student read
-        assert "".join(row["solution_tokens"]).strip() == row["solution"]
-        assert row["explanation"].startswith("".join(row["explanation_tokens"]).strip()[:10])
+        # the tokens spell the span's text exactly (split characters included), so the page shows what was read
+        assert "".join(row["solution_tokens"]) == row["solution"]
+        assert "".join(row["explanation_tokens"]) == row["explanation"].split("<|end_of_explanation|>")[0]
 
 
 def test_page_records_shade_each_explanation_token_by_its_chunk(scored):
@@ -74,13 +82,33 @@ def test_page_records_shade_each_explanation_token_by_its_chunk(scored):
         assert all(explanation[p - start][2] == pytest.approx(value, abs=1e-4) for p in range(s_start, s_end))
     records = page_records(scored)
     assert [r["leaks"] for r in records[:4]] == [False, True, False, False]  # "It is 3." states row 1's answer
+    assert records[-1]["leaks"]  # the answer from "The answer is 4.": "<b>4</b>" states it
     assert [r["matched"] for r in records[:4]] == [True, True, True, False]
     assert all(math.isfinite(r["reward"]) for r in records)
 
 
+def test_the_page_data_holds_no_markup_and_no_number_json_cannot_carry(scored):
+    rows = [{**scored[0], "step": '<img src=x onerror="alert(1)">', "reward": float("inf")},
+            {**scored[1], "solution_token_logprobs": [float("-inf"), *scored[1]["solution_token_logprobs"][1:]],
+             "step": 3}]  # fmt: skip
+    page = render(page_records(rows), "t __DATA__ <x>", "src")
+    block = page.split('<script id="data" type="application/json">')[1].split("</script>")[0]
+    assert "<" not in block and ">" not in block  # nothing in the data can close or re-open a script element
+    data = json.loads(block)  # strict JSON: no NaN or Infinity
+    assert "step" not in data["rows"][0] and data["rows"][1]["step"] == 3  # only integer steps are kept
+    assert data["rows"][0]["reward"] is None and data["rows"][1]["solution_tokens"][0][1] is None
+    assert page.count('<script id="data"') == 1 and "<title>t __DATA__ &lt;x&gt;</title>" in page
+
+
+def test_a_stated_answer_is_read_from_the_last_statement():
+    assert final_answer_of({"solution": "What the answer is depends on x.\nSo the answer is 7."}) == "7"
+    assert final_answer_of({"solution": "The answer is 7.\nCheck: 3 + 4 = 7."}) == "7"
+    assert final_answer_of({"answer": 0, "solution": "The answer is 5."}) == "0"
+
+
 def test_traces_and_completions_are_scored_on_the_fly(models, scored, tmp_path):
     completions = [{"step": step, "question": r["question"], "solution": r["solution"], "completion": r["explanation"],
-                    "reward": 0.0} for step in (1, 2) for r in rows(3)]  # fmt: skip
+                    "reward": 0.0} for step in (1, 2) for r in rows(3)[:3]]  # fmt: skip
     path = tmp_path / "completions.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in completions))
     out = tmp_path / "run.html"
@@ -89,6 +117,7 @@ def test_traces_and_completions_are_scored_on_the_fly(models, scored, tmp_path):
     page = out.read_text()
     data = json.loads(page.split('<script id="data" type="application/json">')[1].split("</script>")[0])
     assert [r["step"] for r in data["rows"]] == [1, 1, 1, 2, 2, 2]
+    assert [r["logged_reward"] for r in data["rows"]] == [0.0] * 6  # the reward training logged, kept beside
     # scored here as `rlt score` scores them: the same reward as the scored file for the same explanation
     assert [r["reward"] for r in data["rows"][:3]] == [pytest.approx(s["reward"], abs=1e-3) for s in scored[:3]]
     assert "http://" not in page and "https://" not in page and "<link" not in page  # self-contained
@@ -128,6 +157,9 @@ def test_the_page_in_a_real_browser(models, scored, tmp_path):
         driver.get(page.as_uri())
         # what a person sees: one row per scored row, every token of both spans as its own shaded span
         assert len(driver.find_elements(By.CSS_SELECTOR, "tr.row")) == len(scored)
+        # quoted markup stays text: the page's two scripts only, the question shown as written, the title untouched
+        assert driver.execute_script("return document.scripts.length") == 2 and driver.title.startswith("rlt inspect")
+        assert HOSTILE["question"] in [q.text for q in driver.find_elements(By.CSS_SELECTOR, "td.q")]
         expected = sum(len(r["explanation_tokens"]) + len(r["solution_tokens"]) for r in scored)
         assert len(driver.find_elements(By.CSS_SELECTOR, "#rows span.tok")) == expected
         first = driver.find_element(By.CSS_SELECTOR, "#rows span.tok")

@@ -168,7 +168,9 @@ def inspect(argv: list[str]) -> int:
                          args.trust_remote_code)  # fmt: skip
         done = [record for records, _ in _scored_rounds(reward, texts, args.batch_rows, True) for record in records]
         for i, record in zip(todo, done, strict=True):
-            rows[i] = {**rows[i], **record}
+            logged = {"logged_reward": rows[i]["reward"]} if "reward" in rows[i] else {}  # kept beside the new score
+            rows[i] = {**rows[i], **record, **logged}
+        print(f"scored {len(todo)} rows with teacher {args.teacher} and student {args.student}", file=sys.stderr)
     write_page(rows, out, args.rows)
     print(f"{len(rows)} rows ({len(todo)} scored here) -> {out}")
     return 0

@@ -24,7 +24,8 @@ from rlt.reward_check import leaks
 
 PER_TOKEN_COLUMNS = ("explanation_tokens", "explanation_token_logprobs", "solution_tokens", "solution_token_logprobs")
 COMPONENTS = ("reward", "solution_logprob_mean", "solution_logprob_min", "kl_mean", "kl_max")
-_STATED_ANSWER = re.compile(r"answer is\s*(.+?)\.?\s*$", re.I | re.S)
+_STATED_ANSWER = re.compile(r"answer is\s*([^\n]+?)\.?\s*$", re.I | re.M)
+_PLACEHOLDER = re.compile(r"__(TITLE|DATA)__")
 
 
 def has_per_token(row: dict) -> bool:
@@ -46,14 +47,15 @@ def to_score(row: dict) -> dict:
 def final_answer_of(row: dict) -> str | None:
     """The answer whose verbatim statement in an explanation counts as leakage: the row's, else the one its
     solution states ("The answer is X.")."""
-    if row.get("answer"):
+    if row.get("answer") not in (None, ""):
         return str(row["answer"])
-    match = _STATED_ANSWER.search(row.get("solution") or "")
-    return match.group(1).strip() if match else None
+    statements = _STATED_ANSWER.findall(row.get("solution") or "")
+    return statements[-1].strip() if statements else None
 
 
 def _finite(value) -> float | None:
-    return None if value is None or (isinstance(value, float) and not math.isfinite(value)) else round(value, 4)
+    """A number the page's JSON can hold: rounded, None for missing, NaN and infinities."""
+    return None if value is None or not math.isfinite(value) else round(value, 4)
 
 
 def token_view(row: dict) -> tuple[list, list]:
@@ -67,7 +69,7 @@ def token_view(row: dict) -> tuple[list, list]:
                 kl[position] = _finite(value)
 
     def surprise(logprob):
-        return None if logprob is None else round(-logprob, 4)
+        return None if logprob is None else _finite(-logprob)
 
     explanation = [[t, surprise(lp), k] for t, lp, k in
                    zip(row["explanation_tokens"], row["explanation_token_logprobs"], kl, strict=True)]  # fmt: skip
@@ -81,7 +83,7 @@ def page_records(rows: list[dict]) -> list[dict]:
     for index, row in enumerate(rows):
         aligned = row.get("aligned", True) and has_per_token(row)
         explanation, solution = token_view(row) if aligned else ([], [])
-        text = "".join(t for t, *_ in explanation) if aligned else str(row.get("explanation", ""))
+        text = str(row.get("explanation", row.get("completion", "")))  # as written, not as tokens rejoined
         record = {
             "index": index,
             "question": row.get("question", ""),
@@ -95,18 +97,22 @@ def page_records(rows: list[dict]) -> list[dict]:
             "leaks": leaks(text, final_answer_of(row)),
             **{name: _finite(row.get(name)) for name in COMPONENTS},
         }
-        if "step" in row:
+        if isinstance(row.get("step"), int):
             record["step"] = row["step"]
+        if row.get("logged_reward") is not None:  # a run's completion: the reward training logged for it
+            record["logged_reward"] = _finite(row["logged_reward"])
         records.append(record)
     return records
 
 
 def render(records: list[dict], title: str, source: str) -> str:
     """The page: `records` as embedded JSON, drawn by the inline script."""
-    data = json.dumps({"title": title, "source": source, "rows": records}, ensure_ascii=False)
-    data = data.replace("</", "<\\/")  # a "</script>" inside a text must not end the data block
+    data = json.dumps({"title": title, "source": source, "rows": records}, ensure_ascii=False, allow_nan=False)
+    # No text may end or re-enter the data block ("</script>", "<!--<script>"): markup characters as JSON escapes.
+    data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     page = (Path(__file__).with_name("inspector.html")).read_text(encoding="utf-8")  # markup, style and script
-    return page.replace("__TITLE__", html.escape(title)).replace("__DATA__", data)
+    filled = {"TITLE": html.escape(title), "DATA": data}
+    return _PLACEHOLDER.sub(lambda m: filled[m.group(1)], page)  # one pass: no filled text is read again
 
 
 def write_page(rows: list[dict], out: str | Path, source: str) -> Path:

@@ -435,14 +435,26 @@ class RLTReward:
         return breakdowns
 
     def _per_token(self, sample: AlignedSample, solution: torch.Tensor, explanation: torch.Tensor, kl: torch.Tensor):
-        """The student's tokens of both spans (each decoded on its own) with their log-probs, and the KL chunks'
-        k_i (None where not measured): JSON-ready, parallel lists."""
+        """The student's tokens of both spans with their log-probs, and the KL chunks' k_i (None where not measured
+        or not finite): JSON-ready, parallel lists."""
 
         def tokens(span: Span) -> list[str]:
-            return [self.student_tokenizer.decode([t]) for t in sample.student_input_ids[span[0] : span[1]]]
+            # Each token's text is what it adds to the decoded span, decoded incrementally: a character split over
+            # byte-level tokens appears whole at the token that completes it (the ones before add ""), not as
+            # replacement characters in each.
+            ids, pieces, prefix, read = sample.student_input_ids[span[0] : span[1]], [], 0, 0
+            for i in range(len(ids)):
+                before = self.student_tokenizer.decode(ids[prefix:read])
+                after = self.student_tokenizer.decode(ids[prefix : i + 1])
+                if len(after) > len(before) and not after.endswith("\ufffd"):
+                    pieces.append(after[len(before) :])
+                    prefix, read = read, i + 1
+                else:
+                    pieces.append("")
+            return pieces
 
         def values(t: torch.Tensor) -> list[float | None]:
-            return [None if math.isnan(v) else v for v in t.tolist()]
+            return [v if math.isfinite(v) else None for v in t.tolist()]
 
         return {
             "solution_tokens": tokens(sample.student_solution_span),
