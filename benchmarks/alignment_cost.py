@@ -18,8 +18,9 @@ from reward_throughput import GSM8K, build_rows  # sibling script: run as `pytho
 
 from rlt.align import encode
 from rlt.formats import teacher_prompt
-from rlt.models import load_tokenizer, tiny_model
+from rlt.models import load_tokenizer
 from rlt.reward import RLTReward
+from rlt.testing import tiny_model
 
 
 def main() -> None:

@@ -95,7 +95,7 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from rlt.models import save_tiny
+    from rlt.testing import save_tiny
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     environment = {"gpu": torch.cuda.get_device_name() if device == "cuda" else None, "torch": torch.__version__,

@@ -8,9 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from benchmarks.verify_scored import recompute
 from rlt.align import TokenizedText, align_explanation, sampled_texts, tokenize_texts
 from rlt.formats import student_segments, student_text, teacher_prompt
-from rlt.models import tiny_model, tiny_tokenizer
 from rlt.reward import AlignmentError, RewardConfig, RLTReward
 from rlt.sft import chat_examples, chat_prompt_completion
+from rlt.testing import tiny_model, tiny_tokenizer
 from tests.test_reliability import completion_text
 from tests.test_reward import ADVERSARIAL, END, QUESTION, SOLUTION, assert_alignment, assert_components
 
@@ -152,7 +152,7 @@ def test_reward_distillation_and_eval_read_the_same_student_tokens(tokenizer):
 def test_offsets_ignore_padding_left_on_the_backend(tokenizer):
     """A padded call (TRL pads prompts, left) leaves padding enabled on the Rust backend; a batch encoded with that
     state would start shorter texts with pad tokens."""
-    from rlt.models import tiny_tokenizer
+    from rlt.testing import tiny_tokenizer
 
     padded = tiny_tokenizer.__wrapped__()  # a fresh tokenizer, not the shared cached one
     padded.backend_tokenizer.enable_padding(direction="left", pad_id=padded.pad_token_id, pad_token="<|endoftext|>")

@@ -12,9 +12,10 @@ from rlt.data import DataError, load_problems, to_problems
 from rlt.evaluate import EvalArguments, evaluate_student
 from rlt.formats import get_style
 from rlt.generation import SamplingConfig
-from rlt.models import load_model, save_tiny, tiny_model, tiny_tokenizer
+from rlt.models import load_model
 from rlt.reward import RewardConfig, RLTReward
 from rlt.sft import warmup_examples
+from rlt.testing import save_tiny, tiny_model, tiny_tokenizer
 from rlt.traces import recover_jsonl
 
 GOOD = {"question": "What is 1 + 1?", "solution": "1 + 1 = 2.", "answer": "2"}

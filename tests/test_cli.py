@@ -5,8 +5,8 @@ import pytest
 
 from benchmarks.verify_scored import max_deviation
 from rlt.cli import main
-from rlt.models import save_tiny, tiny_model
 from rlt.reward import RewardConfig
+from rlt.testing import save_tiny, tiny_model
 from tests.test_reward import ADVERSARIAL, QUESTION, SOLUTION
 
 

@@ -12,7 +12,7 @@ from rlt.coldstart import CorrectnessReward, FormatReward, coldstart_dataset, fo
 from rlt.configs import ColdStartConfig, DataArguments
 from rlt.data import DataError, Problem
 from rlt.formats import R1, student_messages
-from rlt.models import save_tiny, tiny_tokenizer
+from rlt.testing import save_tiny, tiny_tokenizer
 
 FAST = ["--report_to", "none", "--activation_checkpointing", "false", "--logging_steps", "1", "--seed", "0"]
 

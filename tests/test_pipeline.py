@@ -10,8 +10,8 @@ from rlt.cli import main
 from rlt.data import Problem
 from rlt.evaluate import check_answer, final_answer, pass_at_k
 from rlt.generation import SamplingConfig
-from rlt.models import save_tiny, tiny_model, tiny_tokenizer
 from rlt.reward import RLTReward
+from rlt.testing import save_tiny, tiny_model, tiny_tokenizer
 from rlt.traces import collect_traces, recover_jsonl, select_best
 
 PROBLEMS = [
@@ -220,7 +220,7 @@ def test_solution_logprob_after_own_thought_recomputed_independently():
     from rlt.evaluate import solution_logprob_after_own_thought
     from rlt.formats import student_text
     from rlt.generation import SamplingConfig
-    from rlt.models import tiny_model, tiny_tokenizer
+    from rlt.testing import tiny_model, tiny_tokenizer
 
     model, tokenizer = tiny_model(0), tiny_tokenizer()
     problems = [Problem("What is 2 + 2?", "2 + 2 = 4.", "4"), Problem("What is 3 + 3?", "3 + 3 = 6.", "6")]

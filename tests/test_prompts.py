@@ -10,7 +10,7 @@ from rlt.cli import main
 from rlt.configs import FormatArguments
 from rlt.data import DataError, to_problems
 from rlt.formats import STRATOS, student_messages, student_prompt, student_text, teacher_prompt
-from rlt.models import save_tiny, tiny_tokenizer
+from rlt.testing import save_tiny, tiny_tokenizer
 
 STUDENT = "Answer as the model trained on these traces was taught to answer."
 TEACHER = "Explain the given solution to a student."

@@ -7,9 +7,9 @@ import pytest
 from rlt.cli import main
 from rlt.data import DataError, Problem
 from rlt.generation import SamplingConfig
-from rlt.models import save_tiny
 from rlt.provenance import content_key, model_fingerprint, sidecar
 from rlt.reward import RewardConfig, RLTReward
+from rlt.testing import save_tiny
 from rlt.traces import collect_traces
 
 PROBLEMS = [Problem(f"What is {a} + {a}?", f"{a} + {a} = {2 * a}.", str(2 * a)) for a in range(1, 5)]

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from rlt.cli import main
 from rlt.formats import STRATOS, teacher_prompt
-from rlt.models import save_tiny, tiny_model, tiny_tokenizer
 from rlt.reward import AlignedSample, RewardConfig, RLTReward
+from rlt.testing import save_tiny, tiny_model, tiny_tokenizer
 
 QUESTION = "A farmer has 17 sheep and all but 9 run away. How many are left?"
 SOLUTION = "All but 9 run away, so 9 are left.\nThe answer is 9."

@@ -6,8 +6,8 @@ import torch
 from benchmarks.verify_scored import recompute
 from rlt.align import decode as spell
 from rlt.formats import R1, STRATOS, student_text, teacher_prompt
-from rlt.models import tiny_model, tiny_tokenizer
 from rlt.reward import RewardConfig, RLTReward, rlt_reward
+from rlt.testing import tiny_model, tiny_tokenizer
 
 QUESTION = "How many apples does she have left?"
 SOLUTION = "She had 7 and ate 3, so 7 - 3 = 4.\nThe answer is 4."

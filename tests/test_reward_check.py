@@ -7,7 +7,6 @@ import pytest
 
 from rlt.cli import main
 from rlt.data import Problem, frame
-from rlt.models import save_tiny
 from rlt.reward import RewardBreakdown, RewardConfig
 from rlt.reward_check import (
     CheckRewardArguments,
@@ -19,6 +18,7 @@ from rlt.reward_check import (
     rescored,
     summarize_sources,
 )
+from rlt.testing import save_tiny
 
 
 def breakdown(lp: float, kl: float) -> RewardBreakdown:

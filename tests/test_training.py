@@ -11,9 +11,10 @@ import torch
 from safetensors.torch import load_file
 
 from rlt.cli import main
-from rlt.models import load_model, save_tiny
+from rlt.models import load_model
 from rlt.reward import RLTReward
 from rlt.sft import warmup_examples
+from rlt.testing import save_tiny
 
 FAST = ["--report_to", "none", "--activation_checkpointing", "false", "--logging_steps", "1", "--seed", "0"]
 

@@ -31,15 +31,8 @@ from rlt.evaluate import grade
 from rlt.formats import STRATOS, TagStyle, get_style, student_prompt
 from rlt.models import load_model
 from rlt.provenance import model_identity
-from rlt.trainer import (
-    ChatGRPOTrainer,
-    check_run,
-    finish_run,
-    last_checkpoint,
-    model_dtype,
-    require_vllm,
-    skip_finished,
-)
+from rlt.runs import check_run, finish_run, last_checkpoint, model_dtype, require_vllm, skip_finished
+from rlt.trainer import ChatGRPOTrainer
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from rlt.data import DataError, Problem
 from rlt.formats import TagStyle, teacher_text
 from rlt.models import load_model
 from rlt.provenance import content_key, file_digest, model_identity, read_record, sidecar
-from rlt.trainer import check_run, finish_run, last_checkpoint, model_dtype, skip_finished
+from rlt.runs import check_run, finish_run, last_checkpoint, model_dtype, skip_finished
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ logging are TRL's.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import time
@@ -19,7 +18,6 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers.trainer_utils import get_last_checkpoint
 from trl import GRPOTrainer, ModelConfig, get_peft_config
 from trl.models import prepare_deepspeed, unwrap_model_for_generation
 from trl.trainer.utils import pad
@@ -30,90 +28,11 @@ from rlt.data import Problem
 from rlt.formats import TagStyle, teacher_prompt
 from rlt.logprobs import eval_mode
 from rlt.models import load_model
-from rlt.provenance import check_settings, describe, model_identity, write_record
+from rlt.provenance import model_identity
 from rlt.reward import RewardConfig, RLTReward
+from rlt.runs import check_run, finish_run, last_checkpoint, model_dtype, require_vllm, skip_finished
 
 logger = logging.getLogger(__name__)
-
-
-def model_dtype(model_args: ModelConfig, config) -> torch.dtype:
-    """The dtype to load a trained model in: the model args' when set, else bf16 when training in bf16, else fp32."""
-    if model_args.dtype not in (None, "auto"):
-        return getattr(torch, model_args.dtype)
-    return torch.bfloat16 if config.bf16 else torch.float32
-
-
-RUN_RECORD = "rlt_provenance.json"
-
-
-def last_checkpoint(config) -> str | None:
-    """The checkpoint to resume from: the newest in output_dir when `resume` is set."""
-    if not config.resume or not Path(config.output_dir).is_dir():
-        return None
-    checkpoint = get_last_checkpoint(config.output_dir)
-    if checkpoint:
-        logger.info("resuming from %s", checkpoint)
-    return checkpoint
-
-
-def finished_step(config) -> int | None:
-    """The step a finished run in output_dir reached, when it reached this config's max_steps; else None.
-
-    A finished run has a saved model and its trainer state beside it (`finish_run`). Resuming it would train past
-    max_steps and overwrite the model, so a rerun with `resume` is a no-op; a larger --max_steps continues it.
-    """
-    out = Path(config.output_dir)
-    state_path = out / "trainer_state.json"
-    if not (config.resume and state_path.exists() and (out / "config.json").exists()):
-        return None
-    state = json.loads(state_path.read_text())
-    target = config.max_steps if config.max_steps > 0 else state.get("max_steps", 0)
-    return state["global_step"] if state.get("global_step", 0) >= target else None
-
-
-def check_run(config, kind: str, settings: dict) -> None:
-    """Refuse to resume (or skip as finished) a run in output_dir that other settings produced; then record this
-    run's in output_dir/rlt_provenance.json."""
-    out = Path(config.output_dir)
-    record, provenance = out / RUN_RECORD, describe(kind, settings)
-    started = out.is_dir() and (get_last_checkpoint(str(out)) or (out / "trainer_state.json").exists())
-    if config.resume and started:
-        if record.exists():
-            remedy = "use another --output_dir, or --resume false to train it over"
-            check_settings(record, provenance, f"the run in {out}", remedy)
-        else:  # a checkpoint copied on its own, or an older rlt's run: nothing to compare with
-            logger.warning("%s has no %s: resuming without checking what produced it", out, RUN_RECORD)
-    if config.process_index == 0:
-        write_record(record, provenance)
-
-
-def skip_finished(config) -> bool:
-    """Say so and skip when output_dir already holds this run, finished."""
-    step = finished_step(config)
-    if step is not None:
-        logger.warning("%s already holds a finished run (step %d): nothing to do (--resume false trains it again)",
-                       config.output_dir, step)  # fmt: skip
-    return step is not None
-
-
-def finish_run(trainer, tokenizer) -> None:
-    """Save a plain, loadable model (LoRA merged) with its tokenizer and the log history in output_dir."""
-    trainer.save_state()
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-        if trainer.accelerator.is_main_process:
-            model.save_pretrained(trainer.args.output_dir, safe_serialization=True)
-    else:
-        trainer.save_model(trainer.args.output_dir)
-    if trainer.accelerator.is_main_process:
-        tokenizer.save_pretrained(trainer.args.output_dir)
-
-
-def require_vllm(config) -> None:
-    """Refuse --use_vllm without vLLM now: TRL would fail only after loading the models."""
-    if config.use_vllm and importlib.util.find_spec("vllm") is None:
-        raise ValueError("--use_vllm true needs vLLM: pip install -e '.[vllm]' on a machine with a CUDA GPU")
 
 
 def rl_dataset(problems: list[Problem], tokenizer, style: TagStyle | str) -> Dataset:
