@@ -352,7 +352,10 @@ def transformers_config(name: str, **fields):
 
 
 def test_models_load_in_the_dtype_the_device_needs():
-    from rlt.cli import _dtype
+    from rlt.configs import DeviceArguments
+
+    def _dtype(name: str, device: str) -> torch.dtype:
+        return DeviceArguments(device=device, dtype=name).torch_dtype()
 
     assert _dtype("auto", "cpu") is torch.float32
     assert _dtype("bfloat16", "cpu") is torch.bfloat16

@@ -247,6 +247,31 @@ class DeviceArguments:
                   "or float16."},
     )  # fmt: skip
 
+    def torch_device(self) -> str:
+        """--device as torch takes it; a device this machine lacks is a usage error, not a CUDA traceback."""
+        import torch
+
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        kind = self.device.split(":")[0]
+        if kind not in ("cpu", "cuda"):
+            raise ValueError(f"--device must be cpu, cuda, cuda:N or auto, got {self.device!r}")
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {self.device}: this machine has no CUDA GPU (use cpu or auto)")
+        return self.device
+
+    def torch_dtype(self):
+        """--dtype as torch takes it; auto is bfloat16 on a GPU that supports it (half the memory of float32, the
+        precision training used), float32 elsewhere (a CPU emulates bfloat16, 19x slower)."""
+        import torch
+
+        if self.dtype == "auto":
+            bf16 = self.torch_device().startswith("cuda") and torch.cuda.is_bf16_supported()
+            return torch.bfloat16 if bf16 else torch.float32
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"--dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
+        return getattr(torch, self.dtype)
+
 
 @dataclass
 class ScoreArguments(RewardArguments, FormatArguments, DeviceArguments):
@@ -378,6 +403,16 @@ class DataArguments:
         framed = frame(problems, self.framing)
         train, held_out = split_problems(list(zip(framed, short, strict=True)), self.holdout)
         return self._kept(train), self._kept(held_out), skipped
+
+    def select(self, part: str) -> list:
+        """The problems of one part of the split: all, train or holdout (`--part`)."""
+        train, held_out, _ = self.load()
+        parts = {"all": train + held_out, "train": train, "holdout": held_out}
+        if part not in parts:
+            raise ValueError(f"--part must be one of {sorted(parts)}, got {part!r}")
+        if not parts[part]:
+            raise ValueError(f"--part {part} selects no problem (holdout is {self.holdout})")
+        return parts[part]
 
     def _kept(self, part: list) -> list:
         return [problem for problem, short in part if short][: self.max_problems]

@@ -163,12 +163,9 @@ def _sampling(args: DemoArguments, temperature: float):
 
 def _reward(args: DemoArguments, teacher_dir: Path, style, reward_args, rl_config):
     """The RLT reward with `teacher_dir` as the teacher (its log-probs enter the KL) and the frozen student."""
-    from rlt.reward import RLTReward
+    from rlt.scoring import load_reward
 
-    teacher, tokenizer = _frozen(str(teacher_dir))
-    student, student_tokenizer = _frozen(args.student)
-    config = reward_args.reward_config(rl_config.temperature)
-    return RLTReward(student, tokenizer, teacher, config, style, student_tokenizer)
+    return load_reward(str(teacher_dir), reward_args, style, rl_config.temperature, load=_frozen)
 
 
 def collect(args, problems, teacher_dir, path: Path, style, reward_args, rl_config) -> list[dict]:

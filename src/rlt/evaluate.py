@@ -13,6 +13,7 @@ import json
 import math
 import re
 import string
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -230,3 +231,73 @@ def write_results(out: str | Path, results: dict, table: str) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, ensure_ascii=False))
     out.with_suffix(".md").write_text(table + "\n")
+
+
+def run_eval(args: EvalArguments, data_args, format_args, reward_args) -> tuple[dict, str]:
+    """`rlt eval`: a student's accuracy (or, with `args.teacher`, a teacher's mean RLT reward) on the selected
+    problems, written with its provenance to `args.out` and as a markdown table beside it; the results and table."""
+    from dataclasses import asdict
+
+    from rlt.generation import vllm_usable
+    from rlt.provenance import describe, model_identity
+
+    problems = data_args.select(args.part)
+    use_vllm = vllm_usable(args.use_vllm, args.device)
+    style = format_args.tag_style(problems)
+    if args.teacher:
+        results, table = evaluate_teacher(problems, args, reward_args, style, use_vllm)
+    else:
+        results, table = evaluate_model(problems, args, style, use_vllm)
+    settings = {"model": model_identity(args.teacher or args.model), "data": {**asdict(data_args), "part": args.part},
+                "eval": asdict(args), "style": style.identity}  # fmt: skip
+    if args.teacher:  # a teacher is measured through the student's reward
+        settings |= {"student": model_identity(reward_args.student), "reward": asdict(reward_args)}
+    results["provenance"] = describe("evaluation", settings)
+    write_results(args.out, results, table)
+    return results, table
+
+
+def evaluate_teacher(problems: list[Problem], args: EvalArguments, reward_args, style, use_vllm: bool):
+    """A teacher's explanations of `problems`, scored by the student's reward: the mean of each component."""
+    from rlt.generation import sampler_for
+    from rlt.reward import RewardBreakdown, summarize
+    from rlt.scoring import kl_temperature, load_reward
+    from rlt.traces import collect_traces
+
+    reward = load_reward(args.teacher, reward_args, style, kl_temperature(args.temperature), args)
+    sampling = SamplingConfig(args.max_new_tokens, args.temperature, 1.0, args.batch_size, args.seed)
+    explanations = Path(args.out).with_suffix(".traces.jsonl")
+    with sampler_for(use_vllm, args.teacher, args.dtype) as sampler:  # fresh: never another teacher's leftovers
+        rows = collect_traces(problems, reward.teacher, reward, explanations, sampling, sampler=sampler, fresh=True)
+    results = {"teacher": args.teacher, "questions": len(problems),
+               **summarize([RewardBreakdown.from_dict(r) for r in rows])}  # fmt: skip
+    return results, markdown_table(
+        {args.teacher: results}, ["reward", "solution_logprob_mean", "kl_mean", "match_rate"]
+    )
+
+
+def evaluate_model(problems: list[Problem], args: EvalArguments, style, use_vllm: bool):
+    """A student's accuracy on `problems` (`evaluate_student`), warning when it was distilled on any of them."""
+    from rlt.generation import sampler_for
+    from rlt.models import load_model, load_tokenizer
+    from rlt.sft import distilled_on
+
+    if not args.thought_samples and not any(p.answer for p in problems):
+        raise ValueError(f"none of the {len(problems)} questions has a final answer to check accuracy against "
+                         "(--answer_column); --thought_samples K measures a student without one")  # fmt: skip
+    seen = distilled_on(args.model, [p.question for p in problems])
+    if seen:  # a score on questions the student was trained on is no evaluation; say so loudly, keep it on record
+        print(f"rlt eval: warning: {seen} of the {len(problems)} evaluated questions are in {args.model}'s "
+              "distillation data: evaluate on the held-out part of the split its traces came from",
+              file=sys.stderr)  # fmt: skip
+    if use_vllm and not args.thought_samples:  # vLLM holds the only copy of the weights it needs
+        model, tokenizer = None, load_tokenizer(args.model)
+    else:
+        model, tokenizer = load_model(args.model, args.torch_dtype(), args.torch_device())
+    with sampler_for(use_vllm, args.model, args.dtype) as sampler:
+        results = {"model": args.model, "questions_distilled_on": seen,
+                   **evaluate_student(model, tokenizer, problems, args, style, sampler)}  # fmt: skip
+    columns = ["pass@1_greedy", *(f"pass@{k}" for k in args.k if args.num_samples),
+               *(["solution_logprob_after_own_thought"] if args.thought_samples else []), "questions",
+               "checked_with_math_verify", "checked_with_text", "checked_with_countdown", "unchecked"]  # fmt: skip
+    return results, markdown_table({args.model: results}, columns)

@@ -157,3 +157,13 @@ class VLLMSampler:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def sampler_for(use_vllm: bool, model: str, dtype: str):
+    """A context holding a vLLM engine for `model` (closed when done), or None: transformers' generate on the
+    loaded model."""
+    from contextlib import closing, nullcontext
+
+    from rlt.models import resolve
+
+    return closing(VLLMSampler(resolve(model), dtype)) if use_vllm else nullcontext(None)

@@ -120,3 +120,31 @@ def write_page(rows: list[dict], out: str | Path, source: str) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(page_records(rows), f"rlt inspect: {Path(source).name}", source), encoding="utf-8")
     return out
+
+
+def inspect_file(args, out: Path) -> tuple[int, int]:
+    """`rlt inspect`: the page of `args.rows` in `out`; rows `rlt score --details` wrote are shown as they are, the
+    others (traces, completions.jsonl) are scored here first. Returns the row count and how many were scored."""
+    import sys
+
+    from rlt.data import DataError, read_rows
+    from rlt.scoring import load_reward, scored_rounds
+
+    rows = read_rows(args.rows)[: args.limit]
+    if not rows:
+        raise DataError(f"{args.rows}: no rows to inspect")
+    todo = [i for i, row in enumerate(rows) if not has_per_token(row) and row.get("aligned", True)]
+    if todo:
+        try:
+            texts = [to_score(rows[i]) for i in todo]
+        except ValueError as e:
+            raise DataError(str(e), row=todo[0]) from None
+        reward = load_reward(args.teacher, args, args.tag_style(), args.teacher_temperature, args,
+                             args.trust_remote_code)  # fmt: skip
+        done = [record for records, _ in scored_rounds(reward, texts, args.batch_rows, True) for record in records]
+        for i, record in zip(todo, done, strict=True):
+            logged = {"logged_reward": rows[i]["reward"]} if "reward" in rows[i] else {}  # kept beside the new score
+            rows[i] = {**rows[i], **record, **logged}
+        print(f"scored {len(todo)} rows with teacher {args.teacher} and student {args.student}", file=sys.stderr)
+    write_page(rows, out, args.rows)
+    return len(rows), len(todo)

@@ -29,13 +29,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from rlt.configs import DeviceArguments
 from rlt.data import Problem
 from rlt.formats import PADDING, get_style
 from rlt.reward import RewardBreakdown, RewardConfig, RLTReward, combine
 
 
 @dataclass
-class CheckRewardArguments:
+class CheckRewardArguments(DeviceArguments):
     teacher: str = field(
         default="smollm2-135m", metadata={"help": "Model whose log-probs enter the KL term: Hub id, path, embedded."}
     )
@@ -51,7 +52,6 @@ class CheckRewardArguments:
     resamples: int = field(default=2000, metadata={"help": "Bootstrap resamples for the 95-percent intervals."})
     seed: int = field(default=0, metadata={"help": "Seed of the shuffle and the bootstrap."})
     out: str = field(default="runs/check_reward.json", metadata={"help": "JSON report; a .md table beside it."})
-    device: str = field(default="auto", metadata={"help": "cpu, cuda, cuda:N, or auto."})
 
 
 # ------------------------------------------------------------------------------------------------ the sources

@@ -249,3 +249,36 @@ def write_rows(path: Path, rows: list[dict], provenance: dict | None = None) -> 
     tmp.replace(path)
     if provenance is not None:
         write_record(sidecar(path), provenance)
+
+
+def run_traces(args: TracesArguments, data_args, format_args, reward_args, out: Path) -> tuple[list[dict], Path | None]:
+    """`rlt traces`: the teacher's explanations of the selected problems, scored, in `out` (resumable: rows are
+    appended to OUT.jsonl as they come; a Parquet `out` is written at the end); with `best_of`, each question's
+    best sample in selected.EXT beside it. Returns the rows and the selected file."""
+    from dataclasses import asdict
+
+    from rlt.generation import sampler_for, vllm_usable
+    from rlt.provenance import read_record
+    from rlt.scoring import kl_temperature, load_reward
+
+    problems = data_args.select(args.part)
+    journal = out.with_suffix(".jsonl")
+    for path in {out, journal}:
+        if path.exists() and path.resolve() == Path(data_args.dataset).resolve():
+            raise ValueError(f"--out {args.out} would write the traces into the dataset {data_args.dataset}")
+    use_vllm = vllm_usable(args.use_vllm, args.device)
+    style = format_args.tag_style(problems)
+    reward = load_reward(args.teacher, reward_args, style, kl_temperature(args.temperature), args)
+    sampling = SamplingConfig(args.max_new_tokens, args.temperature, args.top_p, args.batch_size, args.seed)
+    data = {**asdict(data_args), "part": args.part, "questions": len(problems)}
+    with sampler_for(use_vllm, args.teacher, args.dtype) as sampler:
+        rows = collect_traces(problems, reward.teacher, reward, journal, sampling, args.num_samples, sampler,
+                              args.fresh, data)  # fmt: skip
+    record = read_record(sidecar(journal))
+    if out != journal:
+        write_rows(out, rows, record)
+    selected = None
+    if args.best_of:
+        selected = out.with_name("selected" + out.suffix)
+        write_rows(selected, select_best(rows), record)
+    return rows, selected

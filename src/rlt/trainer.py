@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -100,7 +100,12 @@ class RLTGRPOTrainer(ChatGRPOTrainer):
         callbacks=None,
         student_tokenizer=None,
     ):
-        reward_config = replace(reward_config or RewardConfig(), teacher_temperature=args.temperature)
+        # The KL reads the policy's log-probs at the sampling temperature: the config must say so, not be overridden.
+        reward_config = reward_config or RewardConfig(teacher_temperature=args.temperature)
+        if reward_config.teacher_temperature != args.temperature:
+            raise ValueError(f"the reward's teacher temperature ({reward_config.teacher_temperature}) must be the "
+                             f"sampling temperature ({args.temperature}): build it with "
+                             "RewardArguments.reward_config(config.temperature)")  # fmt: skip
         self.rlt_reward = RLTReward(
             student, processing_class, config=reward_config, style=style, student_tokenizer=student_tokenizer
         )

@@ -1,0 +1,114 @@
+"""Scoring explanations with the RLT reward outside training: loading the teacher / student / reward trio every
+command that scores uses, scoring rows in rounds, and `rlt score`'s file-to-file scoring.
+
+The reward's settings flow one way: `RewardArguments` (flags, recipes) → `RewardArguments.reward_config` →
+`RewardConfig` → `RLTReward`. The one setting not a flag of its own is the teacher's log-prob temperature, which
+follows the sampling temperature of the command that drew the explanations (`kl_temperature`); `rlt score`, which
+draws nothing, takes it as `--teacher_temperature`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+from rlt.configs import DeviceArguments, RewardArguments, ScoreArguments
+from rlt.data import DataError, read_rows, text_field
+from rlt.formats import TagStyle
+from rlt.reward import RewardBreakdown, RLTReward, summarize
+
+
+def kl_temperature(sampling_temperature: float) -> float:
+    """The temperature of the teacher's log-probs in the KL: the one its explanations were sampled at (as in
+    training), 1 for greedy sampling (0)."""
+    return sampling_temperature if sampling_temperature > 0 else 1.0
+
+
+def load_reward(
+    teacher: str,
+    reward_args: RewardArguments,
+    style: TagStyle,
+    teacher_temperature: float,
+    placement: DeviceArguments | None = None,
+    trust_remote_code: bool = False,
+    load: Callable[[str], tuple] | None = None,
+) -> RLTReward:
+    """The RLT reward between `teacher` and the frozen student `reward_args.student`, on `placement`'s device and
+    dtype; the teacher model is `reward.teacher`. One model object when both specs are the same. `load` replaces
+    loading a spec (the demo's cache of frozen models)."""
+    from rlt.models import load_model
+
+    config = reward_args.reward_config(teacher_temperature)  # a bad coefficient fails before any model loads
+    if load is None:
+        placement = placement or DeviceArguments()
+        device, dtype = placement.torch_device(), placement.torch_dtype()
+
+        def load(spec: str) -> tuple:
+            return load_model(spec, dtype, device, trust_remote_code)
+
+    teacher_model, tokenizer = load(teacher)
+    student, student_tokenizer = (
+        (teacher_model, tokenizer) if reward_args.student == teacher else load(reward_args.student)
+    )
+    return RLTReward(student, tokenizer, teacher_model, config, style, student_tokenizer)
+
+
+def scored_rounds(
+    reward: RLTReward, rows: list[dict], batch_rows: int, details: bool
+) -> Iterator[tuple[list[dict], list[RewardBreakdown]]]:
+    """Score `rows` (question, solution, explanation) in rounds of `batch_rows`, with a progress bar: each round's
+    rows with their components (and, with `details`, the ids, spans and per-token numbers), and its breakdowns."""
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(rows), desc="scoring", unit="row") as bar:
+        for begin in range(0, len(rows), batch_rows):
+            chunk = rows[begin : begin + batch_rows]
+            scored, samples = reward.score_texts(chunk, per_token=details)
+            records = [{**row, **b.to_dict(), **(sample.to_dict() if details and b.aligned else {})}
+                       for row, b, sample in zip(chunk, scored, samples, strict=True)]  # fmt: skip
+            yield records, scored
+            bar.update(len(chunk))
+
+
+def score_file(args: ScoreArguments, out: Path) -> tuple[dict[str, float], int, float]:
+    """`rlt score`: every row of `args.rows` scored into `out` (JSONL, with a provenance record beside it); the
+    summary, the row count and the seconds it took. `out` is replaced only when complete."""
+    from rlt.provenance import describe, file_digest, model_identity, sidecar, write_record
+
+    if args.batch_rows < 1:
+        raise ValueError(f"--batch_rows must be at least 1, got {args.batch_rows}")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be at least 1 (or left out for every row), got {args.limit}")
+    if out.exists() and out.resolve() == Path(args.rows).resolve():
+        raise ValueError(f"--out {out} is the input file; write the scores to another file")
+    rows = read_rows(args.rows)[: args.limit]
+    if not rows:
+        raise DataError(f"{args.rows}: no rows to score")
+    for index, row in enumerate(rows):
+        try:  # question and solution as warmup/train accept them; the explanation is a raw completion (end tag and all)
+            text_field(row, "question"), text_field(row, "solution")
+        except DataError as e:
+            raise DataError(e.message, row=index, column=e.column) from None
+        if not isinstance(row.get("explanation"), str):
+            raise DataError("missing or not a string", row=index, column="explanation")
+    reward = load_reward(args.teacher, args, args.tag_style(), args.teacher_temperature, args, args.trust_remote_code)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Scores go to a side file that replaces --out only when complete: a failed or interrupted run leaves an
+    # existing --out untouched, and the rounds it finished in OUT.partial.
+    partial = out.with_name(out.name + ".partial")
+    breakdowns, start = [], time.perf_counter()
+    with partial.open("w", encoding="utf-8") as f:
+        for records, scored in scored_rounds(reward, rows, args.batch_rows, args.details):
+            f.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+            f.flush()  # every finished round is on disk, whatever happens to the next one
+            breakdowns += scored
+    partial.replace(out)
+    write_record(sidecar(out), describe("scored rows", {
+        "teacher": model_identity(args.teacher), "student": model_identity(args.student),
+        "reward": asdict(reward.config), "style": reward.style.identity,
+        "rows": f"{args.rows} sha256:{file_digest(args.rows)}"}))  # fmt: skip
+    return summarize(breakdowns), len(rows), time.perf_counter() - start
