@@ -126,7 +126,7 @@ def test_the_kl_reads_the_policy_without_dropout(tmp_path):
     trainer.model.train()
     assert dropout_active(trainer.model)
     tokenizer = tiny_tokenizer()
-    trainer._prompt_ids = [tokenizer("<|im_start|>user\nWhat is 1 + 2?<|im_end|>\n")["input_ids"]] * 2
+    trainer._generated_prompt_ids = [tokenizer("<|im_start|>user\nWhat is 1 + 2?<|im_end|>\n")["input_ids"]] * 2
     completions = [tokenizer("1 + 2 = 3." + END)["input_ids"], tokenizer("Add them." + END)["input_ids"]]
     first, second = trainer._policy_completion_logprobs(completions), trainer._policy_completion_logprobs(completions)
     assert trainer.model.training  # restored
@@ -215,16 +215,16 @@ def test_prompts_carry_one_bos_in_every_stage(bos_tokenizer, tmp_path):
     prompt = teacher_prompt(bos_tokenizer, problem.question, problem.solution)
     expected = 2
     reward = RLTReward(tiny_model(0), bos_tokenizer, teacher=tiny_model(1))
-    assert _leading_bos(reward._prompt_ids(prompt), bos_tokenizer) == expected
+    assert _leading_bos(reward._encoded_prompt(prompt), bos_tokenizer) == expected
     (example,), _ = warmup_examples([problem], bos_tokenizer, "stratos", None)
     assert _leading_bos(example["input_ids"], bos_tokenizer) == expected
     text = teacher_text(bos_tokenizer, problem.question, problem.solution)
-    assert example["input_ids"][: len(reward._prompt_ids(text.prompt))] == list(reward._prompt_ids(text.prompt))
+    assert example["input_ids"][: len(reward._encoded_prompt(text.prompt))] == list(reward._encoded_prompt(text.prompt))
     trainer = RLTGRPOTrainer(tiny_model(1), tiny_model(0), RLTGRPOConfig(output_dir=str(tmp_path), report_to="none",
                              per_device_train_batch_size=4, num_generations=4),
                              rl_dataset(PROBLEMS, bos_tokenizer, "stratos"), bos_tokenizer)  # fmt: skip
     (trainer_ids,), _, _ = trainer._tokenize_prompts([prompt])
-    assert trainer_ids == list(reward._prompt_ids(prompt))
+    assert trainer_ids == list(reward._encoded_prompt(prompt))
 
 
 # ------------------------------------------------------------------------------------ traces of failed samples

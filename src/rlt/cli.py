@@ -66,15 +66,10 @@ def inspect(argv: list[str]) -> int:
 
 def check_reward(argv: list[str]) -> int:
     from rlt.configs import DataArguments, FormatArguments, RewardArguments
-    from rlt.reward_check import CheckRewardArguments, check_reward, write_report
-    from rlt.scoring import load_reward
+    from rlt.reward_check import CheckRewardArguments, run_check_reward
 
     parsed = _parse((CheckRewardArguments, DataArguments, FormatArguments, RewardArguments), argv, "check-reward")
-    args, data_args, format_args, reward_args = parsed
-    train, held_out, _ = data_args.load()
-    reward = load_reward(args.teacher, reward_args, format_args.tag_style(train + held_out), args.temperature, args)
-    report = check_reward(train + held_out, reward, args, reward.teacher, data_args.framing)
-    print(write_report(report, args.out) + f"-> {args.out}")
+    print(run_check_reward(*parsed) + f"-> {parsed[0].out}")
     return 0
 
 
@@ -156,7 +151,7 @@ def coldstart(argv: list[str]) -> int:
     return 0
 
 
-def evaluate(argv: list[str]) -> int:
+def evaluation(argv: list[str]) -> int:
     from rlt.configs import DataArguments, FormatArguments, RewardArguments
     from rlt.evaluate import EvalArguments, run_eval
 
@@ -197,7 +192,7 @@ def demo(argv: list[str]) -> int:
 
 
 RUNNERS = {"score": score, "inspect": inspect, "check-reward": check_reward, "warmup": warmup, "train": train,
-           "traces": traces, "distill": distill, "coldstart": coldstart, "eval": evaluate, "plot": plot,
+           "traces": traces, "distill": distill, "coldstart": coldstart, "eval": evaluation, "plot": plot,
            "demo": demo}  # fmt: skip
 
 

@@ -136,8 +136,8 @@ def run_demo(args: DemoArguments) -> Path:
     accuracy = stages.run(
         "student evaluation",
         lambda: {
-            "before": evaluate(args, args.student, held_out, style),
-            "after": evaluate(args, str(student_dir), held_out, style),
+            "before": greedy_accuracy(args, args.student, held_out, style),
+            "after": greedy_accuracy(args, str(student_dir), held_out, style),
         },
     )
     rl_steps = rl_config.max_steps
@@ -192,7 +192,8 @@ def compare_teachers(args, held_out, warmup_dir, rl_dir, style, reward_args, rl_
     return teaching.compare(sources, held_out, reward.config, PAIRS)
 
 
-def evaluate(args: DemoArguments, model_spec: str, problems, style) -> dict:
+def greedy_accuracy(args: DemoArguments, model_spec: str, problems, style) -> dict:
+    """Greedy pass@1 of a student on the held-out problems."""
     from rlt.evaluate import EvalArguments, evaluate_student
 
     model, tokenizer = _frozen(model_spec)

@@ -222,7 +222,7 @@ class RLTReward:
         # by ZeRO-3 (gathered whole once per `score` call, the call every rank makes whatever its inputs).
         self.student_access: Callable[[], AbstractContextManager[nn.Module]] = lambda: nullcontext(self.student)
         self._student_turn = lru_cache(maxsize=4096)(self._student_turn_uncached)
-        self._prompt_ids = lru_cache(maxsize=4096)(self._encode_prompt)
+        self._encoded_prompt = lru_cache(maxsize=4096)(self._encode_prompt)
 
     # ------------------------------------------------------------------------------------------ alignment
 
@@ -335,7 +335,7 @@ class RLTReward:
         """Align free-text rows (`question`, `solution`, `explanation` = the raw completion), each tokenised once."""
         texts = [r["explanation"] for r in rows]
         completions = [_Completion(*pair) for pair in zip(texts, tokenize_texts(self.tokenizer, texts), strict=True)]
-        prompts = [self._prompt_ids(teacher_prompt(self.tokenizer, r["question"], r["solution"], self.style))
+        prompts = [self._encoded_prompt(teacher_prompt(self.tokenizer, r["question"], r["solution"], self.style))
                    for r in rows]  # fmt: skip
         return self._align([r["question"] for r in rows], [r["solution"] for r in rows], prompts, completions)
 
@@ -487,7 +487,7 @@ class RLTReward:
     ) -> list[float]:
         """TRL reward-function interface: one reward per completion, every component sent to `log_metric`."""
         if prompt_ids is None:
-            prompt_ids = [self._prompt_ids(p) for p in prompts]
+            prompt_ids = [self._encoded_prompt(p) for p in prompts]
         if teacher_logprobs is not None and [len(lp) for lp in teacher_logprobs] != [len(c) for c in completion_ids]:
             raise ValueError("teacher_logprobs must hold one log-prob per completion token")
         samples = self.align_sampled(question, solution, prompt_ids, completion_ids)

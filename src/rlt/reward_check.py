@@ -261,3 +261,14 @@ def write_report(report: dict, out: str | Path) -> str:
     table = markdown(report)
     out.with_suffix(".md").write_text(table)
     return table
+
+
+def run_check_reward(args: CheckRewardArguments, data_args, format_args, reward_args) -> str:
+    """`rlt check-reward`: the ranking check on every problem of the dataset, written to `args.out` (JSON, and a
+    markdown table beside it); the table."""
+    from rlt.scoring import load_reward
+
+    train, held_out, _ = data_args.load()
+    reward = load_reward(args.teacher, reward_args, format_args.tag_style(train + held_out), args.temperature, args)
+    report = check_reward(train + held_out, reward, args, reward.teacher, data_args.framing)
+    return write_report(report, args.out)

@@ -124,6 +124,7 @@ class RLTGRPOTrainer(ChatGRPOTrainer):
         self._samples_path = Path(args.output_dir) / name
         self._trl_policy_logprobs: torch.Tensor | None = None
         self._awaiting_trl_policy_logprobs = False
+        self._generated_prompt_ids: list[list[int]] | None = None
 
     def _place_student(self, student, args: RLTGRPOConfig):
         """The frozen student where it computes; see README "GPUs" for what each placement costs in memory.
@@ -162,7 +163,7 @@ class RLTGRPOTrainer(ChatGRPOTrainer):
 
     def _generate(self, prompts):
         output = self._timed("generation", super()._generate, prompts)
-        self._prompt_ids = output[0]  # the ids TRL generated from, for the reward
+        self._generated_prompt_ids = output[0]  # the ids TRL generated from: the reward reads these, not a re-encoding
         return output
 
     def _generate_and_score_completions(self, inputs):
@@ -196,7 +197,7 @@ class RLTGRPOTrainer(ChatGRPOTrainer):
         else:
             device = self.accelerator.device
             pad_id = self.processing_class.pad_token_id
-            prompts = [torch.tensor(ids) for ids in self._prompt_ids]
+            prompts = [torch.tensor(ids) for ids in self._generated_prompt_ids]
             completions = [torch.tensor(ids) for ids in completion_ids]
             prompt_ids = pad(prompts, padding_value=pad_id, padding_side="left")
             prompt_mask = pad([torch.ones_like(p) for p in prompts], padding_value=0, padding_side="left")
@@ -213,11 +214,15 @@ class RLTGRPOTrainer(ChatGRPOTrainer):
         return [row[: len(c)].float().cpu() for row, c in zip(logps, completion_ids, strict=True)]
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        # TRL calls `_generate` (which records the prompt ids) before this in every step; say so if that changes.
+        assert self._generated_prompt_ids is not None and len(self._generated_prompt_ids) == len(completion_ids_list), (
+            "the rewards need the prompt ids of this step's generation: TRL no longer calls _generate first"
+        )
         if self.rlt_reward.config.uses_teacher_logprobs:
             teacher_logprobs = self._timed("teacher_logprobs", self._policy_completion_logprobs, completion_ids_list)
         else:  # the KL term does not read them: no forward for them
             teacher_logprobs = [torch.zeros(len(ids)) for ids in completion_ids_list]
-        for example, ids, logprobs in zip(inputs, self._prompt_ids, teacher_logprobs, strict=True):
+        for example, ids, logprobs in zip(inputs, self._generated_prompt_ids, teacher_logprobs, strict=True):
             example["prompt_ids"] = ids
             example["teacher_logprobs"] = logprobs
         calculate = super()._calculate_rewards
@@ -239,7 +244,7 @@ class RLTGRPOTrainer(ChatGRPOTrainer):
                     "question": inputs[i]["question"],
                     "solution": inputs[i]["solution"],
                     "completion": completions[i],
-                    "prompt_ids": list(self._prompt_ids[i]),
+                    "prompt_ids": list(self._generated_prompt_ids[i]),
                     "completion_ids": list(completion_ids[i]),
                     "reward": rewards[offset + i, 0].item(),
                 }
