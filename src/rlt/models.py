@@ -103,22 +103,3 @@ def load_model(
     tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model.to(device), tokenizer
-
-
-# ------------------------------------------------------------------------------------------------ tiny models
-
-
-def load_teacher_and_student(
-    teacher: str,
-    student: str,
-    dtype: torch.dtype | str = torch.float32,
-    device: str | torch.device = "cpu",
-    trust_remote_code: bool = False,
-) -> tuple[PreTrainedModel, PreTrainedModel, PreTrainedTokenizerBase, PreTrainedTokenizerBase]:
-    """Both frozen models of the reward and their tokenizers (teacher's, student's), which may differ; one model
-    object when both specs are the same."""
-    teacher_model, tokenizer = load_model(teacher, dtype, device, trust_remote_code)
-    if student == teacher:
-        return teacher_model, teacher_model, tokenizer, tokenizer
-    student_model, student_tokenizer = load_model(student, dtype, device, trust_remote_code)
-    return teacher_model, student_model, tokenizer, student_tokenizer
