@@ -161,22 +161,29 @@ def _render(left: tuple[str, str], op: str, right: tuple[str, str]) -> str:
     return f"{wrap(left, False)} {op} {wrap(right, True)}"
 
 
+def _merge(pool: list, i: int, j: int, op: str) -> tuple[list, _Step] | None:
+    """Pool items i and j combined by `op`, the larger first (subtraction and division only go that way): the pool
+    after, and the step; None when the result leaves the positive integers. A pool item is (value, (text, its top
+    operator or ""))."""
+    (a, a_text), (b, b_text) = sorted((pool[i], pool[j]), key=lambda item: -item[0])
+    value = _combine(a, op, b)
+    if value is None:
+        return None
+    rest = [item for k, item in enumerate(pool) if k not in (i, j)]
+    return [*rest, (value, (_render(a_text, op, b_text), op))], _Step(a, op, b, value)
+
+
 def solve_randomly(numbers: list[int], rng: random.Random) -> tuple[str, int, list[_Step]] | None:
     """One random way to combine all `numbers` into a single value: (expression, value, steps), or None when the
     draw hit a step that leaves the positive integers."""
-    pool = [(n, (str(n), "")) for n in numbers]
-    steps = []
+    pool, steps = [(n, (str(n), "")) for n in numbers], []
     while len(pool) > 1:
         i, j = rng.sample(range(len(pool)), 2)
-        (a, a_text), (b, b_text) = pool[i], pool[j]
-        if a < b:  # larger first: subtraction and division can only go that way
-            (a, a_text), (b, b_text) = (b, b_text), (a, a_text)
-        op = rng.choice("+-*/")
-        value = _combine(a, op, b)
-        if value is None:
+        merged = _merge(pool, i, j, rng.choice("+-*/"))
+        if merged is None:
             return None
-        steps.append(_Step(a, op, b, value))
-        pool = [p for k, p in enumerate(pool) if k not in (i, j)] + [(value, (_render(a_text, op, b_text), op))]
+        pool, step = merged
+        steps.append(step)
     value, (expression, _) = pool[0]
     return expression, value, steps
 
@@ -190,15 +197,11 @@ def solve(numbers: list[int], target: int) -> tuple[str, list[_Step]] | None:
         if len(pool) == 1:
             return (pool[0][1][0], steps) if pool[0][0] == target else None
         for i, j in combinations(range(len(pool)), 2):
-            (a, a_text), (b, b_text) = sorted((pool[i], pool[j]), key=lambda item: -item[0])
-            rest = [item for k, item in enumerate(pool) if k not in (i, j)]
             for op in "+-*/":
-                value = _combine(a, op, b)
-                if value is not None:
-                    combined = (value, (_render(a_text, op, b_text), op))
-                    found = search([*rest, combined], [*steps, _Step(a, op, b, value)])
-                    if found:
-                        return found
+                merged = _merge(pool, i, j, op)
+                found = merged and search(merged[0], [*steps, merged[1]])
+                if found:
+                    return found
         return None
 
     return search([(n, (str(n), "")) for n in numbers], [])
