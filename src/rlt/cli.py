@@ -10,20 +10,6 @@ import torch
 
 from rlt.configs import parse as _parse
 
-COMMANDS = {
-    "score": "Score explanations with the RLT reward (teacher + frozen student).",
-    "inspect": "An HTML page of explanations, every token shaded by the student's surprise and the KL; sortable.",
-    "check-reward": "Does the reward rank reference > shuffled > none explanations? Run before training a new pair.",
-    "warmup": "Teacher SFT warm-up on the teacher format (explanation-only loss).",
-    "train": "Teacher RL: GRPO with the RLT reward from a frozen student.",
-    "traces": "Collect a teacher's explanations as student distillation data (resumable; best-of-k).",
-    "distill": "Student SFT on collected traces.",
-    "coldstart": "Student RL on a verifiable reward (answer correctness), e.g. after distillation on traces.",
-    "eval": "Student accuracy (pass@1, pass@k, math-verify) or a teacher's mean RLT reward.",
-    "plot": "PNG curves of a training run (reward, its components, KL, completion length).",
-    "demo": "The whole pipeline at small scale on the embedded default (SmolLM2-135M, CHAMP).",
-}
-
 
 def _output_file(path: str) -> Path:
     """--out as a file path; a directory there is a usage error now, not an OSError after the work is done."""
@@ -191,9 +177,29 @@ def demo(argv: list[str]) -> int:
     return 0
 
 
-RUNNERS = {"score": score, "inspect": inspect, "check-reward": check_reward, "warmup": warmup, "train": train,
-           "traces": traces, "distill": distill, "coldstart": coldstart, "eval": evaluation, "plot": plot,
-           "demo": demo}  # fmt: skip
+#: Every command: the function that runs it, and its line in `rlt --help` (listed in this order).
+COMMANDS = {
+    "score": (score, "Score explanations with the RLT reward (teacher + frozen student)."),
+    "inspect": (
+        inspect,
+        "An HTML page of explanations, every token shaded by the student's surprise and the KL; sortable.",
+    ),
+    "check-reward": (
+        check_reward,
+        "Does the reward rank reference > shuffled > none explanations? Run before training a new pair.",
+    ),
+    "warmup": (warmup, "Teacher SFT warm-up on the teacher format (explanation-only loss)."),
+    "train": (train, "Teacher RL: GRPO with the RLT reward from a frozen student."),
+    "traces": (traces, "Collect a teacher's explanations as student distillation data (resumable; best-of-k)."),
+    "distill": (distill, "Student SFT on collected traces."),
+    "coldstart": (
+        coldstart,
+        "Student RL on a verifiable reward (answer correctness), e.g. after distillation on traces.",
+    ),
+    "eval": (evaluation, "Student accuracy (pass@1, pass@k, math-verify) or a teacher's mean RLT reward."),
+    "plot": (plot, "PNG curves of a training run (reward, its components, KL, completion length)."),
+    "demo": (demo, "The whole pipeline at small scale on the embedded default (SmolLM2-135M, CHAMP)."),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         width = max(map(len, COMMANDS))
-        lines = [f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()]
+        lines = [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
         asked = bool(argv) and argv[0] in ("-h", "--help")
         if argv and not asked:  # a typo gets an error, not just the list
             print(f"rlt: error: unknown command {argv[0]!r}", file=sys.stderr)
@@ -210,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if asked else 2
     from rlt.data import DataError
 
-    command = RUNNERS[argv[0]]
+    command = COMMANDS[argv[0]][0]
     try:
         code = command(argv[1:])
     except (DataError, ValueError, OSError) as e:  # OSError: a missing file, a directory where a file belongs, ...
