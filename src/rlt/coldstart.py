@@ -31,7 +31,7 @@ from rlt.evaluate import grade
 from rlt.formats import STRATOS, TagStyle, get_style, student_prompt
 from rlt.models import load_model
 from rlt.provenance import model_identity
-from rlt.runs import check_run, finish_run, last_checkpoint, model_dtype, require_vllm, skip_finished
+from rlt.runs import check_run, model_dtype, require_vllm, skip_finished, train_and_save
 from rlt.trainer import ChatGRPOTrainer
 
 logger = logging.getLogger(__name__)
@@ -137,6 +137,5 @@ def run_coldstart(
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
     )
-    trainer.train(resume_from_checkpoint=last_checkpoint(config))
-    finish_run(trainer, tokenizer)
+    train_and_save(trainer, tokenizer)
     return trainer

@@ -40,7 +40,7 @@ def last_checkpoint(config) -> str | None:
 def finished_step(config) -> int | None:
     """The step a finished run in output_dir reached, when it reached this config's max_steps; else None.
 
-    A finished run has a saved model and its trainer state beside it (`finish_run`). Resuming it would train past
+    A finished run has a saved model and its trainer state beside it (`train_and_save`). Resuming it would train past
     max_steps and overwrite the model, so a rerun with `resume` is a no-op; a larger --max_steps continues it.
     """
     out = Path(config.output_dir)
@@ -77,8 +77,10 @@ def skip_finished(config) -> bool:
     return step is not None
 
 
-def finish_run(trainer, tokenizer) -> None:
-    """Save a plain, loadable model (LoRA merged) with its tokenizer and the log history in output_dir."""
+def train_and_save(trainer, tokenizer) -> None:
+    """Train (from the last checkpoint when resuming), then save a plain, loadable model (LoRA merged) with its
+    tokenizer and the log history in output_dir."""
+    trainer.train(resume_from_checkpoint=last_checkpoint(trainer.args))
     trainer.save_state()
     model = trainer.accelerator.unwrap_model(trainer.model)
     if hasattr(model, "merge_and_unload"):

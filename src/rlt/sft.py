@@ -29,7 +29,7 @@ from rlt.data import DataError, Problem
 from rlt.formats import TagStyle, teacher_text
 from rlt.models import load_model
 from rlt.provenance import content_key, file_digest, model_identity, read_record, sidecar
-from rlt.runs import check_run, finish_run, last_checkpoint, model_dtype, skip_finished
+from rlt.runs import check_run, model_dtype, skip_finished, train_and_save
 
 logger = logging.getLogger(__name__)
 
@@ -132,8 +132,7 @@ def _train(model, tokenizer, examples: list[dict], model_args: ModelConfig, conf
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
     )
-    trainer.train(resume_from_checkpoint=last_checkpoint(config))
-    finish_run(trainer, tokenizer)
+    train_and_save(trainer, tokenizer)
     return trainer
 
 

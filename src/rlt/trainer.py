@@ -30,7 +30,7 @@ from rlt.logprobs import eval_mode
 from rlt.models import load_model
 from rlt.provenance import model_identity
 from rlt.reward import RewardConfig, RLTReward
-from rlt.runs import check_run, finish_run, last_checkpoint, model_dtype, require_vllm, skip_finished
+from rlt.runs import check_run, model_dtype, require_vllm, skip_finished, train_and_save
 
 logger = logging.getLogger(__name__)
 
@@ -285,6 +285,5 @@ def run_train(
         peft_config=get_peft_config(model_args),
         student_tokenizer=student_tokenizer,
     )
-    trainer.train(resume_from_checkpoint=last_checkpoint(config))
-    finish_run(trainer, tokenizer)
+    train_and_save(trainer, tokenizer)
     return trainer
