@@ -35,6 +35,9 @@ def test_correctness_rewards_a_right_final_answer():
     assert reward(["p"] * 5, completions, answer=["42"] * 5) == [1.0, 1.0, 0.0, 0.0, 1.0]
     # a free-form answer math-verify cannot parse is compared as normalised text (as `rlt eval` does)
     assert reward(["p", "p"], [answered("No."), answered("Yes.")], answer=["No", "No"]) == [1.0, 0.0]
+    # a yes or no counts only as a whole first clause: RL must not learn that "No idea" earns a "No"
+    hedges = [answered(s) for s in ("No idea.", "Yes and no.", "No, it is odd.", "\\boxed{\\text{Yes}}")]
+    assert reward(["p"] * 4, hedges, answer=["No", "Yes", "No", "Yes"]) == [0.0, 0.0, 1.0, 1.0]
     # conversational completions (message lists) are read too
     assert reward(["p"], [[{"role": "assistant", "content": answered("\\boxed{7}")}]], answer=["7"]) == [1.0]
 

@@ -68,6 +68,79 @@ def test_the_checker_accepts_a_right_answer_in_any_usual_notation(answer):
     assert PROBLEM.check(answer) == (True, "correct")
 
 
+@pytest.mark.parametrize(
+    "answer",
+    ["- (7 + 3) * 5", "* (7 + 3) * 5", "• (7 + 3) * 5", "+ (7 + 3) * 5", "  - 5 * (7 + 3)", "1) (7 + 3) * 5",
+     "(1) (7 + 3) * 5", "5) (7 + 3) * 5", "1. (7 + 3) * 5", "Step 2: (7 + 3) * 5", "(Answer: (7 + 3) * 5)",
+     "(answer: 5 * (7 + 3)).", "(Answer: \\boxed{(7 + 3) \\times 5})",
+     "Steps:\n- 7 + 3 = 10\n- 10 * 5 = 50\n- (7 + 3) * 5", "1) 7 + 3 = 10\n2) 10 * 5 = 50\n3) (7 + 3) * 5"],
+)  # fmt: skip
+def test_the_checker_accepts_a_right_answer_in_a_list_or_a_closing_parenthetical(answer):
+    assert PROBLEM.check(answer) == (True, "correct")
+
+
+@pytest.mark.parametrize(
+    ("numbers", "target", "answer", "correct"),
+    [
+        ((1, 2, 3), 6, "1 + 2 + 3", True),
+        ((1, 2, 3), 6, "1) 1 + 2 + 3", True),
+        ((1, 2, 3), 6, "1) 2 + 3", False),  # the marker is no number of the expression: 1 is not used
+        ((1, 2, 3), 6, "1) 2 * 3", False),  # 2 * 3 makes 6, but without the 1
+        ((1, 2, 3), 6, "(1) 2 * 3", False),
+        ((1, 2, 3), 6, "3) 1 * 2", False),
+        ((1, 2, 3), 6, "- 1 + 2 + 3", True),  # a bullet
+        ((1, 2, 3), 6, "-1 + 2 + 3", False),  # unary minus (makes 4): no bullet, not a countdown answer
+        ((1, 2, 3), 4, "- 1 + 2 + 3", False),  # a bullet, never a minus sign that would make 4
+        ((1, 2, 3), 6, "x - (1 + 2) * 3", False),  # a minus inside the line is no bullet
+        ((3, 5, 7), 50, "(Answer: 7 + 3) * 5", False),  # a parenthesis closed inside the expression is not a wrapper
+        ((3, 5, 7), 50, "(Answer: (7 + 3) * 5) * 1", False),
+    ],
+)
+def test_a_list_marker_is_stripped_only_where_it_is_no_part_of_the_expression(numbers, target, answer, correct):
+    assert Countdown(numbers, target).check(answer)[0] is correct
+
+
+# A row's answer in each notation a student may give it; n is one of the row's numbers (a marker that looks like one).
+WRAPPINGS = ["- {e}", "* {e}", "• {e}", "+ {e}", "{n}) {e}", "({n}) {e}", "{n}. {e}", "Step {n}: {e}", "(Answer: {e})",
+             "(Answer: {e}).", "Working:\n- {n} is given\n- {e}"]  # fmt: skip
+
+
+def _value(expression: str) -> Fraction:
+    """The test's own exact arithmetic on a generated expression (never a student's text)."""
+    return eval(re.sub(r"\d+", lambda m: f"Fraction({m.group()})", expression))
+
+
+def _wrong_variants(expression: str, target: int) -> list[str]:
+    """The expression with one number changed (wrong numbers), and with the first operator that can be flipped to
+    a different value flipped (wrong value or division by zero)."""
+    changed = re.sub(r"\d+", lambda m: str(int(m.group()) + 1), expression, count=1)
+    for operator in re.finditer(r" ([-+*/]) ", expression):
+        for other in "+-*/".replace(operator.group(1), ""):
+            flipped = f"{expression[: operator.start(1)]}{other}{expression[operator.end(1) :]}"
+            try:
+                if _value(flipped) != target:
+                    return [changed, flipped]
+            except ZeroDivisionError:
+                return [changed, flipped]
+    return [changed]
+
+
+@pytest.mark.parametrize("sizes", [(3, 4), (5, 5)])
+def test_every_notation_of_a_generated_answer_is_accepted_and_of_a_wrong_one_refused(sizes):
+    flipped = 0
+    for row in generate(300, sizes):
+        problem, n = Countdown(tuple(row["numbers"]), row["target"]), row["numbers"][0]
+        for wrapping in WRAPPINGS:
+            assert problem.check(wrapping.format(e=row["answer"], n=n)) == (True, "correct"), (wrapping, row)
+        wrong = _wrong_variants(row["answer"], row["target"])
+        flipped += len(wrong) == 2
+        for expression in wrong:
+            assert not problem.check(expression)[0], (expression, row)
+            for wrapping in WRAPPINGS:
+                assert not problem.check(wrapping.format(e=expression, n=n))[0], (wrapping, expression, row)
+    assert flipped > 250  # nearly every row has an operator whose flip changes the value
+
+
 def test_the_checker_evaluates_exactly():
     assert Countdown((1, 3, 4, 6), 24).check("6 / (1 - 3 / 4)") == (True, "correct")  # 6 / 0.25: exact fractions
     assert Countdown((2, 3, 4), 2).check("4 / 3 * 2") == (False, "wrong value")  # 8/3 is not 2, nor floored to it
@@ -97,7 +170,8 @@ def test_division_by_zero_is_a_wrong_answer_not_an_error():
 
 @pytest.mark.parametrize(
     "answer",
-    [None, "", "   ", "fifty", "7 + 3) * 5", "(7 + 3) ** 5", "-3 + 7 * 5", "(7 + 3) * -5", "7 // 3 + 5",
+    [None, "", "   ", "fifty", "7 + 3) * 5", "(7 + 3) ** 5", "-3 + 7 * 5", "(7 + 3) * -5", "-(7 + 3) * 5",
+     "7 // 3 + 5",
      "(" * 250 + "7" + ")" * 250, "7 + " * 1000 + "3"],  # nesting past the parser's limit; over the length cap
 )  # fmt: skip
 def test_the_checker_calls_malformed_what_is_not_arithmetic_on_integers(answer):

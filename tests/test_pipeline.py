@@ -1,6 +1,7 @@
 """Traces, distillation, evaluation and the demo wiring, on tiny models."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -242,3 +243,12 @@ def test_solution_logprob_after_own_thought_recomputed_independently():
         expected.append(sum(values) / 2)
     assert measure["per_question"] == pytest.approx(expected, abs=1e-4)
     assert measure["summary"]["mean"] == pytest.approx(sum(expected) / 2, abs=1e-4)
+    # A question too long for the student is missing, not NaN in the summary (the review: one over-long question
+    # turned the whole summary into mean nan, interval [nan, -1.4])
+    model.config.max_position_embeddings = 400
+    too_long = Problem("What is " + " + ".join(["1"] * 300) + "?", "It is 300.", "300")
+    measure = solution_logprob_after_own_thought(model, tokenizer, [*problems, too_long], 2,
+                                                 SamplingConfig(12, 1.0, 1.0, 4, 0))  # fmt: skip
+    assert math.isnan(measure["per_question"][2])
+    assert measure["summary"]["n"] == 2 and measure["summary"]["dropped"] == 1
+    assert math.isfinite(measure["summary"]["mean"]) and math.isfinite(measure["summary"]["low"])

@@ -53,7 +53,9 @@ class Countdown:
         The expression checked is the last one in the text that uses exactly the given numbers, so an answer may be
         bare ("(7 + 3) * 5"), stated ("The answer is: (7 + 3) * 5."), carry its value either side ("(7 + 3) * 5 =
         50", "50 = 5 * (7 + 3)", "= \\boxed{50}"), sit in a \\boxed{} and use LaTeX or unicode operators (\\times,
-        \\div, \\frac, ×, ÷, −). Only the last counts: listing several tries earns nothing for the right one.
+        \\div, \\frac, ×, ÷, −), be a list item ("- (7 + 3) * 5", "1) (7 + 3) * 5", "Step 2: (7 + 3) * 5") or close
+        a parenthetical ("(Answer: (7 + 3) * 5)"). Only the last counts: listing several tries earns nothing for the
+        right one.
         """
         trees = [tree for tree in map(_parse, candidates(text)) if tree is not None]
         if not trees:
@@ -77,19 +79,49 @@ _NOTATION = [("\\[", ""), ("\\]", ""), ("\\(", ""), ("\\)", ""), ("\\left", ""),
              ("]", ")")]  # fmt: skip
 _FRACTION = re.compile(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}")
 _EXPRESSION = re.compile(r"[0-9()+\-*/ ]+")  # a run of characters an arithmetic expression is made of
+# A list item's marker made of expression characters, so that it starts the item's run: "- ", "+ ", "1) ", "(2) ",
+# then space and an operand. "* " leaves with markdown bold (`_trim`); "1. ", "• " and "Step 2: " hold a character
+# no expression has, which ends a run before the item.
+_LIST_MARKER = re.compile(r"(?:[-+]|\(?\d+\))\s+(?=[\d(])")
 
 
 def candidates(text: str | None) -> list[str]:
     """The spans of `text` that may be arithmetic expressions, in order, after LaTeX and unicode operators are
-    rewritten: every maximal run of digits, operators, parentheses and spaces that holds a digit."""
+    rewritten: every maximal run of digits, operators, parentheses and spaces that holds a digit.
+
+    A run that starts a line and starts with a list marker is offered twice, whole and without its marker: "1) 2 + 3"
+    may be the item 2 + 3 or a broken expression, and only the checker knows the numbers. At most one of the two
+    parses, so the choice never needs making: the whole run starts with a unary sign, which no answer may use, or
+    with an unmatched ")" or a call "(2) (...)", which do not parse; without its marker, the run lacks the marker's
+    number, so "1) 2 + 3" never counts as using a 1.
+    """
     if not text or len(text) > MAX_ANSWER_CHARS:
         return []
     text = _FRACTION.sub(r"((\1)/(\2))", text)
     for old, new in _NOTATION:
         text = text.replace(old, new)
-    # "**Answer:** 7 * 5" (markdown bold): no expression starts with * or /, or ends with an operator
-    runs = (run.strip().lstrip("*/").rstrip("+-*/").strip() for run in _EXPRESSION.findall(text))
-    return [run for run in runs if any(c.isdigit() for c in run)]
+    runs = []
+    for line in text.splitlines():
+        for match in _EXPRESSION.finditer(line):
+            run = match.group().strip()
+            marker = _LIST_MARKER.match(run) if not line[: match.start()].strip() else None
+            runs += [run, run[marker.end() :]] if marker else [run]
+    return [run for run in map(_trim, runs) if any(c.isdigit() for c in run)]
+
+
+def _trim(run: str) -> str:
+    """A run without what cannot belong to the expression at its ends: "**Answer:** 7 * 5" (markdown bold) leaves a
+    leading "*", "(Answer: 7 * 5)" an unmatched closing ")", a sentence broken at "=" a trailing operator. An
+    unmatched ")" inside the run ("7 + 3) * 5") stays: the run is no expression."""
+    run = run.strip().lstrip("*/")
+    depth = 0
+    for i, char in enumerate(run):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:
+            if not run[i:].strip(") "):
+                run = run[:i]
+            break
+    return run.strip().rstrip("+-*/").strip()
 
 
 def _parse(expression: str) -> ast.expr | None:

@@ -3,7 +3,8 @@
 A student answers in the student format; its final answer is the last solution section (its last \\boxed{} when
 it has one) and is checked against the dataset's answer with math-verify. Free-form answers that math-verify
 cannot parse (CHAMP's "No", "3 is the only possible value" parses, "No" does not) fall back to a normalised-text
-comparison; countdown answers are checked exactly by their own checker (`rlt.countdown`). The report says how many
+comparison, where a yes or no must be the whole first clause ("No, because ..." matches "No", "No idea" does not);
+countdown answers are checked exactly by their own checker (`rlt.countdown`). The report says how many
 answers each method checked and how many could not be checked at all.
 """
 
@@ -61,12 +62,40 @@ class EvalArguments(DeviceArguments):
 # ----------------------------------------------------------------------------------------------- checking
 
 _PUNCTUATION = str.maketrans("", "", string.punctuation.replace("-", "").replace(".", ""))
+_WRAPPER = re.compile(r"\\(?:boxed|text|textbf|mathrm|mathbf)\{([^{}]*)\}")
+# "The answer is X." is the solution sentence of the answer framing (`rlt.data.answer_statement`)
+_ANSWER_IS = re.compile(r"^(?:the )?(?:final )?answer(?: is)?\s*[:\s]\s*")
+_OPENING = " \t\n\"'“‘(["  # what may open an answer before its first word
+_YES_NO = ("yes", "no")
+# What may follow a yes or no that is a whole clause: the end of the text or line, punctuation, a bracket, a dash.
+_CLAUSE_END = re.compile(r"[ \t]*(?:$|[\n,.;:!()\[\]\"'”’—–]|-+\s)")
+
+
+def unwrapped(text: str) -> str:
+    """`text` without LaTeX wrappers (\\boxed{}, \\text{}, nested ones too), math delimiters or markdown emphasis."""
+    while (inner := _WRAPPER.sub(r"\1", text)) != text:
+        text = inner
+    return re.sub(r"[$*_`]", "", text)
 
 
 def normalize(text: str) -> str:
-    text = re.sub(r"\\(?:boxed|text|mathrm)\{([^{}]*)\}", r"\1", text).replace("$", "")
-    text = text.lower().translate(_PUNCTUATION)
+    text = unwrapped(text).lower().translate(_PUNCTUATION)
     return re.sub(r"\s+", " ", text).strip().rstrip(".")
+
+
+def stated(answer: str) -> str:
+    """What `answer` says, lowercased and unwrapped, without a leading "The answer is" or an opening quote or
+    bracket; its punctuation kept, which tells where its first clause ends."""
+    text = unwrapped(answer).lower().lstrip(_OPENING)
+    return _ANSWER_IS.sub("", text, count=1).lstrip(_OPENING)
+
+
+def yes_or_no(answer: str) -> str | None:
+    """The word yes or no when it is the whole first clause of `answer` ("No", "**No.**", "No, because ...", "No;
+    there is none", "No - ..."), else None: "No idea", "Nobody", "Not sure", "No no yes", "Yes and no" and "No?" say
+    neither."""
+    text = stated(answer)
+    return next((w for w in _YES_NO if text.startswith(w) and _CLAUSE_END.match(text, len(w))), None)
 
 
 def final_answer(completion: str, style: TagStyle = STRATOS) -> str | None:
@@ -77,17 +106,27 @@ def final_answer(completion: str, style: TagStyle = STRATOS) -> str | None:
 
 
 def check_answer(prediction: str | None, gold: str) -> tuple[bool, str]:
-    """(correct, method): method is math-verify, text (normalised comparison) or unchecked (empty gold)."""
+    """(correct, method): method is math-verify, text (normalised comparison) or unchecked (empty gold).
+
+    Text is compared lowercased, without \\boxed{}, \\text{}, $, markdown emphasis, surrounding punctuation or a
+    leading "The answer is". A yes or no gold (CHAMP has 33) is matched only by an answer whose whole first clause
+    is that word (`yes_or_no`): a student rewarded for "No idea" or "Yes and no" would learn to say them. A longer
+    gold is matched by its words, alone or followed by more ("No such values exist" for "No such values"); a bare
+    "Yes" does not match "Yes, there are infinitely many", whose rest may be part of what was asked. A gold that
+    math-verify parses is graded by its value even when it opens with a yes ("Yes, and the sequence is 1/2^3, ..."):
+    the value alone is right, a bare "Yes" is wrong, and so is an answer that opens with the other word.
+    """
+    said, gold_text = yes_or_no(prediction or ""), normalize(gold)
+    if gold_text in _YES_NO:  # before math-verify, which reads "$No$" as the product n·o
+        return said == gold_text, "text"
     gold_parsed = parse(gold)
     if gold_parsed:
         predicted = parse(prediction) if prediction else []
-        return bool(predicted) and bool(verify(gold_parsed, predicted)), "math-verify"
-    gold_text = normalize(gold)
+        contradicts = said is not None and yes_or_no(gold) not in (None, said)
+        return not contradicts and bool(predicted) and bool(verify(gold_parsed, predicted)), "math-verify"
     if not gold_text:
         return False, "unchecked"
-    # "The answer is X." is the solution sentence of the answer framing (`rlt.data.answer_statement`)
-    answer = re.sub(r"^(?:the )?(?:final )?answer is ", "", normalize(prediction or ""))
-    # "No" against "No, because ...": a short gold counts when the answer starts with it as a word.
+    answer = normalize(stated(prediction or ""))
     return answer == gold_text or answer.startswith(gold_text + " "), "text"
 
 
@@ -147,10 +186,12 @@ def evaluate_student(
         sampling = SamplingConfig(args.max_new_tokens, args.temperature, 1.0, args.batch_size, args.seed)
         measure = solution_logprob_after_own_thought(model, tokenizer, problems, args.thought_samples, sampling, style,
                                                      sample)  # fmt: skip
-        result["solution_logprob_after_own_thought"] = measure["summary"]["mean"]
-        result["solution_logprob_after_own_thought_interval"] = [measure["summary"]["low"], measure["summary"]["high"]]
+        summary = measure["summary"] or {"mean": None, "low": None, "high": None, "dropped": len(problems)}
+        result["solution_logprob_after_own_thought"] = summary["mean"]
+        result["solution_logprob_after_own_thought_interval"] = [summary["low"], summary["high"]]
+        result["solution_logprob_after_own_thought_unscoreable_questions"] = summary["dropped"]
         for record, value in zip(records, measure["per_question"], strict=True):
-            record["solution_logprob_after_own_thought"] = value
+            record["solution_logprob_after_own_thought"] = None if math.isnan(value) else value
     if args.num_samples:
         sampled = SamplingConfig(args.max_new_tokens, args.temperature, 1.0, args.batch_size, args.seed)
         repeated = [ids for ids in prompts for _ in range(args.num_samples)]
@@ -190,7 +231,7 @@ def solution_logprob_after_own_thought(
     """
     from rlt.formats import student_segments
     from rlt.reward import RewardConfig, RLTReward
-    from rlt.reward_check import bootstrap
+    from rlt.stats import bootstrap
 
     style = get_style(style)
     think_close = style.thought[1]
@@ -210,10 +251,12 @@ def solution_logprob_after_own_thought(
     rows = [{"question": problems[j // samples].question, "solution": problems[j // samples].solution,
              "explanation": thought + end_tag} for j, thought in enumerate(thoughts)]  # fmt: skip
     scored, _ = reward.score_texts(rows)
-    per_question = [
-        sum(b.solution_logprob_mean for b in scored[i * samples : (i + 1) * samples]) / samples
-        for i in range(len(problems))
-    ]
+    # A thought the student cannot be scored after (too long for its positions) is missing, not a number: a question
+    # averages its scored thoughts, and one with none is left out of the summary (its `dropped` count).
+    per_question = []
+    for i in range(len(problems)):
+        found = [b.solution_logprob_mean for b in scored[i * samples : (i + 1) * samples] if b.aligned]
+        per_question.append(sum(found) / len(found) if found else math.nan)
     return {"summary": bootstrap(per_question), "per_question": per_question, "thoughts": thoughts, "correct": correct}
 
 
