@@ -29,7 +29,7 @@ def rows(n: int = 6) -> list[dict]:
     out = []
     for i in range(n):
         answer = 2 * i + 1
-        explanation = ["Add the two numbers.", f"It is {answer}.", "Subtract them.", "Add them"][i % 4]
+        explanation = ["Add the two numbers.", f"So x = {answer}.", "Subtract them.", "Add them"][i % 4]
         end = "" if i % 4 == 3 else "\n\n<|end_of_explanation|>"
         out.append({"question": f"What is {i} + {i + 1}?", "solution": f"The answer is {answer}.",
                     "explanation": explanation + end, "answer": str(answer)})  # fmt: skip
@@ -81,8 +81,8 @@ def test_page_records_shade_each_explanation_token_by_its_chunk(scored):
     for (_, (s_start, s_end)), value in zip(row["kl_chunks"], row["kl_chunk_values"], strict=True):
         assert all(explanation[p - start][2] == pytest.approx(value, abs=1e-4) for p in range(s_start, s_end))
     records = page_records(scored)
-    assert [r["leaks"] for r in records[:4]] == [False, True, False, False]  # "It is 3." states row 1's answer
-    assert records[-1]["leaks"]  # the answer from "The answer is 4.": "<b>4</b>" states it
+    assert [r["leaks"] for r in records[:4]] == [False, True, False, False]  # "So x = 3." states row 1's answer
+    assert not records[-1]["leaks"]  # the answer from "The answer is 4.": a bare "<b>4</b>" does not state it
     assert [r["matched"] for r in records[:4]] == [True, True, True, False]
     assert all(math.isfinite(r["reward"]) for r in records)
 

@@ -90,7 +90,9 @@ def test_adversarial_sampled_ids_through_the_trl_interface(reward, ids):
         solution=[SOLUTION] * len(ids),
         log_metric=logged.__setitem__,
     )
-    assert len(rewards) == len(ids) and all(math.isfinite(r) for r in rewards)
+    # a completion that cannot be scored gets TRL's "no reward", None; every other reward is a finite number
+    assert len(rewards) == len(ids) and all(r is None or math.isfinite(r) for r in rewards)
+    assert sum(r is None for r in rewards) == logged["rlt/alignment_failures"]
     matched = [STRATOS.explanation[1] in tokenizer.decode(c) for c in ids]
     assert logged["rlt/match_rate"] == pytest.approx(sum(matched) / len(ids))
     STATS["sampled-id completions"] += len(ids)

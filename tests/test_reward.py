@@ -250,8 +250,11 @@ def test_too_long_is_an_alignment_failure_not_an_exception(student, teacher, tok
         [SOLUTION],
         log_metric=lambda n, v: logged.__setitem__(n, v),
     )
-    assert rewards == [pytest.approx(-1.01 - 3.03 - 1)]
-    assert logged["rlt/alignment_failures"] == 1
+    # TRL's "no reward" (the trainer ranks it below its group), never the floor as if it were a score
+    assert rewards == [None]
+    assert logged["rlt/alignment_failures"] == 1 and math.isnan(logged["rlt/reward"])
+    (floor,) = reward.score([None])
+    assert floor.reward == pytest.approx(-1.01 - 3.03 - 1) and not floor.aligned
 
 
 def test_options_schulman_and_no_teacher_entropy(student, teacher, tokenizer):

@@ -12,7 +12,6 @@ from rlt.reward_check import (
     CheckRewardArguments,
     derangement,
     explanation_rows,
-    leaks,
     ranking,
     references,
     rescored,
@@ -51,7 +50,7 @@ def test_the_kl_sweep_rescores_from_components():
     assert rescored(scored["none"], config, 0.0) == pytest.approx([-1.5 * 1.01] * 6)  # empty KL costs nothing at 0
     args = CheckRewardArguments(kl_scales=[0.0, 0.5, 1.0], resamples=200)
     explanations = {name: ["x"] * 6 for name in scored}
-    report = summarize_sources(scored, explanations, ["7"] * 6, config, args)
+    report = summarize_sources(scored, scored, explanations, ["7"] * 6, config, args)
     # Without the KL: -0.202 > -1.01 > -1.515, the ranking holds. At scale 0.5: reference -2.47, shuffled -1.92.
     assert report["ranking_holds_at_kl_scales"] == [0.0]
     assert not report["ranking"]["holds"] and report["ranking_r_ss"]["holds"]
@@ -61,12 +60,37 @@ def test_the_kl_sweep_rescores_from_components():
     assert report["restating_not_worse_at_kl_scales"] == [0.0]
 
 
-def test_leakage_counts_the_answer_stated_as_a_whole_word():
-    assert leaks("so she has 18 apples left", "18")
-    assert not leaks("so she has 180 apples left", "18")
-    assert not leaks("18.5 dollars", "18")
-    assert leaks("The answer is No, because ...", "no")
-    assert not leaks("anything", None)
+def test_an_unscoreable_sample_is_left_out_not_ranked_by_its_floor():
+    """The review: the floor (r_SS -1.010, reward -2.919 at the demo's coefficients) sat at a teacher's mean and above
+    "none", so a failure looked like a middling explanation in every mean and ranking."""
+    config = RewardConfig()
+    floor = RewardBreakdown(-2.919, math.nan, math.nan, math.nan, math.nan, False, aligned=False)
+    scored = {
+        "reference": [breakdown(-1.0, 0.1) for _ in range(4)] + [floor],
+        "shuffled": [breakdown(-2.0, 0.1) for _ in range(5)],
+        "none": [breakdown(-3.0, math.nan) for _ in range(5)],
+        "restated": [breakdown(-1.0, 0.2) for _ in range(5)],
+    }
+    args = CheckRewardArguments(kl_scales=[1.0], resamples=100)
+    report = summarize_sources(scored, scored, {n: ["x"] * 5 for n in scored}, ["7"] * 5, config, args)
+    reference = report["sources"]["reference"]
+    assert reference["alignment_failures"] == 1 and reference["r_ss"]["n"] == 4 and reference["r_ss"]["dropped"] == 1
+    assert reference["r_ss"]["mean"] == pytest.approx(-1.01) and reference["reward"]["mean"] == pytest.approx(-1.313)
+    assert reference["closing_tag_rate"] == 1.0
+    assert report["ranking"]["paired"]["reference - shuffled"]["n"] == 4
+    assert rescored(scored["reference"], config, 1.0)[4] != rescored(scored["reference"], config, 1.0)[4]  # NaN
+
+
+def test_the_causal_check_reports_what_the_answer_statements_were_worth():
+    config = RewardConfig()
+    scored = {n: [breakdown(-1.0, 0.1) for _ in range(4)] for n in ("reference", "shuffled", "none", "restated")}
+    stripped = {**scored, "restated": [breakdown(-2.5, 0.1) for _ in range(4)]}
+    args = CheckRewardArguments(kl_scales=[1.0], resamples=100)
+    report = summarize_sources(scored, stripped, {n: ["x"] * 4 for n in scored}, ["7"] * 4, config, args)
+    worth = report["sources"]["restated"]["answer_statements_worth_r_ss"]
+    assert worth["mean"] == pytest.approx(1.5 * 1.01) and worth["wins"] == 4
+    assert report["sources"]["restated"]["r_ss_answer_stripped"]["mean"] == pytest.approx(-2.525)
+    assert report["sources"]["reference"]["answer_statements_worth_r_ss"]["mean"] == 0
 
 
 def test_sources_of_framed_problems():
@@ -99,4 +123,6 @@ def test_check_reward_command_end_to_end(tmp_path):
     assert report["sources"]["none"]["kl_mean"] is None and report["sources"]["none"]["leakage_rate"] == 0
     assert report["sources"]["reference"]["leakage_rate"] == 1  # "i + i = 2i." states the answer
     assert set(report["kl_scale_sweep"]) == {"0.0", "0.1", "0.3", "0.5", "1.0", "2.0"}
+    assert report["sources"]["restated"]["r_ss_answer_stripped"] is not None
+    assert "ranking_r_ss_answer_stripped" in report
     assert "reference > shuffled > none" in out.with_suffix(".md").read_text()

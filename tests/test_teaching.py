@@ -1,68 +1,127 @@
-"""The held-out teaching comparison: per-problem averaging, paired differences and the verdict, on known values."""
+"""The held-out teaching comparison: averaging over scored samples only, paired differences per judge and variant,
+the causal answer-stripping check and the answer's own log-prob, on known values and on real (tiny) scoring."""
 
 import math
 
 import pytest
 
 from rlt.data import Problem
-from rlt.reward import RewardConfig
-from rlt.teaching import compare, markdown, verdict
+from rlt.reward import RewardConfig, RLTReward
+from rlt.teaching import (
+    REWARD_STUDENT,
+    VARIANTS,
+    answer_logprob,
+    compare,
+    fixed_sources,
+    markdown,
+    measure,
+    stripped_completion,
+    verdict,
+)
+from rlt.testing import tiny_model
 
-CONFIG = RewardConfig(solution_coeffs=(1.0, 0.5), kl_coeffs=(1.0, 0.0))
-PROBLEMS = [Problem(f"Q{i}", f"The answer is {i}.", answer=str(i)) for i in range(4)]
+PROBLEMS = [Problem(f"Q{i}", f"The answer is {i + 10}.", answer=str(i + 10)) for i in range(6)]
 
 
-def row(index: int, lp: float, kl: float | None, explanation: str = "some steps", sample: int = 0) -> dict:
-    reward = lp + 0.5 * lp - (kl or 0.0)
-    return {"index": index, "sample": sample, "explanation": explanation, "reward": reward,
-            "solution_logprob_mean": lp, "solution_logprob_min": lp, "kl_mean": kl, "kl_max": kl,
-            "matched": True, "aligned": True}  # fmt: skip
+def measured_row(index: int, r_ss: float, stripped_r_ss: float | None = None, sample: int = 0, scored: bool = True,
+                 states: bool = False, kl: float = 0.3) -> dict:  # fmt: skip
+    """A `measure` row with r_SS (and the answer log-prob) `r_ss` as written and `stripped_r_ss` stripped."""
+    stripped_r_ss = r_ss if stripped_r_ss is None else stripped_r_ss
+    nan = math.nan
+
+    def variant(value: float) -> dict:
+        if not scored:
+            return {"scored": False, "r_ss": nan, "answer_logprob": nan, "reward": nan, "kl_mean": nan}
+        return {"scored": True, "r_ss": value, "answer_logprob": value / 2, "reward": value - kl, "kl_mean": kl}
+
+    return {"index": index, "sample": sample, "states_answer": states,
+            "as written": variant(r_ss), "answer stripped": variant(stripped_r_ss)}  # fmt: skip
 
 
-def test_paired_differences_average_samples_and_skip_missing_kl():
-    sources = {
-        # two samples per problem: the per-problem value is their mean
-        "teacher": [row(i, lp, 0.2, sample=k) for i in range(4) for k, lp in enumerate((-1.0 - i, -2.0 - i))],
-        "none": [row(i, -3.0 - i, None, explanation="") for i in range(4)],
-        "leaky": [row(i, -0.5, 0.4, explanation=f"so it is {i}") for i in range(4)],
+def test_a_gain_that_comes_only_from_stating_the_answer_vanishes_when_the_statements_are_stripped():
+    """The λ×0.3 demo's RL teacher gained r_SS by restating the answer shown in its prompt. The causal check
+    rescored every problem without the statements, instead of picking the problems where no teacher states it."""
+    measured = {
+        "rl": {REWARD_STUDENT: [measured_row(i, -1.0 + (0.6 if i < 3 else 0.0), -1.0, states=i < 3) for i in range(6)]},
+        "warm": {REWARD_STUDENT: [measured_row(i, -1.0) for i in range(6)]},
     }
-    result = compare(sources, PROBLEMS, CONFIG, [("teacher", "none"), ("leaky", "teacher")], resamples=200)
-    assert result["per_problem"]["teacher"]["solution_logprob_mean"] == [-1.5, -2.5, -3.5, -4.5]
-    assert result["per_problem"]["teacher"]["r_ss"] == pytest.approx([-2.25, -3.75, -5.25, -6.75])
-    diff = result["paired"]["teacher - none"]
-    # every problem: teacher r_SS (-1.5 - i) * 1.5 against none (-3 - i) * 1.5, a constant +2.25
-    assert diff["r_ss"]["mean"] == pytest.approx(2.25) and diff["r_ss"]["low"] == pytest.approx(2.25)
-    assert diff["r_ss"]["wins"] == 4 and diff["r_ss"]["n"] == 4
-    assert diff["kl_mean"] is None  # none has no explanation, hence no KL to pair
-    assert math.isnan(result["per_problem"]["none"]["kl_mean"][0])
-    leaky_kl = result["paired"]["leaky - teacher"]["kl_mean"]
-    assert leaky_kl["mean"] == pytest.approx(0.2) and leaky_kl["wins"] == 0  # higher KL loses
-    assert result["sources"]["leaky"]["leakage_rate"] == 1.0 and result["sources"]["teacher"]["leakage_rate"] == 0.0
-    assert "teacher beat the none: +2.250" in verdict(result, "teacher", "none")
-    assert "better on 4 of 4 problems" in verdict(result, "teacher", "none")
-    table = "\n".join(markdown(result))
-    assert "| teacher - none | 2.250 [2.250, 2.250] |" in table and "| leaky |" in table
-
-
-def test_verdict_says_when_intervals_straddle_zero():
-    sources = {"a": [row(i, -1.0 + (0.5 if i % 2 else -0.5), 0.1) for i in range(4)],
-               "b": [row(i, -1.0, 0.1) for i in range(4)]}  # fmt: skip
-    result = compare(sources, PROBLEMS, CONFIG, [("a", "b")], resamples=500)
-    assert "the a did not separate from the b" in verdict(result, "a", "b")
-
-
-def test_a_gain_that_comes_only_from_stating_the_answer_is_shown_as_such():
-    """The RL teacher of the λ×0.3 demo gained r_SS only where it restated the answer shown in its prompt."""
-    problems = [Problem(f"Q{i}", f"The answer is {i}.", answer=str(i + 10)) for i in range(6)]
-    sources = {  # problems 0-2: "rl" states the answer and gains 1.0; problems 3-5: it does not, and is even
-        "rl": [row(i, -1.0, 0.3, f"so it is {i + 10}" if i < 3 else "steps") for i in range(6)],
-        "warm": [row(i, -1.0 - (2 / 3 if i < 3 else 0.0), 0.3) for i in range(6)],
-    }
-    result = compare(sources, problems, CONFIG, [("rl", "warm")], resamples=300)
-    assert result["paired"]["rl - warm"]["r_ss"]["mean"] == pytest.approx(0.5)  # 1.5 * 2/3 on half the problems
-    clean = result["paired_without_answer"]["rl - warm"]["r_ss"]
-    assert clean["n"] == 3 and clean["mean"] == pytest.approx(0.0) and clean["wins"] == 0
+    result = compare(measured, PROBLEMS, [("rl", "warm")], resamples=300)
+    diff = result["paired"]["rl - warm"][REWARD_STUDENT]
+    assert diff["as written"]["r_ss"]["mean"] == pytest.approx(0.3) and diff["as written"]["r_ss"]["n"] == 6
+    assert diff["answer stripped"]["r_ss"]["mean"] == pytest.approx(0.0) and diff["answer stripped"]["r_ss"]["n"] == 6
+    assert result["answer_statements_worth"]["rl"][REWARD_STUDENT]["r_ss"]["mean"] == pytest.approx(0.3)
+    assert result["sources"]["rl"]["states_answer"] == 0.5
     text = verdict(result, "rl", "warm")
-    assert "on r_SS the rl beat the warm: +0.500" in text
-    assert "On the 3 problems where neither states the final answer, on r_SS the rl did not separate" in text
-    assert "| rl - warm, neither states the answer (3) | 0.000 [0.000, 0.000] |" in "\n".join(markdown(result))
+    assert "Read by the reward student, as written: on r_SS the rl beat the warm: +0.300 [" in text
+    assert "Read by the reward student, answer stripped: on r_SS the rl did not separate from the warm" in text
+    table = "\n".join(markdown(result))
+    assert "| rl - warm (6 problems) | reward student | answer stripped | +0.000 [+0.000, +0.000] |" in table
+
+
+def test_unscoreable_samples_are_counted_and_never_averaged_in():
+    # the review: a row whose solution_logprob_mean was None crashed `compare` after all sampling was done, and
+    # the floor reward of an unscoreable sample sat at the warm-up teacher's mean
+    rows = [measured_row(0, -1.0), measured_row(0, -9.0, scored=False, sample=1)]
+    rows += [measured_row(i, -2.0) for i in range(1, 5)] + [measured_row(5, -9.0, scored=False)]
+    measured = {"a": {REWARD_STUDENT: rows, "judge": rows},
+                "b": {REWARD_STUDENT: [measured_row(i, -1.5) for i in range(6)],
+                      "judge": [measured_row(i, -1.5) for i in range(6)]}}  # fmt: skip
+    result = compare(measured, PROBLEMS, [("a", "b")], resamples=200)
+    per_problem = result["per_problem"]["a"][REWARD_STUDENT]["as written"]["r_ss"]
+    assert per_problem[:5] == [-1.0, -2.0, -2.0, -2.0, -2.0] and math.isnan(per_problem[5])
+    source = result["sources"]["a"]
+    assert source["unscoreable"] == {REWARD_STUDENT: 2, "judge": 2} and source["samples"] == 7
+    summary = source[REWARD_STUDENT]["as written"]["r_ss"]
+    assert summary["mean"] == pytest.approx(-1.8) and summary["n"] == 5 and summary["dropped"] == 1
+    diff = result["paired"]["a - b"]["judge"]["as written"]["r_ss"]
+    assert diff["n"] == 5 and diff["dropped"] == 1 and diff["mean"] == pytest.approx(-0.3)
+    assert diff["wins"] == 1
+    assert result["judges"] == [REWARD_STUDENT, "judge"]
+    assert "| a | judge |" in "\n".join(markdown(result)) and "2 of 7" in "\n".join(markdown(result))
+
+
+def test_stripped_completion_keeps_what_follows_the_explanation():
+    row = {"explanation": "Add them. So the answer is 12.", "completion": "Add them. So the answer is 12.\n\n</e>"}
+    assert stripped_completion(row, "12") == "Add them. \n\n</e>"
+    unclosed = {"explanation": "The answer is 12", "completion": "The answer is 12"}
+    assert stripped_completion(unclosed, "12") == ""
+
+
+def test_answer_logprob_reads_only_the_answer_tokens():
+    per_token = {"solution_tokens": ["The", " answer", " is", " 1", "2", "."],
+                 "solution_token_logprobs": [-0.1, -0.1, -0.1, -3.0, -1.0, -0.2]}  # fmt: skip
+    assert answer_logprob(per_token, "12") == pytest.approx(-2.0)
+    assert math.isnan(answer_logprob(per_token, "7")) and math.isnan(answer_logprob(per_token, None))
+
+
+def test_measure_rescores_real_samples_and_strips_the_answer(tokenizer, student, teacher):
+    reward = RLTReward(student, tokenizer, teacher, RewardConfig())
+    problems = [Problem("What is 5 + 7?", "The answer is 12.", answer="12"),
+                Problem("What is 2 + 2?", "The answer is 4.", answer="4", reasoning_trace="Add two and two.")]  # fmt: skip
+    sources = fixed_sources(problems, "<|end_of_explanation|>")
+    sources["reference"][0] |= {"explanation": "5 + 7 = 12. So 12.",
+                                "completion": "5 + 7 = 12. So 12.\n\n<|end_of_explanation|>"}  # fmt: skip
+    rows = measure(sources["reference"], problems, reward)
+    assert [r["states_answer"] for r in rows] == [True, False]
+    first = rows[0]
+    assert first["as written"]["scored"] and first["answer stripped"]["scored"]
+    # stripping changed what the student read (only "So 12." is left), so its numbers changed too
+    assert first["as written"]["r_ss"] != pytest.approx(first["answer stripped"]["r_ss"])
+    for variant in VARIANTS:
+        assert first[variant]["answer_logprob"] < 0 and math.isfinite(first[variant]["kl_mean"])
+    # nothing to strip: the two variants are the same text, scored the same
+    assert rows[1]["as written"] == pytest.approx(rows[1]["answer stripped"])
+    rescored = reward.score_texts([{"question": problems[0].question, "solution": problems[0].solution,
+                                    "explanation": sources["reference"][0]["completion"]}])[0][0]  # fmt: skip
+    assert first["as written"]["reward"] == pytest.approx(rescored.reward)
+
+
+def test_measure_leaves_out_a_sample_the_student_cannot_read(tokenizer, teacher):
+    short = tiny_model(seed=3)
+    short.config.max_position_embeddings = 400  # a long question no longer fits the student
+    reward = RLTReward(short, tokenizer, teacher, RewardConfig())
+    problems = [Problem("What is 1 + 1?", "The answer is 2.", answer="2"),
+                Problem("What is " + " + ".join(["1"] * 300) + "?", "The answer is 300.", answer="300")]  # fmt: skip
+    rows = measure(fixed_sources(problems, "<|end_of_explanation|>")["none"], problems, reward)
+    assert rows[0]["as written"]["scored"] and not rows[1]["as written"]["scored"]
+    assert math.isnan(rows[1]["as written"]["reward"]) and math.isnan(rows[1]["as written"]["r_ss"])

@@ -112,6 +112,43 @@ def test_trainer_reward_equals_offline_score(workdir, rl_run):
         assert s["prompt_ids"] == list(reward._encoded_prompt(aligned_prompt(tokenizer, s)))
 
 
+def test_an_unscoreable_group_is_ranked_below_the_scored_ones(workdir, tmp_path):
+    """A failure is never a good reward: a prompt too long for the student gets, in training, a reward below every
+    scored completion (the review: its floor, -2.919 at the demo's coefficients, equalled a teacher's mean)."""
+    student = json.loads((workdir / "student" / "config.json").read_text())
+    short_student = tmp_path / "short_student"
+    save_tiny(short_student, seed=0)
+    (short_student / "config.json").write_text(json.dumps({**student, "max_position_embeddings": 400}))
+    rows = [{"question": "What is 1 + 2?", "solution": "1 + 2 = 3.", "answer": "3"},
+            {"question": "What is " + " + ".join(["1"] * 300) + "?", "solution": "It is 300.", "answer": "300"}]  # fmt: skip
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = train_args(workdir, "unused", 1, "--per_device_train_batch_size", "8", "--completion_samples_per_step", "8")
+    args[args.index("--student") + 1] = str(short_student)
+    args[args.index("--dataset") + 1] = str(tmp_path / "rows.jsonl")
+    args[args.index("--output_dir") + 1] = str(tmp_path / "rl")
+    assert main(args) == 0
+    samples = [json.loads(line) for line in (tmp_path / "rl" / "completions.jsonl").read_text().splitlines()]
+    scored = [s["reward"] for s in samples if s["question"] == rows[0]["question"]]
+    failed = [s["reward"] for s in samples if s["question"] == rows[1]["question"]]
+    assert len(scored) == 4 and len(failed) == 4
+    # the long prompt's whole group failed: one value (advantage 0), below the batch's lowest scored reward
+    assert failed == [pytest.approx(min(scored) - 1.0)] * 4
+    history = json.loads((tmp_path / "rl" / "trainer_state.json").read_text())["log_history"]
+    logged = next(h for h in history if "rlt/reward" in h)
+    assert logged["rlt/alignment_failures"] == 4
+    assert logged["rlt/reward"] == pytest.approx(sum(scored) / 4, abs=1e-3)  # the failures are not averaged in
+
+
+def test_unscoreable_completions_sit_below_their_own_group():
+    from rlt.trainer import rank_unscoreable_last
+
+    nan = float("nan")
+    rewards = torch.tensor([-1.0, -2.0, nan, -3.0, nan, nan, nan, nan, -5.0, nan, -4.0, -6.0])
+    ranked = rank_unscoreable_last(rewards, 4, margin=0.5)
+    assert ranked.tolist() == [-1.0, -2.0, -3.5, -3.0, -6.5, -6.5, -6.5, -6.5, -5.0, -6.5, -4.0, -6.0]
+    assert rank_unscoreable_last(torch.tensor([nan, nan]), 2).tolist() == [0.0, 0.0]
+
+
 def aligned_prompt(tokenizer, sample) -> str:
     from rlt.formats import teacher_prompt
 

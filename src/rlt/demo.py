@@ -1,7 +1,11 @@
 """`rlt demo`: the whole pipeline at small scale on the embedded default (SmolLM2-135M teacher and student, CHAMP).
 
-    warm-up → RL → held-out teaching comparison (RL teacher vs its warm-up start, reference, none; paired per
-    question) → traces → distillation → evaluation → report
+    warm-up → RL → judge → held-out teaching comparison (RL teacher vs its warm-up start, reference, none; paired per
+    question; read by the reward's student and by the judge, as written and with the answer statements stripped)
+    → traces → distillation → evaluation → report
+
+The judge is a second student that neither teacher was trained against: by default the student distilled on the
+reference explanations of the training problems (`--judge` names another).
 
 Stage settings come from the CPU recipes (`recipes/cpu/*.yaml`); `--quick` shrinks every stage to a first look
 of a few minutes. Each stage writes under `output_dir` and is skipped when its output is already there, so an
@@ -39,6 +43,11 @@ class DemoArguments:
         default=2, metadata={"help": "Explanations sampled per held-out question and teacher for the comparison."}
     )
     answer_tokens: int = field(default=192, metadata={"help": "Longest student answer at evaluation."})
+    judge: str | None = field(
+        default=None,
+        metadata={"help": "A student no teacher was trained against, that also reads the held-out explanations "
+                  "(default: the student distilled on the training problems' reference explanations)."},
+    )  # fmt: skip
     batch_size: int = field(default=10, metadata={"help": "Prompts per generate call."})
 
     def __post_init__(self):
@@ -111,9 +120,13 @@ def run_demo(args: DemoArguments) -> Path:
     _, data_args, format_args, reward_args, rl_config = train_parsed
     train, held_out, _ = data_args.load()
     style = format_args.tag_style(train + held_out)
+    judge = args.judge
+    if judge is None:
+        judge = str(out / "judge")
+        stages.run("judge distillation", lambda: distill_judge(args, train, style, out / "judge", quick))
     comparison = stages.run(
         "held-out teaching comparison",
-        lambda: compare_teachers(args, held_out, warmup_dir, rl_dir, style, reward_args, rl_config),
+        lambda: compare_teachers(args, held_out, warmup_dir, rl_dir, judge, style, reward_args, rl_config),
     )
 
     traces_path = out / "traces" / "traces.jsonl"
@@ -161,10 +174,14 @@ def _sampling(args: DemoArguments, temperature: float):
     return SamplingConfig(args.explanation_tokens, temperature, 1.0, args.batch_size, 42)
 
 
-def _reward(args: DemoArguments, teacher_dir: Path, style, reward_args, rl_config):
-    """The RLT reward with `teacher_dir` as the teacher (its log-probs enter the KL) and the frozen student."""
+def _reward(args: DemoArguments, teacher_dir: Path, style, reward_args, rl_config, student: str | None = None):
+    """The RLT reward with `teacher_dir` as the teacher (its log-probs enter the KL) and the frozen student (or
+    `student`, e.g. the judge)."""
+    from dataclasses import replace
+
     from rlt.scoring import load_reward
 
+    reward_args = replace(reward_args, student=student) if student else reward_args
     return load_reward(str(teacher_dir), reward_args, style, rl_config.temperature, load=_frozen)
 
 
@@ -175,21 +192,49 @@ def collect(args, problems, teacher_dir, path: Path, style, reward_args, rl_conf
     return collect_traces(problems, reward.teacher, reward, path, _sampling(args, rl_config.temperature))
 
 
+JUDGE = "judge"
 #: The comparisons the report reads: the first isolates RL, the others place it between no help and the reference.
 PAIRS = [("RL teacher", "warm-up teacher"), ("RL teacher", "none"), ("warm-up teacher", "none"), ("reference", "none")]
 
 
-def compare_teachers(args, held_out, warmup_dir, rl_dir, style, reward_args, rl_config) -> dict:
-    """Per held-out question, the student's view of the solution after each explanation source, paired."""
+def distill_judge(args: DemoArguments, train, style, out_dir: Path, quick: dict) -> None:
+    """The judge: the student distilled on the reference explanations of the training problems, which is what the
+    warm-up imitates and what neither teacher's RL saw as a reward."""
+    from trl import ModelConfig
+
+    from rlt.configs import RLTSFTConfig
+    from rlt.configs import parse as _parse
+    from rlt.formats import student_messages
+    from rlt.sft import DistillArguments, run_distill
+    from rlt.traces import write_rows
+
+    path = out_dir.with_name("judge_traces.jsonl")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_rows(path, [{"messages": student_messages(p.question, p.reasoning_trace or p.solution, p.solution, style)}
+                      for p in train])  # fmt: skip
+    overrides = {"model_name_or_path": args.student, "traces": path, "output_dir": out_dir, **quick}
+    run_distill(*_parse((ModelConfig, DistillArguments, RLTSFTConfig), _recipe_args(args, "distill.yaml", overrides)))
+
+
+def compare_teachers(args, held_out, warmup_dir, rl_dir, judge: str, style, reward_args, rl_config) -> dict:
+    """Per held-out question, each explanation source read by the reward's student and by the judge, as written and
+    with the answer statements stripped, paired (`rlt.teaching`)."""
     from rlt import teaching
 
     sampling = _sampling(args, rl_config.temperature)
-    sources = teaching.fixed_sources(held_out, _reward(args, warmup_dir, style, reward_args, rl_config))
+    sources = teaching.fixed_sources(held_out, style.explanation[1])
+    teacher_of = {"none": warmup_dir, "reference": warmup_dir}  # the KL of fixed sources: against the warm-up
     for name, teacher_dir in (("warm-up teacher", warmup_dir), ("RL teacher", rl_dir)):
         path = Path(args.output_dir) / "heldout" / f"{Path(teacher_dir).name}.jsonl"
         reward = _reward(args, teacher_dir, style, reward_args, rl_config)
         sources[name] = teaching.teacher_source(held_out, reward, path, sampling, args.holdout_samples)
-    return teaching.compare(sources, held_out, reward.config, PAIRS)
+        teacher_of[name] = teacher_dir
+    judges = {teaching.REWARD_STUDENT: None, JUDGE: judge}
+    measured = {name: {j: teaching.measure(rows, held_out, _reward(args, teacher_of[name], style, reward_args,
+                                                                  rl_config, student))
+                       for j, student in judges.items()}
+                for name, rows in sources.items()}  # fmt: skip
+    return teaching.compare(measured, held_out, PAIRS)
 
 
 def greedy_accuracy(args: DemoArguments, model_spec: str, problems, style) -> dict:
@@ -223,13 +268,18 @@ def write_report(out: Path, comparison, accuracy, stages: Stages, rl_steps: int,
         "",
         "## Did RL make a better teacher?",
         "",
-        "Per held-out question, " + verdict(comparison, "RL teacher", "warm-up teacher"),
+        "Per held-out question: " + verdict(comparison, "RL teacher", "warm-up teacher"),
         "",
-        "The frozen student reads each explanation source before the solution. r_SS: coefficient-weighted mean and "
-        "min of its solution log-probs (higher: it follows). KL: teacher minus student log-prob over the explanation "
-        "(lower: the student could have thought it; none and the reference are scored against the warm-up teacher). "
-        "Reward: r_SS − λ·KL, what RL maximises. Teachers' values average their samples per question; intervals are "
-        "95 % bootstrap, paired per question for the differences.",
+        "Two students read each explanation source before the solution: the reward's own frozen student, which RL "
+        "optimised against, and the judge, a student neither teacher was trained against (distilled on the training "
+        "problems' reference explanations unless `--judge` named another). Each reads every explanation as written "
+        "and with every sentence that states the final answer taken out (`rlt.leakage`): a gain that vanishes then "
+        "was the statement, not teaching. r_SS: coefficient-weighted mean and min of the solution log-probs (higher: "
+        "it follows). Answer log-prob: the mean over the answer's own tokens (the rest of the solution is the "
+        'template "The answer is"). KL: teacher minus student log-prob over the explanation (lower: the student '
+        "could have thought it; none and the reference are scored against the warm-up teacher). Reward: r_SS − λ·KL, "
+        "what RL maximises. Teachers' values average their scored samples per question (unscoreable samples are "
+        "counted, never averaged in); intervals are 95 % bootstrap, paired per question for the differences.",
         "",
         *markdown(comparison),
     ]
@@ -262,8 +312,9 @@ def _plot_per_question(comparison: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    for name, values in comparison["per_problem"].items():
-        ax.plot(range(len(values["r_ss"])), values["r_ss"], marker="o", markersize=3, linewidth=0.8, label=name)
+    for name, by_judge in comparison["per_problem"].items():
+        values = by_judge[comparison["judges"][0]]["as written"]["r_ss"]
+        ax.plot(range(len(values)), values, marker="o", markersize=3, linewidth=0.8, label=name)
     ax.set_xlabel("held-out question")
     ax.set_ylabel("student r_SS after the explanation")
     ax.grid(alpha=0.3)

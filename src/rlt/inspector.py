@@ -20,7 +20,7 @@ import math
 import re
 from pathlib import Path
 
-from rlt.reward_check import leaks
+from rlt.leakage import states_answer
 
 PER_TOKEN_COLUMNS = ("explanation_tokens", "explanation_token_logprobs", "solution_tokens", "solution_token_logprobs")
 COMPONENTS = ("reward", "solution_logprob_mean", "solution_logprob_min", "kl_mean", "kl_max")
@@ -94,7 +94,7 @@ def page_records(rows: list[dict]) -> list[dict]:
             "matched": bool(row.get("matched")),
             "aligned": bool(aligned),
             "alignment_error": row.get("alignment_error"),
-            "leaks": leaks(text, final_answer_of(row)),
+            "leaks": states_answer(text, final_answer_of(row)),
             **{name: _finite(row.get(name)) for name in COMPONENTS},
         }
         if isinstance(row.get("step"), int):

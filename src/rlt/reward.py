@@ -145,6 +145,15 @@ def combine(lp_mean: float, lp_min: float, kl_mean: float, kl_max: float, matche
     )
 
 
+def r_ss(breakdown: RewardBreakdown, config: RewardConfig) -> float:
+    """The student-understanding term alone, λ_SS · (mean + α_SS · min) of the solution log-probs: NaN for a sample
+    that could not be scored (never the floor's made-up components)."""
+    if not breakdown.aligned:
+        return math.nan
+    (a_mean, a_min) = config.solution_coeffs
+    return a_mean * breakdown.solution_logprob_mean + a_min * breakdown.solution_logprob_min
+
+
 @dataclass
 class AlignedSample:
     """Token ids of both sequences and what the reward reads in them (the `--details` columns).
@@ -484,8 +493,12 @@ class RLTReward:
         prompt_ids: list[list[int]] | None = None,
         teacher_logprobs: list[torch.Tensor] | None = None,
         **_: object,
-    ) -> list[float]:
-        """TRL reward-function interface: one reward per completion, every component sent to `log_metric`."""
+    ) -> list[float | None]:
+        """TRL reward-function interface: one reward per completion, every component sent to `log_metric`.
+
+        A completion that cannot be scored gets None, TRL's "no reward": a plain GRPOTrainer leaves it out of its
+        group's baseline and gives it advantage 0; `RLTGRPOTrainer` ranks it below every scored completion of its
+        group. Its floor reward is never returned as if it were a score."""
         if prompt_ids is None:
             prompt_ids = [self._encoded_prompt(p) for p in prompts]
         if teacher_logprobs is not None and [len(lp) for lp in teacher_logprobs] != [len(c) for c in completion_ids]:
@@ -495,19 +508,22 @@ class RLTReward:
         if log_metric is not None:
             for name, value in summarize(breakdowns).items():
                 log_metric(f"rlt/{name}", value)
-        return [b.reward for b in breakdowns]
+        return [b.reward if b.aligned else None for b in breakdowns]
 
 
 def summarize(breakdowns: Sequence[RewardBreakdown]) -> dict[str, float]:
-    """Batch means of every component (NaNs ignored), the end-tag match rate and the alignment-failure count."""
+    """Means over the scored samples of every component (NaNs ignored) and of the end-tag match, and the count of
+    samples that could not be scored (`alignment_failures`): those are left out of every mean, so that their floor
+    reward is never averaged in as if it were a score."""
 
     def mean(values: list[float]) -> float:
         finite = [v for v in values if not math.isnan(v)]
         return sum(finite) / len(finite) if finite else math.nan
 
+    scored = [b for b in breakdowns if b.aligned]
     fields = ("reward", "solution_logprob_mean", "solution_logprob_min", "kl_mean", "kl_max")
-    out = {name: mean([getattr(b, name) for b in breakdowns]) for name in fields}
-    out["match_rate"] = mean([float(b.matched) for b in breakdowns])
+    out = {name: mean([getattr(b, name) for b in scored]) for name in fields}
+    out["match_rate"] = mean([float(b.matched) for b in scored])
     out["alignment_failures"] = float(sum(not b.aligned for b in breakdowns))
-    out["kl_edge_tokens_dropped"] = mean([float(b.kl_edge_tokens_dropped) for b in breakdowns if b.aligned])
+    out["kl_edge_tokens_dropped"] = mean([float(b.kl_edge_tokens_dropped) for b in scored])
     return out

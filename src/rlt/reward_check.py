@@ -24,15 +24,17 @@ from __future__ import annotations
 import json
 import math
 import random
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rlt.configs import DeviceArguments
 from rlt.data import Problem
-from rlt.formats import PADDING, get_style
-from rlt.reward import RewardBreakdown, RewardConfig, RLTReward, combine
+from rlt.formats import get_style
+from rlt.leakage import states_answer, strip_answer
+from rlt.reward import RewardBreakdown, RewardConfig, RLTReward, combine, r_ss
+from rlt.stats import bootstrap, ci, paired
+from rlt.teaching import completion
 
 
 @dataclass
@@ -72,11 +74,6 @@ def derangement(n: int, seed: int) -> list[int]:
     return [successor[i] for i in range(n)]
 
 
-def completion(explanation: str, end_tag: str) -> str:
-    """A teacher completion holding `explanation`: padded as the warm-up teaches, then the closing tag."""
-    return (explanation + PADDING if explanation else "") + end_tag
-
-
 def explanation_rows(pairs: list[tuple[Problem, str]], end_tag: str, seed: int) -> dict[str, list[dict]]:
     """Score rows (question, solution, raw completion) for every fixed source."""
     shuffled = derangement(len(pairs), seed)
@@ -95,57 +92,35 @@ def explanation_rows(pairs: list[tuple[Problem, str]], end_tag: str, seed: int) 
     }
 
 
-def leaks(explanation: str, answer: str | None) -> bool:
-    """Whether an explanation states the final answer verbatim (as a whole number / word, not inside another)."""
-    if not answer:
-        return False
-    pattern = r"(?<![\w.])" + re.escape(answer.strip()) + r"(?![\w]|\.\d)"
-    return re.search(pattern, explanation, flags=re.IGNORECASE) is not None
-
-
 # ------------------------------------------------------------------------------------------------- statistics
 
 
-def bootstrap(values: Sequence[float], resamples: int = 2000, seed: int = 0) -> dict[str, float]:
-    """Mean with a 95 % percentile-bootstrap interval."""
-    rng = random.Random(seed)
-    means = sorted(sum(rng.choices(values, k=len(values))) / len(values) for _ in range(resamples))
-    low, high = means[int(0.025 * resamples)], means[int(0.975 * resamples)]
-    return {"mean": sum(values) / len(values), "low": low, "high": high}
-
-
-def ci(stat: dict | None) -> str:
-    """A `bootstrap` result as "mean [low, high]", or a dash for a statistic with no values."""
-    return "—" if stat is None else f"{stat['mean']:.3f} [{stat['low']:.3f}, {stat['high']:.3f}]"
-
-
-def r_ss(b: RewardBreakdown, config: RewardConfig) -> float:
-    """The student-understanding term alone: coefficient-weighted mean and min of the solution log-probs."""
-    no_kl = replace(config, kl_coeffs=(0.0, 0.0))
-    return combine(b.solution_logprob_mean, b.solution_logprob_min, 0.0, 0.0, True, no_kl)
-
-
 def rescored(breakdowns: Sequence[RewardBreakdown], config: RewardConfig, kl_scale: float) -> list[float]:
-    """Each reward recomputed from its components with the KL coefficients multiplied by `kl_scale`."""
+    """Each reward recomputed from its components with the KL coefficients multiplied by `kl_scale`; NaN for a
+    sample that could not be scored (left out, never ranked by its floor)."""
     scaled = replace(config, kl_coeffs=tuple(kl_scale * c for c in config.kl_coeffs))
     return [
         combine(b.solution_logprob_mean, b.solution_logprob_min, b.kl_mean, b.kl_max, b.matched, scaled)
         if b.aligned
-        else b.reward
+        else math.nan
         for b in breakdowns
     ]
+
+
+def rewards(breakdowns: Sequence[RewardBreakdown]) -> list[float]:
+    """Each sample's reward; NaN for one that could not be scored."""
+    return [b.reward if b.aligned else math.nan for b in breakdowns]
 
 
 RANKED = ("reference", "shuffled", "none")  # the order a reward worth optimising must respect
 
 
 def ranking(values: dict[str, list[float]], resamples: int, seed: int) -> dict:
-    """Paired differences reference − shuffled and shuffled − none, and whether both intervals lie above 0."""
-    pairs = {}
-    for better, worse in (("reference", "shuffled"), ("shuffled", "none"), ("reference", "none")):
-        diffs = [a - b for a, b in zip(values[better], values[worse], strict=True)]
-        pairs[f"{better} - {worse}"] = {**bootstrap(diffs, resamples, seed), "wins": sum(d > 0 for d in diffs)}
-    holds = pairs["reference - shuffled"]["low"] > 0 and pairs["shuffled - none"]["low"] > 0
+    """Paired differences reference − shuffled and shuffled − none (over problems where both were scored), and
+    whether both intervals lie above 0."""
+    pairs = {f"{better} - {worse}": paired(values[better], values[worse], resamples, seed)
+             for better, worse in (("reference", "shuffled"), ("shuffled", "none"), ("reference", "none"))}  # fmt: skip
+    holds = all(pairs[k] is not None and pairs[k]["low"] > 0 for k in ("reference - shuffled", "shuffled - none"))
     return {"paired": pairs, "holds": holds}
 
 
@@ -154,26 +129,37 @@ def ranking(values: dict[str, list[float]], resamples: int, seed: int) -> dict:
 
 def summarize_sources(
     scored: dict[str, list[RewardBreakdown]],
+    stripped: dict[str, list[RewardBreakdown]],
     explanations: dict[str, list[str]],
     answers: list[str | None],
     config: RewardConfig,
     args: CheckRewardArguments,
 ) -> dict:
-    """The report: per source, the ranking at the given coefficients, the KL-scale sweep, leakage."""
+    """The report: per source, the ranking at the given coefficients, the KL-scale sweep, leakage and the causal
+    check (`stripped`: every source rescored without its answer-stating sentences). Samples that could not be scored
+    are left out of every mean and ranking, and counted (`alignment_failures`)."""
 
     def interval(values: list[float]) -> dict[str, float] | None:
-        return bootstrap(values, args.resamples, args.seed) if values else None
+        return bootstrap(values, args.resamples, args.seed)
+
+    def r_ss_of(breakdowns: list[RewardBreakdown]) -> list[float]:
+        return [r_ss(b, config) for b in breakdowns]
 
     sources = {}
     for name, breakdowns in scored.items():
-        stated = [leaks(e, a) for e, a in zip(explanations[name], answers, strict=True)]
+        scoreable = [b for b in breakdowns if b.aligned]
+        stated = [states_answer(e, a) for e, a in zip(explanations[name], answers, strict=True)]
         sources[name] = {
-            "reward": interval([b.reward for b in breakdowns]),
-            "r_ss": interval([r_ss(b, config) for b in breakdowns]),
-            "solution_logprob_mean": interval([b.solution_logprob_mean for b in breakdowns]),
-            "kl_mean": interval([b.kl_mean for b in breakdowns if not math.isnan(b.kl_mean)]),
-            "closing_tag_rate": sum(b.matched for b in breakdowns) / len(breakdowns),
-            "alignment_failures": sum(not b.aligned for b in breakdowns),
+            "reward": interval(rewards(breakdowns)),
+            "r_ss": interval(r_ss_of(breakdowns)),
+            "r_ss_answer_stripped": interval(r_ss_of(stripped[name])),
+            "answer_statements_worth_r_ss": paired(
+                r_ss_of(breakdowns), r_ss_of(stripped[name]), args.resamples, args.seed
+            ),
+            "solution_logprob_mean": interval([b.solution_logprob_mean for b in scoreable]),
+            "kl_mean": interval([b.kl_mean for b in scoreable]),
+            "closing_tag_rate": sum(b.matched for b in scoreable) / len(scoreable) if scoreable else math.nan,
+            "alignment_failures": len(breakdowns) - len(scoreable),
             "leakage_rate": sum(stated) / len(stated),
         }
     sweep = {
@@ -183,15 +169,16 @@ def summarize_sources(
     # Restating the solution the teacher was shown is the shortcut RL takes when the reward does not prefer a real
     # explanation to it (under the answer framing: stating the answer; README, BENCHMARKS §3d).
     for scale in args.kl_scales:
-        diffs = [a - b for a, b in zip(rescored(scored["reference"], config, scale),
-                                       rescored(scored["restated"], config, scale), strict=True)]  # fmt: skip
-        sweep[str(scale)]["reference - restated"] = {**bootstrap(diffs, args.resamples, args.seed),
-                                                     "wins": sum(d > 0 for d in diffs)}  # fmt: skip
-    restating_not_worse = [float(s) for s, r in sweep.items() if r["reference - restated"]["low"] <= 0]
+        sweep[str(scale)]["reference - restated"] = paired(rescored(scored["reference"], config, scale),
+                                                           rescored(scored["restated"], config, scale),
+                                                           args.resamples, args.seed)  # fmt: skip
+    restating_not_worse = [float(s) for s, r in sweep.items()
+                           if r["reference - restated"] is None or r["reference - restated"]["low"] <= 0]  # fmt: skip
     return {
         "sources": sources,
-        "ranking": ranking({n: [b.reward for b in scored[n]] for n in RANKED}, args.resamples, args.seed),
-        "ranking_r_ss": ranking({n: [r_ss(b, config) for b in scored[n]] for n in RANKED}, args.resamples, args.seed),
+        "ranking": ranking({n: rewards(scored[n]) for n in RANKED}, args.resamples, args.seed),
+        "ranking_r_ss": ranking({n: r_ss_of(scored[n]) for n in RANKED}, args.resamples, args.seed),
+        "ranking_r_ss_answer_stripped": ranking({n: r_ss_of(stripped[n]) for n in RANKED}, args.resamples, args.seed),
         "kl_scale_sweep": sweep,
         "ranking_holds_at_kl_scales": [float(s) for s, r in sweep.items() if r["holds"]],
         "restating_not_worse_at_kl_scales": restating_not_worse,
@@ -201,12 +188,11 @@ def summarize_sources(
 def check_reward(
     problems: list[Problem], reward: RLTReward, args: CheckRewardArguments, teacher=None, framing: str = "auto"
 ) -> dict:
-    """Score every source on `problems` (already framed, `rlt.data.frame`) and build the report."""
+    """Score every source on `problems` (already framed, `rlt.data.frame`), and again with the sentences that state
+    the final answer taken out of every explanation, and build the report."""
     pairs = references(problems)
     end_tag = get_style(reward.style).explanation[1]
     rows = explanation_rows(pairs, end_tag, args.seed)
-    scored = {name: reward.score_texts(source_rows)[0] for name, source_rows in rows.items()}
-    explanations = {name: [r["explanation"] for r in source_rows] for name, source_rows in rows.items()}
     if args.sample_teacher:
         from rlt.generation import SamplingConfig
         from rlt.traces import collect_traces
@@ -216,9 +202,15 @@ def check_reward(
         # fresh: never score another run's samples as this one's
         traced = collect_traces([p for p, _ in pairs], teacher, reward, journal, sampling, fresh=True)
         traced.sort(key=lambda r: r["index"])
-        scored["teacher"] = [RewardBreakdown.from_dict(r) for r in traced]
-        explanations["teacher"] = [r["explanation"] for r in traced]
-    report = summarize_sources(scored, explanations, [p.answer for p in problems], reward.config, args)
+        rows["teacher"] = [{"question": r["question"], "solution": r["solution"], "explanation": r["completion"]}
+                           for r in traced]  # fmt: skip
+    answers = [p.answer for p in problems]
+    scored = {name: reward.score_texts(source_rows)[0] for name, source_rows in rows.items()}
+    stripped = {name: reward.score_texts([{**row, "explanation": strip_answer(row["explanation"], answer)}
+                                          for row, answer in zip(source_rows, answers, strict=True)])[0]
+                for name, source_rows in rows.items()}  # fmt: skip
+    explanations = {name: [r["explanation"] for r in source_rows] for name, source_rows in rows.items()}
+    report = summarize_sources(scored, stripped, explanations, answers, reward.config, args)
     coefficients = {"solution_coeffs": list(reward.config.solution_coeffs), "kl_coeffs": list(reward.config.kl_coeffs)}
     return {"framing": framing, "problems": len(problems), "coefficients": coefficients, **report}
 
@@ -229,22 +221,27 @@ def markdown(report: dict) -> str:
     lines = [
         f"Framing: {report['framing']}; {report['problems']} problems; coefficients {report['coefficients']}.",
         "",
-        "| source | reward | r_SS | solution log-prob | KL (mean) | closing tag | states the answer |",
-        "|---|---|---|---|---|---|---|",
+        "| source | reward | r_SS | r_SS, answer stripped | answer statements worth (r_SS) | solution log-prob | "
+        "KL (mean) | closing tag | states the answer | unscoreable |",
+        "|---" * 10 + "|",
     ]
     for name, s in report["sources"].items():
-        cells = [ci(s["reward"]), ci(s["r_ss"]), ci(s["solution_logprob_mean"]), ci(s["kl_mean"]),
-                 f"{s['closing_tag_rate']:.0%}", f"{s['leakage_rate']:.0%}"]  # fmt: skip
+        cells = [ci(s["reward"]), ci(s["r_ss"]), ci(s["r_ss_answer_stripped"]),
+                 ci(s["answer_statements_worth_r_ss"], signed=True), ci(s["solution_logprob_mean"]), ci(s["kl_mean"]),
+                 f"{s['closing_tag_rate']:.0%}", f"{s['leakage_rate']:.0%}", str(s["alignment_failures"])]  # fmt: skip
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "| paired difference | reward | r_SS |", "|---|---|---|"]
+    lines += ["", "| paired difference | reward | r_SS | r_SS, answer stripped |", "|---|---|---|---|"]
     for key, by_reward in report["ranking"]["paired"].items():
-        lines.append(f"| {key} | {ci(by_reward)} | {ci(report['ranking_r_ss']['paired'][key])} |")
+        lines.append(f"| {key} | {ci(by_reward, True)} | {ci(report['ranking_r_ss']['paired'][key], True)} | "
+                     f"{ci(report['ranking_r_ss_answer_stripped']['paired'][key], True)} |")  # fmt: skip
     verdict = {True: "holds", False: "does NOT hold"}
     scales = report["ranking_holds_at_kl_scales"]
     lines += [
         "",
         f"Ranking reference > shuffled > none (both paired intervals above 0): {verdict[report['ranking']['holds']]}"
-        f" with the reward; {verdict[report['ranking_r_ss']['holds']]} with r_SS alone.",
+        f" with the reward; {verdict[report['ranking_r_ss']['holds']]} with r_SS alone; "
+        f"{verdict[report['ranking_r_ss_answer_stripped']['holds']]} with r_SS once every sentence stating the final "
+        "answer is taken out.",
         f"With the KL coefficients scaled by {[float(s) for s in report['kl_scale_sweep']]} the ranking holds at "
         f"{scales if scales else 'none of them'}.",
         f"Restating the solution the teacher was shown scores no worse than the reference (a shortcut open to RL) "

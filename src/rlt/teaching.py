@@ -1,15 +1,27 @@
 """Who teaches held-out problems best? Explanation sources compared problem by problem, with paired intervals.
 
 On the same held-out problems a frozen student reads explanations from several sources: none (an empty think
-section), the dataset's reference explanation, and each teacher's own samples. Every explanation is scored with the
-RLT reward. Because the sources share their problems, differences are taken per problem and bootstrapped, which
-removes the problem-to-problem spread that dwarfs any teacher effect at this size. The comparison that isolates RL
-is the RL teacher against its own warm-up start; teachers are sampled with the same seed, so their samples share
-random numbers too.
+section), the dataset's reference explanation, and each teacher's own samples. Because the sources share their
+problems, differences are taken per problem and bootstrapped, which removes the problem-to-problem spread that dwarfs
+any teacher effect at this size. The comparison that isolates RL is the RL teacher against its own warm-up start;
+teachers are sampled with the same seed, so their samples share random numbers too.
 
-    r_SS    coefficient-weighted mean and min of the student's solution log-probs (higher: the student follows)
-    KL      mean teacher − student log-prob over the explanation (lower: the student could have thought it)
-    reward  r_SS − λ·r_KL, the quantity RL maximises
+Three safeguards make the comparison something RL cannot game by what it optimised:
+
+    answer stripped   every explanation is also rescored without its sentences that state the final answer
+                      (`rlt.leakage`), on every problem: a gain that vanishes then was the statement, not teaching
+    judges            every explanation is read by the reward's own student and by any further judges: students
+                      the teacher was not trained against, for which reward hacking does not carry over for free
+    answer log-prob   beside r_SS, the student's mean log-prob of the answer's own tokens: r_SS averages over the
+                      whole solution, and under the answer framing half of it is the template "The answer is"
+
+Samples that cannot be scored are left out of every mean and counted (`unscoreable`); a problem with no scored
+sample is missing from the paired differences (their `dropped`).
+
+    r_SS            coefficient-weighted mean and min of the student's solution log-probs (higher: the student follows)
+    answer_logprob  mean log-prob of the answer's tokens within the solution
+    KL              mean teacher − student log-prob over the explanation (lower: the student could have thought it)
+    reward          r_SS − λ·r_KL, the quantity RL maximises (under a judge: with the judge as the student)
 """
 
 from __future__ import annotations
@@ -19,135 +31,193 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rlt.data import Problem
+from rlt.formats import PADDING
 from rlt.generation import SamplingConfig
-from rlt.reward import RewardBreakdown, RewardConfig, RLTReward
-from rlt.reward_check import bootstrap, ci, completion, leaks, r_ss, references
+from rlt.leakage import states_answer, strip_answer
+from rlt.reward import RewardBreakdown, RLTReward, r_ss
+from rlt.stats import bootstrap, ci, paired
 
-METRICS = ("r_ss", "reward", "kl_mean", "solution_logprob_mean")
+METRICS = ("r_ss", "answer_logprob", "reward", "kl_mean")
+LOWER_IS_BETTER = {"kl_mean"}
+VARIANTS = ("as written", "answer stripped")
+REWARD_STUDENT = "reward student"  # the judge that is the reward's own frozen student
 
 
-def fixed_sources(problems: Sequence[Problem], reward: RLTReward) -> dict[str, list[dict]]:
-    """`none` and `reference` (the trace or worked solution, as the warm-up teaches it), scored per problem."""
-    end = reward.style.explanation[1]
-    texts = {"none": ["" for _ in problems], "reference": [reference for _, reference in references(problems)]}
-    sources = {}
-    for name, explanations in texts.items():
-        rows = [{"question": p.question, "solution": p.solution, "explanation": completion(e, end)}
-                for p, e in zip(problems, explanations, strict=True)]  # fmt: skip
-        scored, _ = reward.score_texts(rows)
-        sources[name] = [{"index": i, "explanation": e, **b.to_dict()}
-                         for i, (e, b) in enumerate(zip(explanations, scored, strict=True))]  # fmt: skip
-    return sources
+def completion(explanation: str, end_tag: str) -> str:
+    """A teacher completion holding `explanation`: padded as the warm-up teaches, then the closing tag."""
+    return (explanation + PADDING if explanation else "") + end_tag
+
+
+def fixed_sources(problems: Sequence[Problem], end_tag: str) -> dict[str, list[dict]]:
+    """`none` and `reference` (the trace or worked solution, as the warm-up teaches it): one sample per problem."""
+    texts = {"none": ["" for _ in problems], "reference": [p.reasoning_trace or p.solution for p in problems]}
+    return {name: [{"index": i, "sample": 0, "explanation": e, "completion": completion(e, end_tag)}
+                   for i, e in enumerate(explanations)]
+            for name, explanations in texts.items()}  # fmt: skip
 
 
 def teacher_source(
     problems: Sequence[Problem], reward: RLTReward, path: Path, sampling: SamplingConfig, samples: int = 1
 ) -> list[dict]:
-    """A teacher's scored samples (`samples` per problem; resumable at `path`), sorted by problem and sample."""
+    """A teacher's samples (`samples` per problem; resumable at `path`), sorted by problem and sample."""
     from rlt.traces import collect_traces
 
     rows = collect_traces(list(problems), reward.teacher, reward, path, sampling, num_samples=samples)
     return sorted(rows, key=lambda r: (r["index"], r["sample"]))
 
 
-def per_problem(rows: list[dict], config: RewardConfig, answers: Sequence[str | None]) -> dict[str, list[float]]:
-    """Each metric averaged over a problem's samples (NaN where no sample has it: the KL of empty explanations)."""
-    by_problem: dict[int, list[dict]] = {}
+def stripped_completion(row: dict, answer: str | None) -> str:
+    """The row's raw completion with the answer-stating sentences of its explanation taken out; what follows the
+    explanation (its closing tag, or nothing) is kept as sampled."""
+    explanation, raw = row["explanation"], row["completion"]
+    rest = raw[len(explanation) :] if raw.startswith(explanation) else raw[raw.find(explanation) + len(explanation) :]
+    return strip_answer(explanation, answer) + rest
+
+
+def answer_logprob(per_token: dict, answer: str | None) -> float:
+    """Mean log-prob of the solution tokens that overlap the answer's characters (its last occurrence in the
+    solution); NaN when the answer is not written in the solution or no such token has a log-prob."""
+    tokens, logprobs = per_token["solution_tokens"], per_token["solution_token_logprobs"]
+    text = "".join(tokens)
+    start = text.rfind(answer.strip()) if answer else -1
+    if start < 0:
+        return math.nan
+    end, position, found = start + len(answer.strip()), 0, []
+    for token, logprob in zip(tokens, logprobs, strict=True):
+        if position < end and position + len(token) > start and logprob is not None:
+            found.append(logprob)
+        position += len(token)
+    return sum(found) / len(found) if found else math.nan
+
+
+def measure(rows: Sequence[dict], problems: Sequence[Problem], reward: RLTReward, batch_rows: int = 32) -> list[dict]:
+    """Each sample rescored by `reward`'s student as written and with its answer statements stripped: per variant
+    every metric (NaN where the sample cannot be scored) and `scored`; and whether it states the answer."""
+    from rlt.scoring import scored_rounds
+
+    texts = []
     for row in rows:
-        by_problem.setdefault(row["index"], []).append(row)
-    out: dict[str, list[float]] = {m: [] for m in (*METRICS, "leaks")}
-    for index in range(len(answers)):
-        group = by_problem[index]
-        values = {
-            "r_ss": [r_ss(RewardBreakdown.from_dict(r), config) for r in group],
-            "reward": [r["reward"] for r in group],
-            "kl_mean": [r["kl_mean"] for r in group if r["kl_mean"] is not None and not math.isnan(r["kl_mean"])],
-            "solution_logprob_mean": [r["solution_logprob_mean"] for r in group],
-            "leaks": [float(leaks(r["explanation"], answers[index])) for r in group],
-        }
-        for metric, found in values.items():
-            out[metric].append(sum(found) / len(found) if found else math.nan)
-    return out
+        problem = problems[row["index"]]
+        for raw in (row["completion"], stripped_completion(row, problem.answer)):
+            texts.append({"question": problem.question, "solution": problem.solution, "explanation": raw})
+    records = [r for chunk, _ in scored_rounds(reward, texts, batch_rows, details=True) for r in chunk]
+    measured = []
+    for row, pair in zip(rows, (records[i : i + 2] for i in range(0, len(records), 2)), strict=True):
+        answer = problems[row["index"]].answer
+        result = {"index": row["index"], "sample": row["sample"], "states_answer": states_answer(row["explanation"],
+                                                                                                 answer)}  # fmt: skip
+        for variant, record in zip(VARIANTS, pair, strict=True):
+            b = RewardBreakdown.from_dict(record)
+            result[variant] = {
+                "scored": b.aligned,
+                "r_ss": r_ss(b, reward.config),
+                "answer_logprob": answer_logprob(record, answer) if b.aligned else math.nan,
+                "reward": b.reward if b.aligned else math.nan,
+                "kl_mean": b.kl_mean if b.aligned else math.nan,
+            }
+        measured.append(result)
+    return measured
+
+
+def per_problem(measured: Sequence[dict], problems: int, variant: str, metric: str) -> list[float]:
+    """A metric averaged over each problem's scored samples; NaN for a problem with none."""
+    values: list[list[float]] = [[] for _ in range(problems)]
+    for row in measured:
+        value = row[variant][metric]
+        if row[variant]["scored"] and not math.isnan(value):
+            values[row["index"]].append(value)
+    return [sum(v) / len(v) if v else math.nan for v in values]
 
 
 def compare(
-    sources: dict[str, list[dict]],
+    measured: dict[str, dict[str, list[dict]]],
     problems: Sequence[Problem],
-    config: RewardConfig,
     pairs: Sequence[tuple[str, str]],
     resamples: int = 2000,
     seed: int = 0,
 ) -> dict:
-    """Per source, each metric's mean with a 95 % interval; per pair (a, b), the paired difference a − b per metric,
-    with its interval and how many problems a wins (for the KL, winning is being lower).
+    """`measured[source][judge]`: `measure`'s rows. Per source and judge, each metric's mean over problems with a 95 %
+    interval, as written and with the answer stripped; per pair (a, b) the paired difference a − b per judge,
+    variant and metric (`wins`: problems where a is better; for the KL, lower); per teacher source, what its answer
+    statements were worth (stripped − as written)."""
+    n = len(problems)
+    judges = list(next(iter(measured.values())))
+    values = {source: {judge: {variant: {metric: per_problem(rows, n, variant, metric) for metric in METRICS}
+                               for variant in VARIANTS} for judge, rows in by_judge.items()}
+              for source, by_judge in measured.items()}  # fmt: skip
+    sources = {}
+    for source, by_judge in measured.items():
+        rows = by_judge[judges[0]]
+        sources[source] = {
+            "samples": len(rows),
+            "states_answer": sum(r["states_answer"] for r in rows) / len(rows),
+            "unscoreable": {judge: sum(not r["as written"]["scored"] for r in js) for judge, js in by_judge.items()},
+            **{judge: {variant: {metric: bootstrap(values[source][judge][variant][metric], resamples, seed)
+                                 for metric in METRICS} for variant in VARIANTS} for judge in by_judge},
+        }  # fmt: skip
 
-    `paired_without_answer` repeats each pair on the problems where neither source's explanations state the final
-    answer. Under the answer framing the solution is "The answer is X.": an explanation that restates X makes it
-    predictable, so a gain that vanishes there is leakage, not teaching.
-    """
-    answers = [p.answer for p in problems]
-    values = {name: per_problem(rows, config, answers) for name, rows in sources.items()}
+    def difference(a: dict, b: dict) -> dict:
+        return {metric: paired(a[metric], b[metric], resamples, seed, metric in LOWER_IS_BETTER) for metric in METRICS}
 
-    def interval(xs: list[float]) -> dict | None:
-        kept = [x for x in xs if not math.isnan(x)]
-        return bootstrap(kept, resamples, seed) if kept else None
+    return {
+        "problems": n,
+        "judges": judges,
+        "sources": sources,
+        "paired": {f"{a} - {b}": {judge: {variant: difference(values[a][judge][variant], values[b][judge][variant])
+                                          for variant in VARIANTS} for judge in judges}
+                   for a, b in pairs},
+        "answer_statements_worth": {source: {judge: difference(v[judge]["as written"], v[judge]["answer stripped"])
+                                             for judge in judges}
+                                    for source, v in values.items() if source not in ("none", "reference")},
+        "per_problem": values,
+    }  # fmt: skip
 
-    def paired(a: str, b: str, keep: Sequence[bool]) -> dict:
-        out = {}
-        for metric in METRICS:
-            diffs = [x - y for x, y, k in zip(values[a][metric], values[b][metric], keep, strict=True)
-                     if k and not (math.isnan(x) or math.isnan(y))]  # fmt: skip
-            sign = -1 if metric == "kl_mean" else 1
-            out[metric] = {**bootstrap(diffs, resamples, seed), "n": len(diffs),
-                           "wins": sum(sign * d > 0 for d in diffs)} if diffs else None  # fmt: skip
-        return out
 
-    summary = {name: {**{m: interval(v[m]) for m in METRICS}, "leakage_rate": interval(v["leaks"])["mean"]}
-               for name, v in values.items()}  # fmt: skip
-    every = [True] * len(problems)
-    no_answer = {(a, b): [x == 0 and y == 0 for x, y in zip(values[a]["leaks"], values[b]["leaks"], strict=True)]
-                 for a, b in pairs}  # fmt: skip
-    return {"problems": len(problems), "sources": summary,
-            "paired": {f"{a} - {b}": paired(a, b, every) for a, b in pairs},
-            "paired_without_answer": {f"{a} - {b}": paired(a, b, no_answer[a, b]) for a, b in pairs},
-            "per_problem": values}  # fmt: skip
+def _outcome(better: str, worse: str, d: dict | None) -> str:
+    if d is None:
+        return f"the {better} and the {worse} had no problem to compare"
+    word = "beat" if d["low"] > 0 else "lost to" if d["high"] < 0 else "did not separate from"
+    return f"the {better} {word} the {worse}: {ci(d, signed=True)}, better on {d['wins']} of {d['n']} problems"
 
 
 def verdict(comparison: dict, better: str, worse: str) -> str:
-    """Plain sentences: did `better` beat `worse` on r_SS and on the reward (paired interval above 0), and on the
-    problems where neither states the final answer?"""
-
-    def sentence(diff: dict) -> str:
-        parts = []
-        for metric, label in (("r_ss", "r_SS"), ("reward", "the reward")):
-            d = diff[metric]
-            if d is None:
-                return "no problem to compare"
-            word = "beat" if d["low"] > 0 else "lost to" if d["high"] < 0 else "did not separate from"
-            parts.append(f"on {label} the {better} {word} the {worse}: {d['mean']:+.3f} [{d['low']:+.3f}, "
-                         f"{d['high']:+.3f}], better on {d['wins']} of {d['n']} problems")  # fmt: skip
-        return "; ".join(parts)
-
-    key = f"{better} - {worse}"
-    clean = comparison["paired_without_answer"][key]
-    n = clean["r_ss"]["n"] if clean["r_ss"] else 0
-    return (f"{sentence(comparison['paired'][key])}. On the {n} problems where neither states the final answer, "
-            f"{sentence(clean)}.")  # fmt: skip
+    """Plain sentences: per judge, did `better` beat `worse` on r_SS and on the answer's log-prob, as written and
+    with every answer statement stripped (paired interval above 0)?"""
+    diff = comparison["paired"][f"{better} - {worse}"]
+    sentences = []
+    for judge in comparison["judges"]:
+        for variant in VARIANTS:
+            d = diff[judge][variant]
+            sentences.append(f"Read by the {judge}, {variant}: on r_SS {_outcome(better, worse, d['r_ss'])}; on the "
+                             f"answer's log-prob {_outcome(better, worse, d['answer_logprob'])}.")  # fmt: skip
+    return " ".join(sentences)
 
 
 def markdown(comparison: dict) -> list[str]:
-    """The comparison as two tables: per source, and per paired difference."""
-
-    lines = ["| explanation source | r_SS | reward | KL (mean) | solution log-prob | states the answer |",
-             "|---|---|---|---|---|---|"]  # fmt: skip
+    """The comparison as tables: per source, per paired difference, and what answer statements were worth."""
+    judges = comparison["judges"]
+    lines = ["| explanation source | judge | r_SS | answer log-prob | r_SS, answer stripped | answer log-prob, "
+             "stripped | reward | KL (mean) | states the answer | unscoreable |", "|---" * 10 + "|"]  # fmt: skip
     for name, s in comparison["sources"].items():
-        lines.append(f"| {name} | {ci(s['r_ss'])} | {ci(s['reward'])} | {ci(s['kl_mean'])} | "
-                     f"{ci(s['solution_logprob_mean'])} | {s['leakage_rate']:.0%} |")  # fmt: skip
-    lines += ["", "| paired difference (per problem) | r_SS | reward | KL (mean) | solution log-prob |",
-              "|---|---|---|---|---|"]  # fmt: skip
-    for key, d in comparison["paired"].items():
-        lines.append(f"| {key} | " + " | ".join(ci(d[m]) for m in METRICS) + " |")
-    for key, d in comparison["paired_without_answer"].items():
-        n = d["r_ss"]["n"] if d["r_ss"] else 0
-        lines.append(f"| {key}, neither states the answer ({n}) | " + " | ".join(ci(d[m]) for m in METRICS) + " |")
+        for judge in judges:
+            written, stripped = s[judge]["as written"], s[judge]["answer stripped"]
+            lines.append(f"| {name} | {judge} | {ci(written['r_ss'])} | {ci(written['answer_logprob'])} | "
+                         f"{ci(stripped['r_ss'])} | {ci(stripped['answer_logprob'])} | {ci(written['reward'])} | "
+                         f"{ci(written['kl_mean'])} | {s['states_answer']:.0%} | "
+                         f"{s['unscoreable'][judge]} of {s['samples']} |")  # fmt: skip
+    lines += ["", "| paired difference (per problem) | judge | explanations | r_SS | answer log-prob | reward | "
+              "KL (mean) |", "|---" * 7 + "|"]  # fmt: skip
+    for key, by_judge in comparison["paired"].items():
+        for judge in judges:
+            for variant in VARIANTS:
+                d = by_judge[judge][variant]
+                cells = " | ".join(ci(d[m], signed=True) for m in METRICS)
+                n = d["r_ss"]["n"] if d["r_ss"] else 0
+                lines.append(f"| {key} ({n} problems) | {judge} | {variant} | {cells} |")
+    lines += ["", "| answer statements worth (as written − stripped) | judge | r_SS | answer log-prob |",
+              "|---|---|---|---|"]  # fmt: skip
+    for source, by_judge in comparison["answer_statements_worth"].items():
+        for judge in judges:
+            d = by_judge[judge]
+            lines.append(f"| {source} | {judge} | {ci(d['r_ss'], True)} | {ci(d['answer_logprob'], True)} |")
     return lines

@@ -228,10 +228,15 @@ def _score_batch(problems, keys, jobs, prompts, batch, teacher, reward: RLTRewar
 
 
 def select_best(rows: list[dict]) -> list[dict]:
-    """Each question's highest-reward sample (the original's best-of-k selection, spec §5)."""
+    """Each question's highest-reward sample (the original's best-of-k selection, spec §5); a sample that could not
+    be scored only when none of its question's could (its floor reward is not a score to compare)."""
+
+    def rank(row: dict) -> tuple[bool, float]:
+        return row.get("aligned", True), row["reward"]
+
     best: dict[str, dict] = {}
     for row in rows:
-        if row["key"] not in best or row["reward"] > best[row["key"]]["reward"]:
+        if row["key"] not in best or rank(row) > rank(best[row["key"]]):
             best[row["key"]] = row
     return sorted(best.values(), key=lambda r: r["index"])
 

@@ -84,6 +84,30 @@ class ChatGRPOTrainer(GRPOTrainer):
         return [encode(self.processing_class, prompt) for prompt in prompts], None, {}
 
 
+#: How far below its group's lowest scored reward an unscoreable completion is placed.
+UNSCOREABLE_MARGIN = 1.0
+
+
+def rank_unscoreable_last(rewards: torch.Tensor, group_size: int, margin: float = UNSCOREABLE_MARGIN) -> torch.Tensor:
+    """Rewards of one reward function over whole groups (consecutive `group_size` rows), with each missing one (NaN:
+    a completion the reward could not score) set to its group's lowest scored reward minus `margin`.
+
+    A failure must never look good. TRL would leave it out of the baseline with advantage 0, neutral; the floor
+    reward, a fixed number, can sit above a group's scored rewards (an explanation the student finds harder than no
+    explanation at all). Placed below its group, it gets the group's most negative advantage: with `scale_rewards`
+    "group" the advantages are (r − mean) / std within the group, so the margin sets how far below, not whether.
+    A group with nothing scored gets one value throughout, hence advantage 0 (there is nothing to rank it against):
+    the batch's lowest scored reward minus `margin`, so that logged means are not lifted by it (0 if nothing at all
+    was scored).
+    """
+    groups = rewards.reshape(-1, group_size)
+    missing = torch.isnan(groups)
+    lowest = torch.where(missing, torch.inf, groups).min(dim=1, keepdim=True).values
+    batch_lowest = lowest.min()
+    lowest = torch.where(torch.isinf(lowest), batch_lowest if torch.isfinite(batch_lowest) else margin, lowest)
+    return torch.where(missing, (lowest - margin).expand_as(groups), groups).reshape(rewards.shape)
+
+
 class RLTGRPOTrainer(ChatGRPOTrainer):
     """GRPO on a teacher, rewarded by a frozen student's understanding of the solution."""
 
@@ -227,6 +251,9 @@ class RLTGRPOTrainer(ChatGRPOTrainer):
             example["teacher_logprobs"] = logprobs
         calculate = super()._calculate_rewards
         rewards = self._timed("student_scoring", calculate, inputs, prompts, completions, completion_ids_list)
+        # Gathered over every process, so whole groups are here even when a group's completions span ranks.
+        group_size = self.num_generations if self.model.training else self.num_generations_eval
+        rewards[:, 0] = rank_unscoreable_last(rewards[:, 0], group_size)
         self._append_samples(inputs, completions, completion_ids_list, rewards)
         return rewards
 
