@@ -1,19 +1,23 @@
-"""Do students learn more from the RL teacher? Distillation on each teacher's traces, measured where pass@1 is 0.
+"""Do students learn more from the RL teacher? Distillation on each teacher's traces, across training seeds.
 
-On the CPU recipes' CHAMP split (train problems for traces, the 64 held-out problems for measurement), one
-explanation per train problem from the RL teacher and from its warm-up start, plus the reference explanations.
-SmolLM2-135M students are distilled (recipes/cpu/distill.yaml) on:
+On the CPU recipes' CHAMP split (train problems for traces, the held-out problems for measurement), explanations of
+every train problem from the RL teacher (two per problem) and from its warm-up start (one). SmolLM2-135M students
+are distilled (recipes/cpu/distill.yaml) with `--seeds` training seeds each on:
 
-    RL teacher, warm-up teacher, reference         every train problem
-    RL top half, RL bottom half                    the RL traces split at their median reward: the paper's check
-                                                   that the reward predicts what a student gains (spec §7)
+    warm-up teacher, RL teacher     one explanation per train problem (the RL teacher's first sample)
+    RL best, RL worst               of the RL teacher's two samples of each problem, the higher- and the lower-reward
+                                    one: the same problems in both arms, so the split is by reward alone (the paper's
+                                    check that the reward predicts what a student gains, spec §7)
+    reference                       the dataset's own explanations (with `--arms`; not run by default)
 
-and, with the undistilled student, measured on held-out problems by the mean log-prob of the gold solution after
-`--thoughts` of the student's own sampled thoughts (`rlt.evaluate.solution_logprob_after_own_thought`), paired per
-problem with 95 % bootstrap intervals, and by pass@k from the same draws.
+None of these students is the reward's student, so a teacher that hacked its reward gains nothing here for free.
+Each student, and the undistilled one, is measured on held-out problems by the mean log-prob of the gold solution
+after `--thoughts` of its own sampled thoughts (`rlt.evaluate.solution_logprob_after_own_thought`; the sampling seed
+is the training seed), and by pass@k from the same draws. Arms are compared per problem, with a 95 % interval over
+problems and training seeds together (`rlt.stats.seeded_difference`).
 
     python benchmarks/teaching_distill.py --warmup runs/demo/warmup --rl runs/demo/rl \\
-        --out benchmarks/results/teaching_distill_champ.json
+        --out benchmarks/results/teaching_distill_champ_seeds.json
 """
 
 from __future__ import annotations
@@ -36,19 +40,22 @@ from rlt.formats import student_messages
 from rlt.generation import SamplingConfig
 from rlt.models import load_model
 from rlt.reward import RewardConfig, RLTReward
-from rlt.reward_check import bootstrap
 from rlt.sft import DistillArguments, run_distill
-from rlt.traces import collect_traces, write_rows
+from rlt.stats import bootstrap, paired, seeded_difference
+from rlt.traces import best_and_worst, collect_traces, write_rows
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "cpu"
+ARMS = ("warm-up teacher", "RL teacher", "RL best", "RL worst", "reference")
 PAIRS = [("RL teacher", "warm-up teacher"), ("RL teacher", "not distilled"), ("warm-up teacher", "not distilled"),
-         ("reference", "not distilled"), ("RL top half", "RL bottom half")]  # fmt: skip
+         ("reference", "not distilled"), ("RL best", "RL worst")]  # fmt: skip
 
 
 def main() -> None:
-    parser = student_benchmark_parser(__doc__, "teaching_distill", "teaching_distill_champ.json", thought_tokens=192)
+    parser = student_benchmark_parser(__doc__, "teaching_distill", "teaching_distill_champ_seeds.json", 192)
     parser.add_argument("--warmup", default="runs/demo/warmup")
     parser.add_argument("--rl", default="runs/demo/rl")
+    parser.add_argument("--seeds", type=int, default=3, help="Training (and measuring) seeds per arm.")
+    parser.add_argument("--arms", nargs="+", default=list(ARMS[:4]), choices=ARMS)
     args = parser.parse_args()
 
     began, seconds = time.perf_counter(), {}
@@ -59,48 +66,88 @@ def main() -> None:
     config = RewardConfig(teacher_temperature=0.7)
     sampling = SamplingConfig(args.explanation_tokens, 0.7, 1.0, args.batch_size, 42)
 
-    traces = {}
-    for name, spec in (("warm-up teacher", args.warmup), ("RL teacher", args.rl)):
+    samples = {"warm-up teacher": (args.warmup, 1), "RL teacher": (args.rl, 2)}
+    collected = {}
+    for name, (spec, count) in samples.items():
         teacher, tokenizer = load_model(spec)
         reward = RLTReward(student, tokenizer, teacher, config, student_tokenizer=student_tokenizer)
         t = time.perf_counter()
-        rows = collect_traces(train, teacher, reward, work / f"traces_{Path(spec).name}.jsonl", sampling)
+        path = work / f"traces_{Path(spec).name}_x{count}.jsonl"
+        rows = collect_traces(train, teacher, reward, path, sampling, num_samples=count)
         seconds[f"traces: {name}"] = time.perf_counter() - t
-        traces[name] = sorted(rows, key=lambda r: r["index"])
-    traces["reference"] = [{"index": i, "messages": student_messages(p.question, p.reasoning_trace, p.solution)}
-                           for i, p in enumerate(train)]  # fmt: skip
-    median = statistics.median(r["reward"] for r in traces["RL teacher"])
-    traces["RL top half"] = [r for r in traces["RL teacher"] if r["reward"] > median]
-    traces["RL bottom half"] = [r for r in traces["RL teacher"] if r["reward"] <= median]
+        collected[name] = sorted(rows, key=lambda r: (r["index"], r["sample"]))
+        del teacher
+        gc.collect()
+    best, worst = best_and_worst(collected["RL teacher"])
+    traces = {
+        "warm-up teacher": collected["warm-up teacher"],
+        "RL teacher": [r for r in collected["RL teacher"] if r["sample"] == 0],
+        "RL best": best,
+        "RL worst": worst,
+        "reference": [{"index": i, "messages": student_messages(p.question, p.reasoning_trace, p.solution)}
+                      for i, p in enumerate(train)],
+    }  # fmt: skip
+    traces = {name: traces[name] for name in args.arms}
 
-    students = {"not distilled": args.student, **distill_students(traces, args.student, work, seconds)}
+    measured: dict[str, list[dict]] = {}
+    for seed in range(args.seeds):
+        thought_sampling = SamplingConfig(args.thought_tokens, 0.7, 1.0, args.batch_size, seed)
+        students = {"not distilled": args.student, **distill_students(traces, args.student, work, seconds, seed)}
+        for name, spec in students.items():
+            t = time.perf_counter()
+            record = measure_student(spec, held_out, args.thoughts, thought_sampling)[0]
+            measured.setdefault(name, []).append({"seed": seed, **record})
+            seconds[f"measure: {name} seed {seed}"] = time.perf_counter() - t
+        write_result(args, train, held_out, traces, measured, began, seconds)  # each seed's results as they land
+    write_result(args, train, held_out, traces, measured, began, seconds, final=True)
 
-    thought_sampling = SamplingConfig(args.thought_tokens, 0.7, 1.0, args.batch_size, 42)
-    measured = {}
-    for name, spec in students.items():
-        t = time.perf_counter()
-        measured[name] = {"traces": len(traces.get(name, [])), **measure_student(spec, held_out, args.thoughts,
-                                                                                 thought_sampling)[0]}  # fmt: skip
-        seconds[f"measure: {name}"] = time.perf_counter() - t
-    paired = paired_differences(measured, PAIRS)
+
+def write_result(args, train, held_out, traces, measured, began, seconds, final: bool = False) -> None:
+    """The result file: per arm its seeds' measures, and the arms' paired differences over problems and seeds."""
     result = {
         **run_header(args, train, held_out),
-        "rl_trace_reward_median": median,
-        "mean_trace_reward": {
-            n: statistics.fmean(r["reward"] for r in rows) for n, rows in traces.items() if n != "reference"
+        "complete": final,
+        "traces": {name: len(rows) for name, rows in traces.items()},
+        "mean_trace_reward": mean_trace_rewards(traces),
+        "students": {name: summarize_seeds(runs) for name, runs in measured.items()},
+        "paired_over_problems_and_seeds": {
+            f"{a} - {b}": seeded_difference(
+                [r["per_problem"] for r in measured[a]], [r["per_problem"] for r in measured[b]]
+            )
+            for a, b in PAIRS
+            if a in measured and b in measured
         },
-        "students": measured,
-        "paired_solution_logprob_after_own_thought": paired,
+        "per_seed": measured,
         "seconds": {**seconds, "total": time.perf_counter() - began},
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    print(json.dumps({k: result[k] for k in ("mean_trace_reward", "paired_solution_logprob_after_own_thought")},
-                     indent=2))  # fmt: skip
-    for name, m in measured.items():
-        s = m["solution_logprob_after_own_thought"]
-        print(f"{name}: {s['mean']:.3f} [{s['low']:.3f}, {s['high']:.3f}] pass@1 {m['pass@1']:.3f}")
+    for key, d in result["paired_over_problems_and_seeds"].items():
+        print(f"{key}: {d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] over {d['n']} problems, seeds {d['seeds']}")
+
+
+def mean_trace_rewards(traces: dict[str, list[dict]]) -> dict[str, float]:
+    """Each teacher arm's mean reward over its scored traces."""
+    means = {}
+    for name, rows in traces.items():
+        scored = [r["reward"] for r in rows if "reward" in r and r.get("aligned", True)]
+        if scored:
+            means[name] = statistics.fmean(scored)
+    return means
+
+
+def summarize_seeds(runs: list[dict]) -> dict:
+    """An arm over its seeds: the measure's mean over problems and seeds (interval over problems of the seed-mean),
+    each seed's mean, and solved problems and pass@1 per seed."""
+    per_problem = [statistics.fmean(values) for values in zip(*(r["per_problem"] for r in runs), strict=True)]
+    return {
+        "seeds": len(runs),
+        "solution_logprob_after_own_thought": bootstrap(per_problem),
+        "per_seed_mean": [r["solution_logprob_after_own_thought"]["mean"] for r in runs],
+        "solved_per_seed": [r["solved"] for r in runs],
+        "pass@1_per_seed": [r["pass@1"] for r in runs],
+    }
 
 
 def student_benchmark_parser(doc: str, name: str, results: str, thought_tokens: int) -> argparse.ArgumentParser:
@@ -127,12 +174,14 @@ def run_header(args, train: list, held_out: list) -> dict:
     }
 
 
-def distill_students(traces: dict[str, list[dict]], student: str, work: Path, seconds: dict) -> dict[str, str]:
-    """A student distilled on each named set of trace rows (recipes/cpu/distill.yaml); the directory of each. A
-    student already there is kept."""
+def distill_students(
+    traces: dict[str, list[dict]], student: str, work: Path, seconds: dict, seed: int | None = None
+) -> dict[str, str]:
+    """A student distilled on each named set of trace rows (recipes/cpu/distill.yaml, with training seed `seed`, or
+    the recipe's); the directory of each. A student already there is kept."""
     students = {}
     for name, rows in traces.items():
-        slug = name.replace(" ", "_").replace("-", "_")
+        slug = name.replace(" ", "_").replace("-", "_") + ("" if seed is None else f"_seed{seed}")
         path, out_dir = work / f"distill_{slug}.jsonl", work / f"student_{slug}"
         students[name] = str(out_dir)
         if (out_dir / "model.safetensors").exists():
@@ -140,6 +189,8 @@ def distill_students(traces: dict[str, list[dict]], student: str, work: Path, se
         write_rows(path, rows)
         argv = ["--config", str(RECIPES / "distill.yaml"), "--model_name_or_path", student,
                 "--traces", str(path), "--output_dir", str(out_dir)]  # fmt: skip
+        if seed is not None:
+            argv += ["--seed", str(seed)]
         t = time.perf_counter()
         run_distill(*parse((ModelConfig, DistillArguments, RLTSFTConfig), argv))
         seconds[f"distill: {name}"] = time.perf_counter() - t
@@ -168,12 +219,11 @@ def measure_student(spec: str, problems: list, thoughts: int, sampling: Sampling
 def paired_differences(measured: dict[str, dict], pairs: list[tuple[str, str]]) -> dict:
     """Per-problem differences of the measure between two students, with a 95 % interval and the count of wins, for
     each pair whose students are both measured."""
-    paired = {}
+    differences = {}
     for a, b in pairs:
         if a in measured and b in measured:
-            diffs = [x - y for x, y in zip(measured[a]["per_problem"], measured[b]["per_problem"], strict=True)]
-            paired[f"{a} - {b}"] = {**bootstrap(diffs), "wins": sum(d > 0 for d in diffs), "n": len(diffs)}
-    return paired
+            differences[f"{a} - {b}"] = paired(measured[a]["per_problem"], measured[b]["per_problem"])
+    return differences
 
 
 if __name__ == "__main__":

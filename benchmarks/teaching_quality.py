@@ -2,9 +2,11 @@
 
 The frozen student (SmolLM2-135M) reads, before each held-out solution: nothing, the reference explanation (the
 worked solution, under the answer framing), the base model's explanation, the warm-up teacher's and the RL
-teacher's (`--samples` each per problem, same sampling seed). Every explanation is scored with the RLT reward;
-`rlt.teaching.compare` gives each source's r_SS, reward and KL with 95 % bootstrap intervals and the paired
-differences that decide: RL − warm-up (isolates RL), RL − base, warm-up − base, reference − none.
+teacher's (`--samples` each per problem, same sampling seed). Every explanation is rescored as written and with its
+answer-stating sentences taken out, by the reward's student and by `--judge` (a student no teacher was trained
+against) when given; `rlt.teaching.compare` gives each source's r_SS, answer log-prob, reward and KL with 95 %
+bootstrap intervals and the paired differences that decide: RL − warm-up (isolates RL), RL − base, warm-up − base,
+reference − none.
 
     # CHAMP: the demo's own held-out split (its samples in runs/demo/heldout are reused, only the base is new)
     python benchmarks/teaching_quality.py --warmup runs/demo/warmup --rl runs/demo/rl --work-dir runs/demo/heldout \\
@@ -55,6 +57,7 @@ def main() -> None:
                         help="Default: the CPU recipe's; 0: no filter.")  # fmt: skip
     parser.add_argument("--holdout", type=int, default=split["holdout"], help="The last N problems (recipe's split).")
     parser.add_argument("--student", default="smollm2-135m")
+    parser.add_argument("--judge", default=None, help="A second student reading every explanation.")
     parser.add_argument("--base", default="smollm2-135m", help="The untrained base model, as a teacher.")
     parser.add_argument("--warmup", default="runs/demo/warmup", help="The warm-up teacher RL started from.")
     parser.add_argument("--rl", default="runs/demo/rl", help="The RL teacher.")
@@ -74,15 +77,24 @@ def main() -> None:
     config = RewardConfig(teacher_temperature=args.temperature)
     sampling = SamplingConfig(args.max_new_tokens, args.temperature, 1.0, args.batch_size, 42)
 
-    def reward_for(spec: str) -> RLTReward:
-        teacher, tokenizer = (student, student_tokenizer) if spec == args.student else load_model(spec)
-        return RLTReward(student, tokenizer, teacher, config, student_tokenizer=student_tokenizer)
+    judges = {teaching.REWARD_STUDENT: (student, student_tokenizer)}
+    if args.judge:
+        judges["judge"] = load_model(args.judge)
 
-    sources = teaching.fixed_sources(problems, reward_for(args.warmup))  # KL against the warm-up teacher
+    def reward_for(spec: str, judge: str = teaching.REWARD_STUDENT) -> RLTReward:
+        reader, reader_tokenizer = judges[judge]
+        teacher, tokenizer = (student, student_tokenizer) if spec == args.student else load_model(spec)
+        return RLTReward(reader, tokenizer, teacher, config, student_tokenizer=reader_tokenizer)
+
+    sources = teaching.fixed_sources(problems, reward_for(args.warmup).style.explanation[1])
+    teacher_of = {"none": args.warmup, "reference": args.warmup}  # their KL: against the warm-up teacher
     for name, spec in (("base model", args.base), ("warm-up teacher", args.warmup), ("RL teacher", args.rl)):
         path = Path(args.work_dir) / f"{Path(spec).name}.jsonl"
         sources[name] = teaching.teacher_source(problems, reward_for(spec), path, sampling, args.samples)
-    comparison = teaching.compare(sources, problems, config, PAIRS)
+        teacher_of[name] = spec
+    measured = {name: {judge: teaching.measure(rows, problems, reward_for(teacher_of[name], judge)) for judge in judges}
+                for name, rows in sources.items()}  # fmt: skip
+    comparison = teaching.compare(measured, problems, PAIRS)
     table = "\n".join(teaching.markdown(comparison))
     result = {
         "date": datetime.date.today().isoformat(),

@@ -13,7 +13,7 @@ from rlt.evaluate import check_answer, final_answer, pass_at_k
 from rlt.generation import SamplingConfig
 from rlt.reward import RLTReward
 from rlt.testing import save_tiny, tiny_model, tiny_tokenizer
-from rlt.traces import collect_traces, recover_jsonl, select_best
+from rlt.traces import best_and_worst, collect_traces, recover_jsonl, select_best
 
 PROBLEMS = [
     Problem(f"What is {i} times 2?", f"{i} * 2 = {2 * i}. The answer is {2 * i}.", str(2 * i)) for i in range(4)
@@ -65,6 +65,18 @@ def test_best_of_k_picks_the_highest_reward(reward, tmp_path):
     for chosen in best:
         assert chosen["reward"] == max(r["reward"] for r in rows if r["index"] == chosen["index"])
     assert len({r["reward"] for r in rows}) > 2  # samples differ, so the choice is a real one
+
+
+def test_an_unscoreable_sample_is_never_the_best_and_best_and_worst_share_their_questions():
+    # a floor reward (-3.03) above a scored one (-7) must not win best-of-k
+    rows = [{"key": "a", "index": 0, "reward": -7.0}, {"key": "a", "index": 0, "reward": -3.03, "aligned": False},
+            {"key": "b", "index": 1, "reward": -2.0}, {"key": "b", "index": 1, "reward": -1.0},
+            {"key": "c", "index": 2, "reward": -4.0}, {"key": "c", "index": 2, "reward": -4.0},
+            {"key": "d", "index": 3, "reward": -5.0, "aligned": False}]  # fmt: skip
+    assert [r["reward"] for r in select_best(rows)] == [-7.0, -1.0, -4.0, -5.0]
+    best, worst = best_and_worst(rows)  # only "b" has two scored samples of different reward
+    assert [(r["key"], r["reward"]) for r in best] == [("b", -1.0)]
+    assert [(r["key"], r["reward"]) for r in worst] == [("b", -2.0)]
 
 
 @pytest.mark.parametrize(
@@ -200,16 +212,22 @@ def test_demo_wiring_end_to_end(pipeline_dir):
     )
     report = (out / "report.md").read_text()
     for source in ("none", "reference", "warm-up teacher", "RL teacher"):
-        assert f"| {source} |" in report
-    assert "| RL teacher - warm-up teacher |" in report
-    assert "Per held-out question, on r_SS the RL teacher " in report  # the plain verdict
+        assert f"| {source} | reward student |" in report and f"| {source} | judge |" in report
+    assert "| RL teacher - warm-up teacher (4 problems) | judge | answer stripped |" in report
+    assert "Per held-out question: Read by the reward student, as written: on r_SS the RL teacher " in report
     assert "| before distillation |" in report and "| after distillation |" in report
+    assert (out / "judge" / "model.safetensors").exists()  # the default judge: distilled on the references
     data = json.loads((out / "report.json").read_text())
     assert data["rl_steps"] == 2
     teaching = data["teaching"]
-    assert teaching["problems"] == 4 and all(len(v["r_ss"]) == 4 for v in teaching["per_problem"].values())
-    rl_vs_warmup = teaching["paired"]["RL teacher - warm-up teacher"]["reward"]
-    assert rl_vs_warmup["n"] == 4 and rl_vs_warmup["low"] <= rl_vs_warmup["mean"] <= rl_vs_warmup["high"]
+    assert teaching["problems"] == 4 and teaching["judges"] == ["reward student", "judge"]
+    for by_judge in teaching["per_problem"].values():
+        assert all(
+            len(v[variant]["r_ss"]) == 4 for v in by_judge.values() for variant in ("as written", "answer stripped")
+        )
+    rl_vs_warmup = teaching["paired"]["RL teacher - warm-up teacher"]["judge"]["answer stripped"]["reward"]
+    assert rl_vs_warmup["n"] + rl_vs_warmup["dropped"] == 4
+    assert rl_vs_warmup["low"] <= rl_vs_warmup["mean"] <= rl_vs_warmup["high"]
     assert (out / "plots" / "reward.png").exists() and (out / "plots" / "heldout_r_ss.png").exists()
 
 

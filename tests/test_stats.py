@@ -37,7 +37,7 @@ def test_seeded_difference_widens_with_seed_noise_and_pairs_problems():
     wide = seeded_difference(noisy, base, resamples=300)
     assert wide["mean"] == pytest.approx(1.0) and wide["low"] < 0.0 < 1.5 < wide["high"]
     # a problem no seed of an arm could measure is dropped, not averaged in
-    holes = [[math.nan] + run[1:] for run in steady]
+    holes = [[math.nan, *run[1:]] for run in steady]
     assert seeded_difference(holes, base, resamples=50)["n"] == 19
     with pytest.raises(ValueError, match="one value per problem"):
         seeded_difference([[1.0, 2.0]], [[1.0]])

@@ -63,6 +63,7 @@ def test_unscoreable_samples_are_counted_and_never_averaged_in():
     # the floor reward of an unscoreable sample sat at the warm-up teacher's mean
     rows = [measured_row(0, -1.0), measured_row(0, -9.0, scored=False, sample=1)]
     rows += [measured_row(i, -2.0) for i in range(1, 5)] + [measured_row(5, -9.0, scored=False)]
+    rows[-1]["as written"] |= {"r_ss": None, "answer_logprob": None}  # as a JSON row holds them
     measured = {"a": {REWARD_STUDENT: rows, "judge": rows},
                 "b": {REWARD_STUDENT: [measured_row(i, -1.5) for i in range(6)],
                       "judge": [measured_row(i, -1.5) for i in range(6)]}}  # fmt: skip
@@ -96,8 +97,10 @@ def test_answer_logprob_reads_only_the_answer_tokens():
 
 def test_measure_rescores_real_samples_and_strips_the_answer(tokenizer, student, teacher):
     reward = RLTReward(student, tokenizer, teacher, RewardConfig())
-    problems = [Problem("What is 5 + 7?", "The answer is 12.", answer="12"),
-                Problem("What is 2 + 2?", "The answer is 4.", answer="4", reasoning_trace="Add two and two.")]  # fmt: skip
+    problems = [
+        Problem("What is 5 + 7?", "The answer is 12.", answer="12"),
+        Problem("What is 2 + 2?", "The answer is 4.", answer="4", reasoning_trace="Add two and two."),
+    ]
     sources = fixed_sources(problems, "<|end_of_explanation|>")
     sources["reference"][0] |= {"explanation": "5 + 7 = 12. So 12.",
                                 "completion": "5 + 7 = 12. So 12.\n\n<|end_of_explanation|>"}  # fmt: skip

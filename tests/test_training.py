@@ -119,8 +119,9 @@ def test_an_unscoreable_group_is_ranked_below_the_scored_ones(workdir, tmp_path)
     short_student = tmp_path / "short_student"
     save_tiny(short_student, seed=0)
     (short_student / "config.json").write_text(json.dumps({**student, "max_position_embeddings": 400}))
+    long_question = "What is " + " + ".join(["1"] * 300) + "?"
     rows = [{"question": "What is 1 + 2?", "solution": "1 + 2 = 3.", "answer": "3"},
-            {"question": "What is " + " + ".join(["1"] * 300) + "?", "solution": "It is 300.", "answer": "300"}]  # fmt: skip
+            {"question": long_question, "solution": "It is 300.", "answer": "300"}]  # fmt: skip
     (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     args = train_args(workdir, "unused", 1, "--per_device_train_batch_size", "8", "--completion_samples_per_step", "8")
     args[args.index("--student") + 1] = str(short_student)

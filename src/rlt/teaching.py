@@ -35,7 +35,7 @@ from rlt.formats import PADDING
 from rlt.generation import SamplingConfig
 from rlt.leakage import states_answer, strip_answer
 from rlt.reward import RewardBreakdown, RLTReward, r_ss
-from rlt.stats import bootstrap, ci, paired
+from rlt.stats import bootstrap, ci, paired, present
 
 METRICS = ("r_ss", "answer_logprob", "reward", "kl_mean")
 LOWER_IS_BETTER = {"kl_mean"}
@@ -124,7 +124,7 @@ def per_problem(measured: Sequence[dict], problems: int, variant: str, metric: s
     values: list[list[float]] = [[] for _ in range(problems)]
     for row in measured:
         value = row[variant][metric]
-        if row[variant]["scored"] and not math.isnan(value):
+        if row[variant]["scored"] and present(value):  # None as read back from JSON, NaN as computed
             values[row["index"]].append(value)
     return [sum(v) / len(v) if v else math.nan for v in values]
 

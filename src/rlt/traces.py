@@ -241,6 +241,19 @@ def select_best(rows: list[dict]) -> list[dict]:
     return sorted(best.values(), key=lambda r: r["index"])
 
 
+def best_and_worst(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Of each question's scored samples, the highest- and the lowest-reward one, for the questions that have two
+    of different reward: two sets of traces on the same questions that differ by reward alone (whether the reward
+    predicts what a student learns, spec §7, without a split by question)."""
+    scored: dict[str, list[dict]] = {}
+    for row in rows:
+        if row.get("aligned", True):
+            scored.setdefault(row["key"], []).append(row)
+    ordered = [sorted(group, key=lambda r: r["reward"]) for group in scored.values()]
+    pairs = sorted(((g[-1], g[0]) for g in ordered if g[-1]["reward"] > g[0]["reward"]), key=lambda p: p[0]["index"])
+    return [best for best, _ in pairs], [worst for _, worst in pairs]
+
+
 def write_rows(path: Path, rows: list[dict], provenance: dict | None = None) -> None:
     """Write rows as Parquet (`.parquet`) or JSONL, replacing the file atomically: readers see the old or the new
     file, never half of one. `provenance` goes beside it (`sidecar`)."""
