@@ -41,7 +41,7 @@ from rlt.generation import SamplingConfig
 from rlt.models import load_model
 from rlt.reward import RewardConfig, RLTReward
 from rlt.sft import DistillArguments, run_distill
-from rlt.stats import bootstrap, paired, seeded_difference
+from rlt.stats import bootstrap, ci, paired, seeded_difference
 from rlt.traces import best_and_worst, collect_traces, write_rows
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "cpu"
@@ -92,12 +92,19 @@ def main() -> None:
     measured: dict[str, list[dict]] = {}
     for seed in range(args.seeds):
         thought_sampling = SamplingConfig(args.thought_tokens, 0.7, 1.0, args.batch_size, seed)
-        students = {"not distilled": args.student, **distill_students(traces, args.student, work, seconds, seed)}
+        # the undistilled student has no training seed: measured once, as the floor every arm is read against
+        undistilled = {"not distilled": args.student} if seed == 0 else {}
+        students = {**undistilled, **distill_students(traces, args.student, work, seconds, seed)}
         for name, spec in students.items():
-            t = time.perf_counter()
-            record = measure_student(spec, held_out, args.thoughts, thought_sampling)[0]
+            done = work / f"measure_{name.replace(' ', '_')}_seed{seed}.json"  # a rerun resumes after it
+            if done.exists():
+                record = json.loads(done.read_text())
+            else:
+                t = time.perf_counter()
+                record = measure_student(spec, held_out, args.thoughts, thought_sampling)[0]
+                done.write_text(json.dumps(record))
+                seconds[f"measure: {name} seed {seed}"] = time.perf_counter() - t
             measured.setdefault(name, []).append({"seed": seed, **record})
-            seconds[f"measure: {name} seed {seed}"] = time.perf_counter() - t
         write_result(args, train, held_out, traces, measured, began, seconds)  # each seed's results as they land
     write_result(args, train, held_out, traces, measured, began, seconds, final=True)
 
@@ -124,7 +131,8 @@ def write_result(args, train, held_out, traces, measured, began, seconds, final:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     for key, d in result["paired_over_problems_and_seeds"].items():
-        print(f"{key}: {d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] over {d['n']} problems, seeds {d['seeds']}")
+        if d is not None:
+            print(f"{key}: {ci(d, signed=True)} over {d['n']} problems, seeds {d['seeds']}")
 
 
 def mean_trace_rewards(traces: dict[str, list[dict]]) -> dict[str, float]:

@@ -92,28 +92,37 @@ def answer_logprob(per_token: dict, answer: str | None) -> float:
 
 def measure(rows: Sequence[dict], problems: Sequence[Problem], reward: RLTReward, batch_rows: int = 32) -> list[dict]:
     """Each sample rescored by `reward`'s student as written and with its answer statements stripped: per variant
-    every metric (NaN where the sample cannot be scored) and `scored`; and whether it states the answer."""
+    every metric (NaN where the sample cannot be scored) and `scored`; and whether it states the answer.
+
+    A stripped explanation is no longer text the teacher sampled, so its KL (and the reward built on it) would
+    measure the edit, not the teacher: only r_SS and the answer's log-prob are kept for it. A sample with nothing to
+    strip is scored once and counts for both variants."""
     from rlt.scoring import scored_rounds
 
-    texts = []
+    texts, stripped = [], []
     for row in rows:
         problem = problems[row["index"]]
-        for raw in (row["completion"], stripped_completion(row, problem.answer)):
-            texts.append({"question": problem.question, "solution": problem.solution, "explanation": raw})
-    records = [r for chunk, _ in scored_rounds(reward, texts, batch_rows, details=True) for r in chunk]
+        stripped.append(stripped_completion(row, problem.answer))
+        raws = [row["completion"]] if stripped[-1] == row["completion"] else [row["completion"], stripped[-1]]
+        texts += [{"question": problem.question, "solution": problem.solution, "explanation": raw} for raw in raws]
+    scored = iter(r for chunk, _ in scored_rounds(reward, texts, batch_rows, details=True) for r in chunk)
     measured = []
-    for row, pair in zip(rows, (records[i : i + 2] for i in range(0, len(records), 2)), strict=True):
+    for row, without_answer in zip(rows, stripped, strict=True):
         answer = problems[row["index"]].answer
+        written = next(scored)
+        records = {"as written": written, "answer stripped": written if without_answer == row["completion"] else
+                   next(scored)}  # fmt: skip
         result = {"index": row["index"], "sample": row["sample"], "states_answer": states_answer(row["explanation"],
                                                                                                  answer)}  # fmt: skip
-        for variant, record in zip(VARIANTS, pair, strict=True):
+        for variant, record in records.items():
             b = RewardBreakdown.from_dict(record)
+            teacher_sampled = variant == "as written"
             result[variant] = {
                 "scored": b.aligned,
                 "r_ss": r_ss(b, reward.config),
                 "answer_logprob": answer_logprob(record, answer) if b.aligned else math.nan,
-                "reward": b.reward if b.aligned else math.nan,
-                "kl_mean": b.kl_mean if b.aligned else math.nan,
+                "reward": b.reward if b.aligned and teacher_sampled else math.nan,
+                "kl_mean": b.kl_mean if b.aligned and teacher_sampled else math.nan,
             }
         measured.append(result)
     return measured
