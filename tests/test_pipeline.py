@@ -225,7 +225,9 @@ def test_demo_wiring_end_to_end(pipeline_dir):
         assert all(
             len(v[variant]["r_ss"]) == 4 for v in by_judge.values() for variant in ("as written", "answer stripped")
         )
-    rl_vs_warmup = teaching["paired"]["RL teacher - warm-up teacher"]["judge"]["answer stripped"]["reward"]
+    stripped = teaching["paired"]["RL teacher - warm-up teacher"]["judge"]["answer stripped"]
+    assert stripped["reward"] is None  # an edited explanation is not the teacher's sample: no reward for it
+    rl_vs_warmup = stripped["r_ss"]
     assert rl_vs_warmup["n"] + rl_vs_warmup["dropped"] == 4
     assert rl_vs_warmup["low"] <= rl_vs_warmup["mean"] <= rl_vs_warmup["high"]
     assert (out / "plots" / "reward.png").exists() and (out / "plots" / "heldout_r_ss.png").exists()
