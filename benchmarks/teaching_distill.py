@@ -201,7 +201,7 @@ def distill_students(
             argv += ["--seed", str(seed)]
         t = time.perf_counter()
         run_distill(*parse((ModelConfig, DistillArguments, RLTSFTConfig), argv))
-        seconds[f"distill: {name}"] = time.perf_counter() - t
+        seconds[f"distill: {name}" + ("" if seed is None else f" seed {seed}")] = time.perf_counter() - t
         gc.collect()
     return students
 
