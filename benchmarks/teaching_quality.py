@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ import torch
 
 from rlt import teaching
 from rlt.configs import DataArguments
+from rlt.formats import STRATOS
 from rlt.generation import SamplingConfig
 from rlt.models import load_model
 from rlt.reward import RewardConfig, RLTReward
@@ -80,13 +82,14 @@ def main() -> None:
     judges = {teaching.REWARD_STUDENT: (student, student_tokenizer)}
     if args.judge:
         judges["judge"] = load_model(args.judge)
+    teacher_model = functools.lru_cache(maxsize=None)(load_model)  # each teacher loaded once, whatever reads it
 
     def reward_for(spec: str, judge: str = teaching.REWARD_STUDENT) -> RLTReward:
         reader, reader_tokenizer = judges[judge]
-        teacher, tokenizer = (student, student_tokenizer) if spec == args.student else load_model(spec)
+        teacher, tokenizer = (student, student_tokenizer) if spec == args.student else teacher_model(spec)
         return RLTReward(reader, tokenizer, teacher, config, student_tokenizer=reader_tokenizer)
 
-    sources = teaching.fixed_sources(problems, reward_for(args.warmup).style.explanation[1])
+    sources = teaching.fixed_sources(problems, STRATOS.explanation[1])  # RLTReward's default style
     teacher_of = {"none": args.warmup, "reference": args.warmup}  # their KL: against the warm-up teacher
     for name, spec in (("base model", args.base), ("warm-up teacher", args.warmup), ("RL teacher", args.rl)):
         path = Path(args.work_dir) / f"{Path(spec).name}.jsonl"

@@ -86,6 +86,8 @@ def test_stripped_completion_keeps_what_follows_the_explanation():
     assert stripped_completion(row, "12") == "Add them. \n\n</e>"
     unclosed = {"explanation": "The answer is 12", "completion": "The answer is 12"}
     assert stripped_completion(unclosed, "12") == ""
+    lost = {"explanation": "The answer is 12.", "completion": "garbled text"}  # explanation not in the completion
+    assert stripped_completion(lost, "12") == "garbled text"
 
 
 def test_answer_logprob_reads_only_the_answer_tokens():

@@ -26,6 +26,7 @@ from rlt.countdown import Countdown
 from rlt.data import Problem, boxed_answer
 from rlt.formats import STRATOS, TagStyle, extract_solution, get_style, student_prompt
 from rlt.generation import Sampler, SamplingConfig, hf_sampler
+from rlt.leakage import YES_NO
 
 
 @dataclass
@@ -66,7 +67,6 @@ _WRAPPER = re.compile(r"\\(?:boxed|text|textbf|mathrm|mathbf)\{([^{}]*)\}")
 # "The answer is X." is the solution sentence of the answer framing (`rlt.data.answer_statement`)
 _ANSWER_IS = re.compile(r"^(?:the )?(?:final )?answer(?: is)?\s*[:\s]\s*")
 _OPENING = " \t\n\"'“‘(["  # what may open an answer before its first word
-_YES_NO = ("yes", "no")
 # What may follow a yes or no that is a whole clause: the end of the text or line, punctuation, a bracket, a dash.
 _CLAUSE_END = re.compile(r"[ \t]*(?:$|[\n,.;:!()\[\]\"'”’—–]|-+\s)")
 
@@ -95,7 +95,7 @@ def yes_or_no(answer: str) -> str | None:
     there is none", "No - ..."), else None: "No idea", "Nobody", "Not sure", "No no yes", "Yes and no" and "No?" say
     neither."""
     text = stated(answer)
-    return next((w for w in _YES_NO if text.startswith(w) and _CLAUSE_END.match(text, len(w))), None)
+    return next((w for w in YES_NO if text.startswith(w) and _CLAUSE_END.match(text, len(w))), None)
 
 
 def final_answer(completion: str, style: TagStyle = STRATOS) -> str | None:
@@ -117,7 +117,7 @@ def check_answer(prediction: str | None, gold: str) -> tuple[bool, str]:
     the value alone is right, a bare "Yes" is wrong, and so is an answer that opens with the other word.
     """
     said, gold_text = yes_or_no(prediction or ""), normalize(gold)
-    if gold_text in _YES_NO:  # before math-verify, which reads "$No$" as the product n·o
+    if gold_text in YES_NO:  # before math-verify, which reads "$No$" as the product n·o
         return said == gold_text, "text"
     gold_parsed = parse(gold)
     if gold_parsed:

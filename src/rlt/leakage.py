@@ -27,7 +27,8 @@ from functools import lru_cache
 
 YES_NO = {"yes", "no"}
 
-# Thousands separators inside a number (12,000 or 12\,000 or 12 000 → 12000), never a list "1, 2" (needs 3 digits).
+# Thousands separators inside a number (12,000, 12\,000 or a thin space → 12000), never a list "1, 2" (3 digits must
+# follow) nor "5 100" (a plain space may separate two numbers).
 _THOUSANDS = re.compile(r"(?<=\d)(?:,|\\,|\u2009)(?=\d{3}(?!\d))")
 _FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
 _FRAC_DIGITS = re.compile(r"\\[dt]?frac\s*(\d)\s*(\d)")  # \frac12

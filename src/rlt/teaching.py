@@ -68,10 +68,13 @@ def teacher_source(
 
 def stripped_completion(row: dict, answer: str | None) -> str:
     """The row's raw completion with the answer-stating sentences of its explanation taken out; what follows the
-    explanation (its closing tag, or nothing) is kept as sampled."""
+    explanation (its closing tag, or nothing) is kept as sampled. A completion in which the explanation cannot be
+    found (ids whose text could not be placed) is returned as it is."""
     explanation, raw = row["explanation"], row["completion"]
-    rest = raw[len(explanation) :] if raw.startswith(explanation) else raw[raw.find(explanation) + len(explanation) :]
-    return strip_answer(explanation, answer) + rest
+    start = raw.find(explanation)
+    if start < 0:
+        return raw
+    return raw[:start] + strip_answer(explanation, answer) + raw[start + len(explanation) :]
 
 
 def answer_logprob(per_token: dict, answer: str | None) -> float:
