@@ -98,7 +98,8 @@ def answering_student(tmp_path_factory):
     a random tiny model never does, and GRPO learns nothing from a reward that is the same for every completion."""
     root = tmp_path_factory.mktemp("coldstart")
     save_tiny(root / "base", seed=0)
-    problems, _, _ = DataArguments(dataset="countdown", holdout=100, max_problems=8).load()
+    # the answer framing's one-line solution: what a tiny model learns to write in 120 steps
+    problems, _, _ = DataArguments(dataset="countdown", holdout=100, max_problems=8, framing="answer").load()
     rows = [{"messages": student_messages(p.question, "Add them.", p.solution)} for p in problems]
     (root / "traces.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(["distill", "--model_name_or_path", str(root / "base"), "--traces", str(root / "traces.jsonl"),

@@ -209,8 +209,8 @@ def test_countdown_is_a_dataset_like_champ():
     assert not {key(p) for p in train} & {key(p) for p in held_out}
     problem = train[0]
     assert problem.countdown.check(problem.answer) == (True, "correct")
-    # the answer framing: the teacher is shown the answer, the worked solution is what an explanation should teach
-    assert problem.solution == f"The answer is {problem.answer}." and problem.reasoning_trace.startswith("Target ")
+    # the paper's framing: the teacher is shown the worked solution, the search trace is what it learns to write
+    assert problem.solution.startswith("Target ") and problem.reasoning_trace.startswith("Numbers ")
     hard, _, _ = DataArguments(dataset="countdown:6", max_problems=5).load()
     assert {len(p.countdown.numbers) for p in hard} == {6}
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig, SFTConfig
 
+from rlt import countdown
 from rlt.reward import RewardConfig
 
 _DEFAULTS = RewardConfig()
@@ -361,6 +362,20 @@ class DataArguments:
             "a smaller N holds out a subset of a larger one."
         },
     )
+    countdown_problems: int = field(
+        default=countdown.DATASET_SIZE, metadata={"help": "countdown: how many problems to generate."}
+    )
+    search_dead_ends: int = field(
+        default=countdown.Search.dead_ends,
+        metadata={
+            "help": "countdown search traces: at each state on the solution's path, at most this many hopeless "
+            "moves are tried first (0: the path alone). The main knob of a trace's length."
+        },
+    )
+    search_tries: int = field(
+        default=countdown.Search.tries,
+        metadata={"help": "countdown search traces: moves followed inside a dead end of 3 or more numbers."},
+    )
     framing: str = field(
         default="auto",
         metadata={
@@ -377,6 +392,11 @@ class DataArguments:
                 raise ValueError(f"--{flag} must be at least 1 (or left out for no limit), got {value}")
         if self.holdout < 0:
             raise ValueError(f"--holdout must be 0 or more, got {self.holdout}")
+        if self.countdown_problems < 1:
+            raise ValueError(f"--countdown_problems must be at least 1, got {self.countdown_problems}")
+        if self.search_dead_ends < 0 or self.search_tries < 1:
+            raise ValueError("--search_dead_ends must be 0 or more and --search_tries at least 1, got "
+                             f"{self.search_dead_ends} and {self.search_tries}")  # fmt: skip
 
     def load(self):
         """(train problems, held-out problems, skipped row count).
@@ -385,7 +405,7 @@ class DataArguments:
         the dataset as read. Filters apply after the split, within each part, so `rlt eval --holdout 20` never
         reads a question that a run with `--holdout 64` (any length filter, any --max_problems) trained on.
         """
-        from rlt.data import embedded_adapter, frame, load_problems, split_problems
+        from rlt.data import Generated, embedded_adapter, frame, load_problems, split_problems
 
         options = {}
         if (self.adapter or embedded_adapter(self.dataset) or "generic") == "generic":
@@ -395,8 +415,9 @@ class DataArguments:
                 answer=self.answer_column,
                 reasoning_trace=self.trace_column,
             )
+        generated = Generated(self.countdown_problems, countdown.Search(self.search_dead_ends, self.search_tries))
         problems, skipped = load_problems(
-            self.dataset, self.adapter, self.split, self.skip_invalid, None, self.subset, **options
+            self.dataset, self.adapter, self.split, self.skip_invalid, None, self.subset, generated, **options
         )
         # the length limit is on the dataset's solution, which the answer framing turns into the explanation
         short = [self.max_solution_chars is None or len(p.solution) <= self.max_solution_chars for p in problems]

@@ -10,8 +10,13 @@ students:
                                   `eval`), must use the given numbers exactly once each, and is evaluated in exact
                                   fractions against the target
 
+    search_trace(...)             a reasoning trace that searches (tries, dead ends, backing up) and ends on the
+                                  path of the row's worked solution: the paper's framing, where the teacher is shown
+                                  the worked solution and learns to write the trace that leads there
+
 `rlt` reads `--dataset countdown` (3-4 numbers) or `countdown:N` / `countdown:N-M` (N to M numbers) like the
-embedded CHAMP set: a fixed list of `DATASET_SIZE` problems per spec, the same on every machine.
+embedded CHAMP set: a fixed list of problems per spec (`--countdown_problems`, default `DATASET_SIZE`), the same
+on every machine, with search traces shaped by `--search_dead_ends` and `--search_tries`.
 """
 
 from __future__ import annotations
@@ -253,9 +258,118 @@ def worked_solution(problem: Countdown, expression: str, steps: list[_Step]) -> 
     return "\n".join(lines)
 
 
-def generate(count: int, sizes: tuple[int, int] = DEFAULT_SIZES, seed: int = 0) -> list[dict]:
+# ---------------------------------------------------------------------------------------------- search traces
+
+
+@dataclass(frozen=True)
+class Search:
+    """How long a search trace may wander before it walks the solution's path (`search_trace`). SmolLM2 tokens of
+    a trace (1,000 problems; median, 95th percentile): 3 numbers 113, 160 at (1, 1), 139, 235 at (2, 2), 64, 84 at
+    dead_ends 0; 4 numbers 187, 298 at (1, 1), 344, 595 at (2, 2). The worked solution is 68 and 100.
+
+    dead_ends  at each state on the solution's path, at most this many other moves are tried first (drawn
+               0..dead_ends per state), each one a move from which the target cannot be reached; 0 writes the
+               solution's path alone, with its last tries
+    tries      inside a dead end of three or more numbers, how many of its moves are followed to their last pair
+               before backing up
+    """
+
+    dead_ends: int = 1
+    tries: int = 1
+
+    def __post_init__(self):
+        if self.dead_ends < 0 or self.tries < 1:
+            raise ValueError(f"search needs dead_ends >= 0 and tries >= 1, got {self.dead_ends} and {self.tries}")
+
+
+def _moves(values: tuple[int, ...]) -> list[tuple[int, str, int, int, tuple[int, ...]]]:
+    """Every move from a pool of values: (a, op, b, result, the pool after), the larger operand first, results kept
+    to the positive integers (as in generated solutions)."""
+    moves = []
+    for i, j in combinations(range(len(values)), 2):
+        a, b = sorted((values[i], values[j]), reverse=True)
+        rest = tuple(v for k, v in enumerate(values) if k not in (i, j))
+        for op in "+-*/":
+            value = _combine(a, op, b)
+            if value is not None:
+                moves.append((a, op, b, value, (*rest, value)))
+    return moves
+
+
+def reachable(values: tuple[int, ...], target: int, _memo: dict | None = None) -> bool:
+    """Whether `target` can be made from all `values` through positive-integer steps (exhaustive, memoised)."""
+    memo = {} if _memo is None else _memo
+    key = tuple(sorted(values))
+    if key not in memo:
+        if len(key) == 1:
+            memo[key] = key[0] == target
+        else:
+            memo[key] = any(reachable(after, target, memo) for *_, after in _moves(key))
+    return memo[key]
+
+
+def _listed(values) -> str:
+    return ", ".join(map(str, values))
+
+
+def search_trace(problem: Countdown, steps: list[_Step], search: Search, rng: random.Random) -> str:
+    """A stream of search (Stream of Search, Gandhi et al. 2024, in our own words) that ends on the path of `steps`.
+
+    At each state of the path it first tries some moves that lead nowhere, each explored a little and abandoned
+    ("Back to ..."), then takes the path's move. The last pair is finished by trying operations until one makes the
+    target. Every statement is true: each "a op b = c" is exact, every abandoned move is one from which the target
+    is unreachable (checked exhaustively), and every "No." closes a pair none of whose results is the target.
+    """
+    target, memo = problem.target, {}
+    lines = [f"Numbers {_listed(problem.numbers)}. Target {target}."]
+
+    def last_pair(pool: tuple[int, ...], depth: int, finish: tuple[int, str, int] | None) -> None:
+        """The two numbers' operations in random order; with `finish`, up to and including that one."""
+        tried, moves = [], _moves(pool)
+        rng.shuffle(moves)
+        if finish is not None:  # the path's own operation last, after some others that miss the target
+            misses = [m for m in moves if m[3] != target]
+            moves = [*misses[: rng.randint(0, len(misses))], next(m for m in moves if m[:3] == finish)]
+        for a, op, b, value, _ in moves:
+            tried.append(f"{a} {op} {b} = {value}")
+            if value == target:
+                lines.append("  " * depth + ", ".join(tried) + ". Yes!")
+                return
+        lines.append("  " * depth + ", ".join(tried) + ". No.")
+
+    def dead_end(pool: tuple[int, ...], depth: int) -> None:
+        """Explore a pool the target cannot be reached from, then leave it."""
+        if len(pool) == 2:
+            last_pair(pool, depth, None)
+            return
+        moves = _moves(pool)
+        for a, op, b, value, after in rng.sample(moves, min(search.tries, len(moves))):
+            lines.append("  " * depth + f"Try {a} {op} {b} = {value}, left {_listed(after)}.")
+            dead_end(after, depth + 1)
+
+    pool = tuple(problem.numbers)
+    for depth, step in enumerate(steps):
+        if len(pool) == 2:
+            last_pair(pool, depth, (step.left, step.op, step.right))
+            break
+        path_move = next(m for m in _moves(pool) if m[:3] == (step.left, step.op, step.right))
+        hopeless = [m for m in _moves(pool) if not reachable(m[4], target, memo)]
+        for a, op, b, value, after in rng.sample(hopeless, rng.randint(0, min(search.dead_ends, len(hopeless)))):
+            lines.append("  " * depth + f"Try {a} {op} {b} = {value}, left {_listed(after)}.")
+            dead_end(after, depth + 1)
+            lines.append("  " * depth + f"Back to {_listed(pool)}.")
+        a, op, b, value, pool = path_move
+        lines.append("  " * depth + f"Try {a} {op} {b} = {value}, left {_listed(pool)}.")
+    return "\n".join(lines)
+
+
+def generate(
+    count: int, sizes: tuple[int, int] = DEFAULT_SIZES, seed: int = 0, search: Search | None = Search()
+) -> list[dict]:
     """`count` distinct problems with `sizes[0]`..`sizes[1]` numbers each, as dataset rows: question, solution
-    (worked), answer (a verified expression), numbers, target. The same seed gives the same rows everywhere."""
+    (worked), answer (a verified expression), numbers, target, and with `search` a `reasoning_trace` that searches
+    its way to that solution (`search_trace`). The same seed gives the same rows everywhere; the problems and their
+    solutions do not depend on `search`."""
     low, high = sizes
     if not 2 <= low <= high <= 8:
         raise ValueError(f"countdown sizes must satisfy 2 <= low <= high <= 8, got {low}-{high}")
@@ -275,8 +389,12 @@ def generate(count: int, sizes: tuple[int, int] = DEFAULT_SIZES, seed: int = 0) 
         assert problem.check(expression) == (True, "correct"), expression  # the generator and checker agree
         seen.add(key)
         size = rng.randint(low, high)
-        rows.append({"question": problem.question, "solution": worked_solution(problem, expression, steps),
-                     "answer": expression, "numbers": list(numbers), "target": target})  # fmt: skip
+        row = {"question": problem.question, "solution": worked_solution(problem, expression, steps),
+               "answer": expression, "numbers": list(numbers), "target": target}  # fmt: skip
+        if search is not None:  # its own stream of draws, so that the knobs never change which problems come
+            trace_rng = random.Random(f"search:{seed}:{numbers}:{target}:{search}")
+            row["reasoning_trace"] = search_trace(problem, steps, search, trace_rng)
+        rows.append(row)
     return rows
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from math import isfinite
 from pathlib import Path
 
@@ -193,7 +193,8 @@ def gpqa(row: dict) -> Problem:
 def countdown(row: dict) -> Problem:
     """Countdown rows: numbers (or nums) and target; question, answer expression and worked solution as
     `rlt.countdown.generate` writes them, or, for rows with numbers and target only (TinyZero's
-    Countdown-Tasks-3to4), found by `rlt.countdown.solve`. A given answer must check."""
+    Countdown-Tasks-3to4), found by `rlt.countdown.solve`. A given answer must check. A `reasoning_trace` (the
+    generator's search) is kept, so `--framing auto` gives countdown the paper's framing."""
     column = "numbers" if "numbers" in row else "nums"
     numbers, target = row.get(column), row.get("target")
     if not isinstance(numbers, list) or not numbers or not all(type(n) is int and n > 0 for n in numbers):
@@ -213,7 +214,8 @@ def countdown(row: dict) -> Problem:
     if solution is None:
         raise DataError("missing: a row with an answer needs its worked solution", column="solution")
     question = text_field(row, "question", optional=True) or problem.question
-    return Problem(question=question, solution=solution, answer=answer, countdown=problem)
+    trace = text_field(row, "reasoning_trace", optional=True)
+    return Problem(question=question, solution=solution, answer=answer, reasoning_trace=trace, countdown=problem)
 
 
 ADAPTERS: dict[str, Callable[..., Problem]] = {
@@ -274,18 +276,28 @@ def _read_jsonl(path: Path, skip_invalid: bool = False) -> tuple[list[dict], int
     return rows, skipped
 
 
+@dataclass(frozen=True)
+class Generated:
+    """How the generated datasets are made: how many countdown problems, and the shape of their search traces."""
+
+    countdown_problems: int = countdown_task.DATASET_SIZE
+    search: countdown_task.Search = field(default_factory=countdown_task.Search)
+
+
 def read_rows(source: str, split: str = "train", subset: str | None = None) -> list[dict]:
     """Raw rows from `champ`, `countdown[:N[-M]]`, a local .jsonl/.json/.parquet/.csv file, or a Hub dataset id."""
     return _read_source(source, split, subset, skip_invalid=False)[0]
 
 
-def _read_source(source: str, split: str, subset: str | None, skip_invalid: bool) -> tuple[list[dict], int]:
+def _read_source(
+    source: str, split: str, subset: str | None, skip_invalid: bool, generated: Generated = Generated()
+) -> tuple[list[dict], int]:
     """The rows, and how many unparsable JSONL lines `skip_invalid` dropped."""
     if source == "champ":
         return load_champ(), 0
     sizes = countdown_task.parse_spec(source)
     if sizes is not None:
-        return countdown_task.generate(countdown_task.DATASET_SIZE, sizes), 0
+        return countdown_task.generate(generated.countdown_problems, sizes, search=generated.search), 0
     path = Path(source)
     if path.suffix == ".jsonl":
         if not path.exists():
@@ -375,11 +387,12 @@ def load_problems(
     skip_invalid: bool = False,
     limit: int | None = None,
     subset: str | None = None,
+    generated: Generated = Generated(),
     **adapter_options: str,
 ) -> tuple[list[Problem], int]:
     """Load and adapt a dataset. The adapter defaults to the embedded set's own (champ, countdown), else `generic`."""
     adapter = adapter or embedded_adapter(source) or "generic"
-    rows, bad_lines = _read_source(source, split, subset, skip_invalid)
+    rows, bad_lines = _read_source(source, split, subset, skip_invalid, generated)
     problems, skipped = to_problems(rows, adapter, skip_invalid, **adapter_options)
     skipped += bad_lines
     if not problems:
