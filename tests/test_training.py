@@ -232,3 +232,24 @@ def test_step_breakdown_from_the_logged_timings(rl_run):
     assert all(0 < shares[name] < 1 for name in ("generation", "teacher log-probs", "student scoring"))
     assert 0 < result["median_reward_share"] < 1
     assert result["median_seconds"]["generation"] < result["median_step_seconds"]
+
+
+def test_a_callback_can_stop_teacher_rl_and_the_model_is_saved(workdir, tmp_path):
+    """`run_train(callbacks=...)`: how a timed run (the countdown benchmark on a lent GPU) stops at a wall-clock
+    limit; what it trained is saved as after a finished run."""
+    from transformers import TrainerCallback
+    from trl import ModelConfig
+
+    from rlt.configs import DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig, parse
+    from rlt.trainer import run_train
+
+    class StopAfterTwo(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            control.should_training_stop = state.global_step >= 2
+
+    argv = train_args(workdir, "unused", 6)[1:]
+    argv[argv.index("--output_dir") + 1] = str(tmp_path / "rl")
+    configs = parse((ModelConfig, DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig), argv)
+    run_train(*configs, callbacks=[StopAfterTwo()])
+    assert json.loads((tmp_path / "rl" / "trainer_state.json").read_text())["global_step"] == 2
+    assert (tmp_path / "rl" / "model.safetensors").exists()

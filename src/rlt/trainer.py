@@ -284,7 +284,10 @@ def run_train(
     format_args: FormatArguments,
     reward_args: RewardArguments,
     config: RLTGRPOConfig,
+    callbacks: list | None = None,
 ) -> RLTGRPOTrainer | None:
+    """Teacher RL as `rlt train` runs it; `callbacks` (transformers `TrainerCallback`s) join the trainer's, e.g. to
+    stop at a wall-clock limit. None when output_dir already holds this run, finished."""
     require_vllm(config)
     reward_config = reward_args.reward_config(config.temperature)
     train, _, skipped = data_args.load()
@@ -310,6 +313,7 @@ def run_train(
         reward_config=reward_config,
         style=style,
         peft_config=get_peft_config(model_args),
+        callbacks=callbacks,
         student_tokenizer=student_tokenizer,
     )
     train_and_save(trainer, tokenizer)

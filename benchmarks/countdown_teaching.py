@@ -1,0 +1,504 @@
+"""Does RL make a better teacher? Countdown with search traces, the paper's framing, judged by what students solve.
+
+The setting of the paper at small scale (issue 23): the teacher is shown a countdown question and its worked
+solution; its warm-up target is a search trace that ends on that solution's path (`rlt.countdown.search_trace`);
+RL with the RLT reward then trains it against a frozen SmolLM2-135M student that must predict the whole worked
+solution after reading the explanation. A teacher is judged by fresh SmolLM2-135M students distilled on its
+explanations: pass@1 and pass@k on held-out problems by the exact checker, paired per problem, over seeds.
+
+Disjoint parts of one generated problem list (3 numbers by default): warm-up problems (their generator traces teach
+the teacher the format), RL prompts, distillation problems (every arm's students learn the same problems), held-out
+problems (students are measured there; the teachers' reward components are read there).
+
+    stage      what                                                          writes (under --work-dir)
+    rows       the four parts as countdown rows                              rows/*.jsonl
+    warmup     teacher SFT on the generator's search traces                  warmup/
+    rl         teacher GRPO with the RLT reward, one run per --kl-scales     rl_kl<scale>/
+    traces     each teacher explains the distillation problems (the RL       traces/<teacher>_distill.jsonl,
+               teachers twice: best and worst by their reward) and the        traces/<teacher>_heldout.jsonl
+               held-out problems (for the reward components)
+    students   per arm and seed a student distilled on the arm's traces,     students/<arm>_seed<s>/,
+               then sampled --thoughts times per held-out problem             measures/<arm>_seed<s>.json
+
+Arms: not distilled; generator traces; solutions only (empty thought); warm-up teacher; one per RL teacher; RL best
+and RL worst (the two samples of each problem split by reward: the paper's check that the reward predicts gain).
+Every stage skips what its output already holds, so a stopped run resumes. Jobs of one stage run --parallel at a
+time as separate processes (on a GPU the 135M models leave it mostly idle; on a CPU keep 1).
+
+    python benchmarks/countdown_teaching.py --preset cpu --out benchmarks/results/countdown_teaching_cpu.json
+    python benchmarks/countdown_teaching.py --preset gpu --parallel 6 --minutes 9 --out $OUT/countdown_teaching.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "recipes" / "cpu"
+
+# Sizes per machine. tiny: a rehearsal of the wiring in minutes; cpu: 2 cores; gpu: one H200 in about 9 minutes.
+PRESETS = {
+    "tiny": dict(warmup=16, rl=16, distill=8, heldout=6, warmup_steps=2, rl_steps=2, generations=4, prompts=2,
+                 explanation_tokens=48, thought_tokens=64, thoughts=2, seeds=1, distill_epochs=1, batch=8,
+                 student_lr=5e-5),
+    "cpu": dict(warmup=256, rl=512, distill=256, heldout=100, warmup_steps=64, rl_steps=100, generations=4, prompts=2,
+                explanation_tokens=160, thought_tokens=320, thoughts=4, seeds=3, distill_epochs=2, batch=16,
+                student_lr=1e-4),
+    "gpu": dict(warmup=2000, rl=4000, distill=1500, heldout=300, warmup_steps=100, rl_steps=150, generations=8,
+                prompts=8, explanation_tokens=160, thought_tokens=288, thoughts=4, seeds=3, distill_epochs=2, batch=64,
+                student_lr=1e-4, student_batch=16),  # batch 64 in one pass: ~30 GB a process, 8 at once ran out
+}  # fmt: skip
+ANSWERS = re.compile(r"(\d+) ([-+*/]) (\d+) = (\d+)")
+
+
+# ------------------------------------------------------------------------------------------------------ stages
+
+
+def write_rows(work: Path, plan: dict, dataset: str) -> dict[str, Path]:
+    """The four disjoint parts of one generated list, as countdown rows with search traces."""
+    from rlt.countdown import Search, generate, parse_spec
+
+    parts = ("warmup", "rl", "distill", "heldout")
+    total = sum(plan[p] for p in parts)
+    rows = generate(total, parse_spec(dataset), seed=0, search=Search(plan["dead_ends"], plan["tries"]))
+    paths, start = {}, 0
+    for part in parts:
+        paths[part] = work / "rows" / f"{part}.jsonl"
+        if not paths[part].exists():
+            paths[part].parent.mkdir(parents=True, exist_ok=True)
+            chunk = rows[start : start + plan[part]]
+            paths[part].write_text("".join(json.dumps(r) + "\n" for r in chunk))
+        start += plan[part]
+    return paths
+
+
+def recipe(name: str, overrides: dict) -> list[str]:
+    argv = ["--config", str(RECIPES / name)]
+    for key, value in overrides.items():
+        argv += [f"--{key}", *(map(str, value) if isinstance(value, list) else [str(value)])]
+    return argv
+
+
+def run_warmup_job(work: Path, plan: dict, rows: dict) -> None:
+    from trl import ModelConfig
+
+    from rlt.configs import DataArguments, FormatArguments, RLTSFTConfig, parse
+    from rlt.sft import run_warmup
+
+    overrides = {"model_name_or_path": plan["student"], "dataset": rows["warmup"], "adapter": "countdown",
+                 "holdout": 0, "output_dir": work / "warmup", "max_steps": plan["warmup_steps"],
+                 "per_device_train_batch_size": plan["batch"], "gradient_accumulation_steps": 1,
+                 "learning_rate": 1e-4, "report_to": "none"}  # fmt: skip
+    argv = recipe("warmup.yaml", overrides)
+    run_warmup(*parse((ModelConfig, DataArguments, FormatArguments, RLTSFTConfig), argv))
+
+
+def run_rl_job(work: Path, plan: dict, rows: dict, scale: float, deadline: float) -> None:
+    from transformers import TrainerCallback
+    from trl import ModelConfig
+
+    from rlt.configs import DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig, parse
+    from rlt.trainer import run_train
+
+    class StopAt(TrainerCallback):
+        """Ends training at a wall-clock time (the model is saved as after the last step): a lent GPU is timed."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            control.should_training_stop = control.should_training_stop or time.time() > deadline
+
+    completions = plan["prompts"] * plan["generations"]
+    overrides = {"model_name_or_path": work / "warmup", "student": plan["student"], "dataset": rows["rl"],
+                 "adapter": "countdown", "holdout": 0, "max_solution_chars": 10_000,
+                 "output_dir": work / f"rl_kl{scale}", "max_steps": plan["rl_steps"],
+                 "per_device_train_batch_size": completions, "num_generations": plan["generations"],
+                 "max_completion_length": plan["explanation_tokens"], "kl_coeffs": [3.0 * scale, 0.03 * scale],
+                 "save_steps": 25, "report_to": "none"}  # fmt: skip
+    argv = recipe("train.yaml", overrides)
+    run_train(*parse((ModelConfig, DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig), argv),
+              callbacks=[StopAt()])  # fmt: skip
+
+
+def problems_of(path: Path) -> list:
+    from rlt.data import load_problems
+
+    return load_problems(str(path), adapter="countdown")[0]
+
+
+def device_and_dtype():
+    from rlt.configs import DeviceArguments
+
+    placement = DeviceArguments()
+    return placement.torch_device(), placement.torch_dtype()
+
+
+def run_traces_job(work: Path, plan: dict, rows: dict, teacher: str, scale: float) -> None:
+    """The teacher explains the distillation problems (RL teachers twice) and the held-out problems, scored by its
+    own training reward (the RL teacher's KL scale; the paper's for the warm-up teacher)."""
+    from rlt.generation import SamplingConfig
+    from rlt.models import load_model
+    from rlt.reward import RewardConfig, RLTReward
+    from rlt.traces import collect_traces
+
+    device, dtype = device_and_dtype()
+    model, tokenizer = load_model(str(work / teacher), dtype, device)
+    student, student_tokenizer = load_model(plan["student"], dtype, device)
+    config = RewardConfig(kl_coeffs=(3.0 * scale, 0.03 * scale), teacher_temperature=0.7)
+    reward = RLTReward(student, tokenizer, model, config, student_tokenizer=student_tokenizer)
+    sampling = SamplingConfig(plan["explanation_tokens"], 0.7, 1.0, plan["generate_batch"], 42)
+    samples = 1 if teacher == "warmup" else 2
+    collect_traces(problems_of(rows["distill"]), model, reward, work / "traces" / f"{teacher}_distill.jsonl",
+                   sampling, num_samples=samples)  # fmt: skip
+    collect_traces(problems_of(rows["heldout"]), model, reward, work / "traces" / f"{teacher}_heldout.jsonl", sampling)
+
+
+def arm_rows(work: Path, rows: dict, arm: str, plan: dict) -> list[dict]:
+    """Student-format chats of the arm: one per distillation problem."""
+    from rlt.formats import student_messages
+    from rlt.traces import best_and_worst, recover_jsonl
+
+    problems = problems_of(rows["distill"])[: plan.get("students_distill")]
+    if arm in ("generator traces", "solutions only"):
+        return [{"messages": student_messages(p.question, p.reasoning_trace if arm == "generator traces" else "",
+                                              p.solution)} for p in problems]  # fmt: skip
+    teacher, _, pick = arm.partition(" ")
+    traces = sorted(
+        recover_jsonl(work / "traces" / f"{teacher}_distill.jsonl"), key=lambda r: (r["index"], r["sample"])
+    )
+    traces = [r for r in traces if r["index"] < len(problems)]
+    if pick:  # best / worst of the two samples of every problem, by the teacher's reward
+        best, worst = best_and_worst(traces)
+        return best if pick == "best" else worst
+    return [r for r in traces if r["sample"] == 0]
+
+
+def run_student_job(work: Path, plan: dict, rows: dict, arm: str, seed: int) -> None:
+    """Distil a fresh student on the arm's chats (unless the arm is 'not distilled'), then measure it."""
+    from trl import ModelConfig
+
+    from rlt.configs import RLTSFTConfig, parse
+    from rlt.sft import DistillArguments, run_distill
+    from rlt.traces import write_rows as write_trace_rows
+
+    slug = f"{arm.replace(' ', '_')}_seed{seed}"
+    spec = plan["student"]
+    if arm != "not distilled":
+        chats = work / "students" / f"{slug}.jsonl"
+        chats.parent.mkdir(parents=True, exist_ok=True)
+        write_trace_rows(chats, arm_rows(work, rows, arm, plan))
+        spec = str(work / "students" / slug)
+        argv = recipe("distill.yaml", {"model_name_or_path": plan["student"], "traces": chats, "output_dir": spec,
+                                       "num_train_epochs": plan["distill_epochs"], "learning_rate": plan["student_lr"],
+                                       "per_device_train_batch_size": plan["student_batch"],
+                                       "gradient_accumulation_steps": plan["batch"] // plan["student_batch"],
+                                       "seed": seed, "report_to": "none"})  # fmt: skip
+        run_distill(*parse((ModelConfig, DistillArguments, RLTSFTConfig), argv))
+    measure_student(work, plan, rows, spec, slug, seed)
+
+
+def measure_student(work: Path, plan: dict, rows: dict, spec: str, slug: str, seed: int) -> None:
+    """pass@k on the held-out problems from `thoughts` sampled answers each, and the mean log-prob of the worked
+    solution after the student's own thought; per problem, for pairing."""
+    from rlt.evaluate import solution_logprob_after_own_thought
+    from rlt.generation import SamplingConfig
+    from rlt.models import load_model
+
+    device, dtype = device_and_dtype()
+    model, tokenizer = load_model(spec, dtype, device)
+    problems, k = problems_of(rows["heldout"])[: plan.get("students_heldout")], plan["thoughts"]
+    sampling = SamplingConfig(plan["thought_tokens"], 0.7, 1.0, plan["generate_batch"], seed)
+    measured = solution_logprob_after_own_thought(model, tokenizer, problems, k, sampling)
+    correct = [sum(measured["correct"][i * k : (i + 1) * k]) for i in range(len(problems))]
+    record = {"student": spec, "seed": seed, "samples": k, "correct": correct,
+              "solution_logprob": [None if v != v else v for v in measured["per_question"]],
+              "example_thoughts": [t[-300:] for t in measured["thoughts"][:2]]}  # fmt: skip
+    out = work / "measures" / f"{slug}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record))
+
+
+def run_judge_job(work: Path, plan: dict) -> None:
+    """The teachers' held-out explanations read by a student no teacher was trained against (the first student
+    distilled on the generator's traces): its r_SS terms per explanation, beside the reward student's."""
+    from rlt.models import load_model
+    from rlt.reward import RewardConfig, RLTReward
+    from rlt.traces import recover_jsonl
+
+    device, dtype = device_and_dtype()
+    judge, tokenizer = load_model(str(work / "students" / JUDGE), dtype, device)
+    reward = RLTReward(judge, tokenizer, config=RewardConfig(teacher_entropy=False))
+    judged, end_tag = {}, reward.style.explanation[1]  # score_texts reads the completion, closing tag included
+    for teacher in teachers_of(plan):
+        rows = recover_jsonl(work / "traces" / f"{teacher}_heldout.jsonl")
+        texts = [{"question": r["question"], "solution": r["solution"], "explanation": r["explanation"] + end_tag}
+                 for r in rows]  # fmt: skip
+        scored, _ = reward.score_texts(texts)
+        judged[teacher] = [b.solution_logprob_mean if b.aligned else None for b in scored]
+    (work / "judge.json").write_text(json.dumps(judged))
+
+
+# ------------------------------------------------------------------------------------------------ the driver
+
+JUDGE = "generator_traces_seed0"
+
+
+def teachers_of(plan: dict) -> list[str]:
+    return ["warmup"] + [f"rl_kl{s}" for s in plan["kl_scales"]]
+
+
+def jobs_for(stage: str, work: Path, plan: dict, arms: list[str]) -> list[tuple[str, Path]]:
+    """(job spec, the file whose presence says it is done) for every job of a stage."""
+    teachers = teachers_of(plan)
+    if stage == "judge":
+        return [("judge", work / "judge.json")]
+    if stage == "warmup":
+        return [("warmup", work / "warmup" / "model.safetensors")]
+    if stage == "rl":
+        return [(f"rl {s}", work / f"rl_kl{s}" / "model.safetensors") for s in plan["kl_scales"]]
+    if stage == "traces":
+        return [(f"traces {t}", work / "traces" / f"{t}_heldout.jsonl.done") for t in teachers]
+    # seed by seed, so that a run stopped by its deadline has every arm at the same number of seeds
+    return [(f"student {arm}|{seed}", work / "measures" / f"{arm.replace(' ', '_')}_seed{seed}.json")
+            for seed in range(plan["seeds"]) for arm in arms]  # fmt: skip
+
+
+def arms_of(plan: dict) -> list[str]:
+    if plan.get("arms"):
+        return plan["arms"]
+    best = f"rl_kl{plan['kl_scales'][-1]}"  # best/worst split of the teacher at the smallest KL scale
+    return ["generator traces", "solutions only", "not distilled", "warmup",
+            *[f"rl_kl{s}" for s in plan["kl_scales"]], f"{best} best", f"{best} worst"]  # fmt: skip
+
+
+def run_stage(stage: str, work: Path, plan: dict, args, log: dict, report: Callable[[], None]) -> None:
+    """Run the stage's unfinished jobs, `args.parallel` at a time; `report` after each. Past `plan["deadline"]`
+    nothing new starts and what runs is stopped (its output stays missing, so a rerun does it)."""
+    pending = [(job, done) for job, done in jobs_for(stage, work, plan, arms_of(plan)) if not done.exists()]
+    began = time.perf_counter()
+    running: list[tuple[subprocess.Popen, str, Path]] = []
+    logs = work / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    deadline = plan["deadline"] - (30 if stage == "students" else 0)  # the judge, after, takes ~15 s
+    while pending or running:
+        if time.time() > deadline:
+            for process, job, _ in running:
+                process.kill()
+                log.setdefault("jobs", {})[job] = "stopped at the deadline"
+            log.setdefault("not started at the deadline", []).extend(job for job, _ in pending)
+            break
+        while pending and len(running) < args.parallel:
+            job, done = pending.pop(0)
+            name = re.sub(r"[^A-Za-z0-9_.-]", "_", job)
+            command = [sys.executable, __file__, "--job", job, "--work-dir", str(work), "--plan", json.dumps(plan)]
+            # each job its share of the cores: more threads than cores stall every process (6-12x on 2 cores)
+            env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // args.parallel))}
+            with (logs / f"{name}.log").open("w") as f:
+                running.append((subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, env=env), job, done))
+        time.sleep(1)
+        for item in [r for r in running if r[0].poll() is not None]:
+            running.remove(item)
+            process, job, done = item
+            status = "ok" if process.returncode == 0 and done.exists() else f"failed ({process.returncode})"
+            log.setdefault("jobs", {})[job] = status
+            print(f"[{time.strftime('%H:%M:%S')}] {job}: {status}", flush=True)
+            report()
+    log.setdefault("seconds", {})[stage] = round(time.perf_counter() - began, 1)
+
+
+def run_job(job: str, work: Path, plan: dict) -> None:
+    rows = {p: work / "rows" / f"{p}.jsonl" for p in ("warmup", "rl", "distill", "heldout")}
+    kind, _, rest = job.partition(" ")
+    if kind == "warmup":
+        run_warmup_job(work, plan, rows)
+    elif kind == "rl":
+        run_rl_job(work, plan, rows, float(rest), plan["rl_deadline"])
+    elif kind == "judge":
+        run_judge_job(work, plan)
+    elif kind == "traces":
+        scale = 1.0 if rest == "warmup" else float(rest.removeprefix("rl_kl"))
+        run_traces_job(work, plan, rows, rest, scale)
+        (work / "traces" / f"{rest}_heldout.jsonl.done").touch()
+    else:
+        arm, _, seed = rest.partition("|")
+        run_student_job(work, plan, rows, arm, int(seed))
+
+
+# ----------------------------------------------------------------------------------------------- the summary
+
+
+def summarize(work: Path, plan: dict, log: dict) -> dict:
+    """Per arm pass@1 / pass@k / solution log-prob over seeds; paired differences; the teachers' explanations."""
+    from rlt.evaluate import pass_at_k
+    from rlt.stats import paired, seeded_difference
+
+    arms = arms_of(plan)
+    measured = {}
+    for arm in arms:
+        seeds = [work / "measures" / f"{arm.replace(' ', '_')}_seed{s}.json" for s in range(plan["seeds"])]
+        records = [json.loads(p.read_text()) for p in seeds if p.exists()]
+        if records:
+            measured[arm] = records
+    result = {"plan": plan, "log": log, "students": {}, "paired": {}, "teachers": teacher_stats(work, plan)}
+    for arm, records in measured.items():
+        k = records[0]["samples"]
+        entry = {"seeds": len(records)}
+        for j in sorted({1, k}):
+            per_seed = [statistics.mean(pass_at_k(k, c, j) for c in r["correct"]) for r in records]
+            entry[f"pass@{j}"] = statistics.mean(per_seed)
+            entry[f"pass@{j}_per_seed"] = per_seed
+        result["students"][arm] = entry
+    pairs = [("generator traces", "not distilled"), ("generator traces", "solutions only"),
+             ("warmup", "not distilled"), *[(f"rl_kl{s}", "warmup") for s in plan["kl_scales"]],
+             (arms[-2], arms[-1])]  # fmt: skip
+    for a, b in pairs:
+        seeds = sorted({r["seed"] for r in measured.get(a, [])} & {r["seed"] for r in measured.get(b, [])})
+        if seeds:  # per problem, the share of its samples solved; paired over the seeds both arms have
+            per_problem = {
+                name: [[c / r["samples"] for c in r["correct"]] for r in measured[name] if r["seed"] in seeds]
+                for name in (a, b)
+            }
+            result["paired"][f"{a} - {b}"] = {
+                "seeds": len(seeds),
+                "pass@1": seeded_difference(per_problem[a], per_problem[b]),
+                "pass@1_first_seed": paired(per_problem[a][0], per_problem[b][0]),
+            }
+    return result
+
+
+def teacher_stats(work: Path, plan: dict) -> dict:
+    """On the held-out problems, per teacher: the reward and its components (unscoreable left out and counted), how
+    long its explanations are, how many back-ups they make, and how often they copy a line of the shown solution."""
+    from rlt.stats import paired
+    from rlt.traces import recover_jsonl
+
+    stats = {}
+    judge = json.loads((work / "judge.json").read_text()) if (work / "judge.json").exists() else {}
+    for teacher in teachers_of(plan):
+        path = work / "traces" / f"{teacher}_heldout.jsonl"
+        if not path.exists():
+            continue
+        rows = recover_jsonl(path)
+        if not rows:  # being written by a job still running
+            continue
+        scored = [r for r in rows if r.get("aligned", True) and r.get("reward") is not None]
+        entry = {"explanations": len(rows), "unscoreable": len(rows) - len(scored)}
+        for key in ("reward", "solution_logprob_mean", "solution_logprob_min", "kl_mean", "kl_max"):
+            values = [r[key] for r in scored if isinstance(r.get(key), int | float)]
+            if values:
+                entry[key] = statistics.mean(values)
+        judged = [v for v in judge.get(teacher, []) if v is not None]
+        if judged:
+            entry["judge_solution_logprob_mean"] = statistics.mean(judged)
+            entry["judge_unscoreable"] = len(judge[teacher]) - len(judged)
+        explanations = [r["explanation"] for r in rows]
+        entry["explanation_chars_median"] = statistics.median(map(len, explanations))
+        entry["back_ups_mean"] = statistics.mean(e.count("Back to") for e in explanations)
+        entry["copies_a_solution_line"] = statistics.mean(copies_solution_line(r) for r in rows)
+        entry["arithmetic_true"] = true_statement_share(explanations)
+        entry["examples"] = explanations[:2]
+        entry["per_problem_solution_logprob"] = [r["solution_logprob_mean"] if r.get("aligned", True) else None
+                                                 for r in sorted(rows, key=lambda r: r["index"])]  # fmt: skip
+        stats[teacher] = entry
+    for teacher in list(stats)[1:]:  # each RL teacher against its warm-up start, paired per held-out problem
+        if "warmup" in stats:
+            first, second = (stats[t]["per_problem_solution_logprob"] for t in (teacher, "warmup"))
+            stats[teacher]["solution_logprob_minus_warmup"] = paired(first, second)
+    return stats
+
+
+def copies_solution_line(row: dict) -> bool:
+    """Whether the explanation holds one of the shown solution's step lines ("a op b = v, left: ...") verbatim."""
+    lines = [line for line in row["solution"].split("\n")[1:] if "left:" in line or "the target" in line]
+    return any(line in row["explanation"] for line in lines)
+
+
+def true_statement_share(explanations: list[str]) -> float | None:
+    ops = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a / b}
+    found = [ops[op](int(a), int(b)) == int(v) for e in explanations for a, op, b, v in ANSWERS.findall(e)]
+    return sum(found) / len(found) if found else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    parser.add_argument("--dataset", default="countdown:3")
+    parser.add_argument("--student", default="smollm2-135m", help="Base model of teacher, reward student, students.")
+    parser.add_argument("--kl-scales", type=float, nargs="+", default=[1.0, 0.3])
+    parser.add_argument("--dead-ends", type=int, default=1, help="Search traces: --search_dead_ends.")
+    parser.add_argument("--tries", type=int, default=1, help="Search traces: --search_tries.")
+    parser.add_argument("--parallel", type=int, default=1, help="Jobs of a stage run at once (processes).")
+    parser.add_argument("--minutes", type=float, default=None, help="Wall-clock budget of the whole run.")
+    parser.add_argument("--after-rl", type=float, default=4.3, help="Minutes of --minutes kept for what follows RL.")
+    parser.add_argument("--stages", nargs="*", default=["warmup", "rl", "traces", "students", "judge"],
+                        help="Stages to run (none: only summarize what the work dir holds).")
+    parser.add_argument("--work-dir", default="runs/bench/countdown_teaching")
+    parser.add_argument("--out", default="benchmarks/results/countdown_teaching.json")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=JSON",
+                        help="Override the preset, e.g. seeds=1 students_distill=256 students_heldout=64 (students "
+                        "learn from / are measured on the first N problems) arms='[\"warmup\"]'.")  # fmt: skip
+    parser.add_argument("--job", help=argparse.SUPPRESS)
+    parser.add_argument("--plan", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    work = Path(args.work_dir)
+    if args.job:
+        run_job(args.job, work, json.loads(args.plan))
+        return
+
+    began = time.time()
+    plan = {**PRESETS[args.preset], "preset": args.preset, "dataset": args.dataset, "student": args.student,
+            "kl_scales": args.kl_scales, "dead_ends": args.dead_ends, "tries": args.tries,
+            "generate_batch": 600 if args.preset == "gpu" else 16}  # fmt: skip
+    for item in args.set:
+        key, _, value = item.partition("=")
+        plan[key] = json.loads(value)
+    plan.setdefault("student_batch", plan["batch"])
+    budget = args.minutes * 60 if args.minutes else 1e9
+    plan["deadline"] = began + budget
+    plan["rl_deadline"] = began + budget - args.after_rl * 60  # RL stops there; what follows needs the rest
+    log: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    write_rows(work, plan, args.dataset)
+
+    def report() -> None:
+        result = summarize(work, plan, log)
+        result["rl_steps_done"] = rl_steps_done(work, plan)
+        result["seconds_total"] = round(time.time() - began, 1)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2))
+
+    for stage in args.stages:
+        run_stage(stage, work, plan, args, log, report)
+    report()
+    result = json.loads(Path(args.out).read_text())
+    print(json.dumps({k: result[k] for k in ("students", "paired", "rl_steps_done")}, indent=1))
+
+
+def rl_steps_done(work: Path, plan: dict) -> dict:
+    done = {}
+    for scale in plan["kl_scales"]:
+        state = work / f"rl_kl{scale}" / "trainer_state.json"
+        if state.exists():
+            history = json.loads(state.read_text())
+            steps = [h for h in history["log_history"] if "reward" in h]
+            done[str(scale)] = {"steps": history["global_step"],
+                                "reward_first_10": statistics.mean(h["reward"] for h in steps[:10]) if steps else None,
+                                "reward_last_10": statistics.mean(h["reward"] for h in steps[-10:]) if steps else None,
+                                "step_seconds_median": median_step_seconds(history)}  # fmt: skip
+    return done
+
+
+def median_step_seconds(history: dict) -> float | None:
+    times = [h["step_time"] for h in history["log_history"] if "step_time" in h]
+    return statistics.median(times) if times else None
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()
