@@ -403,6 +403,8 @@ def teacher_stats(work: Path, plan: dict) -> dict:
         entry["back_ups_mean"] = statistics.mean(e.count("Back to") for e in explanations)
         entry["copies_a_solution_line"] = statistics.mean(copies_solution_line(r) for r in rows)
         entry["arithmetic_true"] = true_statement_share(explanations)
+        entry["ends_with_yes"] = statistics.mean(e.rstrip().endswith("Yes!") for e in explanations)
+        entry["walks_the_solution_path"] = statistics.mean(walks_solution_path(r) for r in rows)
         entry["examples"] = explanations[:2]
         entry["per_problem_solution_logprob"] = [r["solution_logprob_mean"] if r.get("aligned", True) else None
                                                  for r in sorted(rows, key=lambda r: r["index"])]  # fmt: skip
@@ -418,6 +420,13 @@ def copies_solution_line(row: dict) -> bool:
     """Whether the explanation holds one of the shown solution's step lines ("a op b = v, left: ...") verbatim."""
     lines = [line for line in row["solution"].split("\n")[1:] if "left:" in line or "the target" in line]
     return any(line in row["explanation"] for line in lines)
+
+
+def walks_solution_path(row: dict) -> bool:
+    """Whether every operation of the shown solution ("a op b = v") is stated in the explanation, as a search that
+    ends on the solution's path does."""
+    steps = [line.split(",")[0] for line in row["solution"].split("\n")[1:-1]]
+    return all(step in row["explanation"] for step in steps)
 
 
 def true_statement_share(explanations: list[str]) -> float | None:
@@ -437,8 +446,12 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=1, help="Jobs of a stage run at once (processes).")
     parser.add_argument("--minutes", type=float, default=None, help="Wall-clock budget of the whole run.")
     parser.add_argument("--after-rl", type=float, default=4.3, help="Minutes of --minutes kept for what follows RL.")
-    parser.add_argument("--stages", nargs="*", default=["warmup", "rl", "traces", "students", "judge"],
-                        help="Stages to run (none: only summarize what the work dir holds).")
+    parser.add_argument(
+        "--stages",
+        nargs="*",
+        default=["warmup", "rl", "traces", "students", "judge"],
+        help="Stages to run (none: only summarize what the work dir holds).",
+    )
     parser.add_argument("--work-dir", default="runs/bench/countdown_teaching")
     parser.add_argument("--out", default="benchmarks/results/countdown_teaching.json")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=JSON",
