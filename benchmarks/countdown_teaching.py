@@ -26,7 +26,13 @@ Every stage skips what its output already holds, so a stopped run resumes. Jobs 
 time as separate processes (on a GPU the 135M models leave it mostly idle; on a CPU keep 1).
 
     python benchmarks/countdown_teaching.py --preset cpu --out benchmarks/results/countdown_teaching_cpu.json
-    python benchmarks/countdown_teaching.py --preset gpu --parallel 6 --minutes 9 --out $OUT/countdown_teaching.json
+    bash benchmarks/countdown_gpu.sh setup; bash benchmarks/countdown_gpu.sh run     # --preset gpu on a lent H200
+    # students on a CPU from a GPU run's teachers (BENCHMARKS §9d):
+    python benchmarks/countdown_teaching.py --preset gpu --stages students \
+        --work-dir runs/bench/countdown_teaching_gpu --set seeds=1 thoughts=2 thought_tokens=256 \
+        students_distill=96 students_heldout=48 batch=8 student_batch=8 generate_batch=16 distill_epochs=1 \
+        'arms=["generator traces", "warmup", "rl_kl0.3", "not distilled", "solutions only"]' \
+        --out benchmarks/results/countdown_teaching_cpu_students.json
 """
 
 from __future__ import annotations
@@ -45,19 +51,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes" / "cpu"
 
-# Sizes per machine. tiny: a rehearsal of the wiring in minutes; cpu: 2 cores; gpu: one H200 in about 9 minutes.
+# Sizes per machine. tiny: a rehearsal of the wiring in minutes. cpu: about 12 hours on 2 cores, in stages that
+# resume (warm-up 32 steps of 8 at ~65 s, RL 100 steps at ~55 s per KL scale, each student ~14 min to distil and
+# ~5 min to measure). gpu: one H200, sized to a 9-minute budget (RL stops at the deadline).
 PRESETS = {
     "tiny": dict(warmup=16, rl=16, distill=8, heldout=6, warmup_steps=2, rl_steps=2, generations=4, prompts=2,
                  explanation_tokens=48, thought_tokens=64, thoughts=2, seeds=1, distill_epochs=1, batch=8,
                  student_lr=5e-5),
-    "cpu": dict(warmup=256, rl=512, distill=256, heldout=100, warmup_steps=64, rl_steps=100, generations=4, prompts=2,
-                explanation_tokens=160, thought_tokens=320, thoughts=4, seeds=3, distill_epochs=2, batch=16,
+    "cpu": dict(warmup=256, rl=512, distill=96, heldout=48, warmup_steps=32, rl_steps=100, generations=4, prompts=2,
+                explanation_tokens=160, thought_tokens=256, thoughts=2, seeds=3, distill_epochs=1, batch=8,
                 student_lr=1e-4),
     "gpu": dict(warmup=2000, rl=4000, distill=1500, heldout=300, warmup_steps=100, rl_steps=150, generations=8,
                 prompts=8, explanation_tokens=160, thought_tokens=288, thoughts=4, seeds=3, distill_epochs=2, batch=64,
                 student_lr=1e-4, student_batch=16),  # batch 64 in one pass: ~30 GB a process, 8 at once ran out
 }  # fmt: skip
-ANSWERS = re.compile(r"(\d+) ([-+*/]) (\d+) = (\d+)")
 
 
 # ------------------------------------------------------------------------------------------------------ stages
@@ -376,6 +383,7 @@ def summarize(work: Path, plan: dict, log: dict) -> dict:
 def teacher_stats(work: Path, plan: dict) -> dict:
     """On the held-out problems, per teacher: the reward and its components (unscoreable left out and counted), how
     long its explanations are, how many back-ups they make, and how often they copy a line of the shown solution."""
+    from rlt.countdown import arithmetic, copies_solution_line, walks_solution_path
     from rlt.stats import paired
     from rlt.traces import recover_jsonl
 
@@ -401,10 +409,13 @@ def teacher_stats(work: Path, plan: dict) -> dict:
         explanations = [r["explanation"] for r in rows]
         entry["explanation_chars_median"] = statistics.median(map(len, explanations))
         entry["back_ups_mean"] = statistics.mean(e.count("Back to") for e in explanations)
-        entry["copies_a_solution_line"] = statistics.mean(copies_solution_line(r) for r in rows)
-        entry["arithmetic_true"] = true_statement_share(explanations)
+        entry["copies_a_solution_line"] = statistics.mean(copies_solution_line(r["explanation"], r["solution"])
+                                                          for r in rows)  # fmt: skip
+        true, stated = map(sum, zip(*map(arithmetic, explanations), strict=True))
+        entry["arithmetic_true"] = true / stated if stated else None
         entry["ends_with_yes"] = statistics.mean(e.rstrip().endswith("Yes!") for e in explanations)
-        entry["walks_the_solution_path"] = statistics.mean(walks_solution_path(r) for r in rows)
+        entry["walks_the_solution_path"] = statistics.mean(walks_solution_path(r["explanation"], r["solution"])
+                                                           for r in rows)  # fmt: skip
         entry["examples"] = explanations[:2]
         entry["per_problem_solution_logprob"] = [r["solution_logprob_mean"] if r.get("aligned", True) else None
                                                  for r in sorted(rows, key=lambda r: r["index"])]  # fmt: skip
@@ -414,25 +425,6 @@ def teacher_stats(work: Path, plan: dict) -> dict:
             first, second = (stats[t]["per_problem_solution_logprob"] for t in (teacher, "warmup"))
             stats[teacher]["solution_logprob_minus_warmup"] = paired(first, second)
     return stats
-
-
-def copies_solution_line(row: dict) -> bool:
-    """Whether the explanation holds one of the shown solution's step lines ("a op b = v, left: ...") verbatim."""
-    lines = [line for line in row["solution"].split("\n")[1:] if "left:" in line or "the target" in line]
-    return any(line in row["explanation"] for line in lines)
-
-
-def walks_solution_path(row: dict) -> bool:
-    """Whether every operation of the shown solution ("a op b = v") is stated in the explanation, as a search that
-    ends on the solution's path does."""
-    steps = [line.split(",")[0] for line in row["solution"].split("\n")[1:-1]]
-    return all(step in row["explanation"] for step in steps)
-
-
-def true_statement_share(explanations: list[str]) -> float | None:
-    ops = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a / b}
-    found = [ops[op](int(a), int(b)) == int(v) for e in explanations for a, op, b, v in ANSWERS.findall(e)]
-    return sum(found) / len(found) if found else None
 
 
 def main() -> None:
@@ -472,7 +464,7 @@ def main() -> None:
     for item in args.set:
         key, _, value = item.partition("=")
         plan[key] = json.loads(value)
-    plan.setdefault("student_batch", plan["batch"])
+    plan["student_batch"] = min(plan.get("student_batch", plan["batch"]), plan["batch"])  # the rest: accumulation
     budget = args.minutes * 60 if args.minutes else 1e9
     plan["deadline"] = began + budget
     plan["rl_deadline"] = began + budget - args.after_rl * 60  # RL stops there; what follows needs the rest

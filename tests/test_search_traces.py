@@ -6,7 +6,15 @@ import re
 import pytest
 
 from rlt.configs import DataArguments
-from rlt.countdown import Search, generate, reachable
+from rlt.countdown import (
+    Search,
+    arithmetic,
+    copies_solution_line,
+    generate,
+    reachable,
+    solution_steps,
+    walks_solution_path,
+)
 from rlt.data import frame, to_problems
 
 TRY = re.compile(r"Try (\d+) ([-+*/]) (\d+) = (\d+), left ([\d, ]+)\.$")
@@ -131,3 +139,22 @@ def test_a_trace_column_survives_a_countdown_file():
     assert problem.reasoning_trace == row["reasoning_trace"]
     (bare,), _ = to_problems([{k: v for k, v in row.items() if k != "reasoning_trace"}], "countdown")
     assert bare.reasoning_trace is None and frame([bare])[0].solution == f"The answer is {row['answer']}."
+
+
+def test_reading_explanations_gives_known_answers():
+    row = generate(50, (3, 3), seed=5)[7]
+    trace, solution = row["reasoning_trace"], row["solution"]
+    # the generator's own trace: all arithmetic true, on the solution's path, no line of the solution copied
+    true, stated = arithmetic(trace)
+    assert true == stated > 0
+    assert walks_solution_path(trace, solution) and not copies_solution_line(trace, solution)
+    # the solution restated is a copy; it walks its own path too
+    assert copies_solution_line("Look:\n" + solution, solution) and walks_solution_path(solution, solution)
+    # one false statement of two; exact division; division by zero is no statement
+    assert arithmetic("3 + 4 = 7, then 7 * 2 = 15.") == (1, 2)
+    assert arithmetic("9 / 2 = 4. 8 / 2 = 4. 5 / 0 = 0.") == (1, 2)
+    # a search that wanders off the path, or stops before its last step
+    steps = solution_steps(solution)
+    assert len(steps) == 2 and all(" = " in s for s in steps)
+    assert not walks_solution_path("\n".join(steps[:1]), solution)
+    assert not walks_solution_path("Try 1 + 1 = 2. No.", solution)

@@ -363,6 +363,35 @@ def search_trace(problem: Countdown, steps: list[_Step], search: Search, rng: ra
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------------------- reading explanations
+
+_STATEMENT = re.compile(r"(\d+) ([-+*/]) (\d+) = (\d+)")
+_EXACT = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: Fraction(a, b)}
+
+
+def arithmetic(text: str) -> tuple[int, int]:
+    """(true, all) "a op b = c" statements in a text: how much of an explanation's arithmetic is right."""
+    found = [_EXACT[op](int(a), int(b)) == int(c) for a, op, b, c in _STATEMENT.findall(text) if op != "/" or int(b)]
+    return sum(found), len(found)
+
+
+def solution_steps(solution: str) -> list[str]:
+    """The operations of a worked solution as `worked_solution` writes it: ["10 + 1 = 11", "22 + 11 = 33"]."""
+    return [line.split(",")[0] for line in solution.split("\n")[1:-1]]
+
+
+def walks_solution_path(explanation: str, solution: str) -> bool:
+    """Whether an explanation states every operation of the worked solution it was shown, as a search that ends on
+    that solution's path does."""
+    return all(step in explanation for step in solution_steps(solution))
+
+
+def copies_solution_line(explanation: str, solution: str) -> bool:
+    """Whether an explanation holds a step line of the shown worked solution verbatim ("10 + 1 = 11, left: 22,
+    11."), which a search trace never writes (its lines read "Try 10 + 1 = 11, left 22, 11.")."""
+    return any(line in explanation for line in solution.split("\n")[1:-1])
+
+
 def generate(
     count: int, sizes: tuple[int, int] = DEFAULT_SIZES, seed: int = 0, search: Search | None = Search()
 ) -> list[dict]:
