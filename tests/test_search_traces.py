@@ -123,10 +123,15 @@ def test_countdown_rows_get_the_paper_s_framing_under_auto():
 
 def test_trace_knobs_and_problem_count_reach_the_dataset():
     args = DataArguments(dataset="countdown:3", countdown_problems=1500, search_dead_ends=0, holdout=100)
-    train, _, _ = args.load()
+    train, held_out, _ = args.load()
     assert len(train) == 1400 and "Back to" not in "".join(p.reasoning_trace for p in train)
-    default_train, _, _ = DataArguments(dataset="countdown:3", holdout=100).load()
-    assert [p.question for p in train[:900]] == [p.question for p in default_train]  # a longer list extends it
+    default_train, default_held_out, _ = DataArguments(dataset="countdown:3", holdout=100).load()
+    # the hold-out does not move with the list's length, and a longer list never trains on it
+    assert [p.question for p in held_out] == [p.question for p in default_held_out]
+    assert {p.question for p in default_train} < {p.question for p in train}
+    assert not {p.question for p in train} & {p.question for p in default_held_out}
+    plain, _, _ = DataArguments(dataset="countdown:3", search_traces=False, max_problems=3).load()
+    assert all(p.reasoning_trace.startswith("Target ") and p.solution.startswith("The answer is") for p in plain)
     with pytest.raises(ValueError, match="--search_dead_ends"):
         DataArguments(dataset="countdown", search_dead_ends=-1)
     with pytest.raises(ValueError, match="--countdown_problems"):
@@ -153,8 +158,12 @@ def test_reading_explanations_gives_known_answers():
     # one false statement of two; exact division; division by zero is no statement
     assert arithmetic("3 + 4 = 7, then 7 * 2 = 15.") == (1, 2)
     assert arithmetic("9 / 2 = 4. 8 / 2 = 4. 5 / 0 = 0.") == (1, 2)
-    # a search that wanders off the path, or stops before its last step
+    # a search that wanders off the path, or stops before its last step; numbers are whole: no match inside others
     steps = solution_steps(solution)
-    assert len(steps) == 2 and all(" = " in s for s in steps)
-    assert not walks_solution_path("\n".join(steps[:1]), solution)
+    assert len(steps) == 2 and all(len(step) == 4 for step in steps)
+    assert not walks_solution_path("Try {} {} {} = {}.".format(*steps[0]), solution)
     assert not walks_solution_path("Try 1 + 1 = 2. No.", solution)
+    assert walks_solution_path("25 - 3 = 22, 22 * 2 = 44", "T.\n25 - 3 = 22, left: 2, 22.\n22 * 2 = 44.\nSo.")
+    assert not walks_solution_path("25 - 3 = 22, 222 * 2 = 444", "T.\n5 - 3 = 2, left: 2, 22.\n22 * 2 = 44.\nSo.")
+    assert not walks_solution_path("The answer is 7.", "The answer is 7.")  # no operations: nothing walked
+    assert arithmetic("-3 + 5 = 2 and 1.5 + 2 = 3.5") == (0, 0)

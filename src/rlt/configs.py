@@ -365,6 +365,13 @@ class DataArguments:
     countdown_problems: int = field(
         default=countdown.DATASET_SIZE, metadata={"help": "countdown: how many problems to generate."}
     )
+    search_traces: bool = field(
+        default=True,
+        metadata={
+            "help": "countdown: give every problem a search trace that finds its worked solution, so --framing auto "
+            "gives the paper's framing; false: no trace, auto frames by answer (the zero-shot transfer setting)."
+        },
+    )
     search_dead_ends: int = field(
         default=countdown.Search.dead_ends,
         metadata={
@@ -394,9 +401,7 @@ class DataArguments:
             raise ValueError(f"--holdout must be 0 or more, got {self.holdout}")
         if self.countdown_problems < 1:
             raise ValueError(f"--countdown_problems must be at least 1, got {self.countdown_problems}")
-        if self.search_dead_ends < 0 or self.search_tries < 1:
-            raise ValueError("--search_dead_ends must be 0 or more and --search_tries at least 1, got "
-                             f"{self.search_dead_ends} and {self.search_tries}")  # fmt: skip
+        countdown.Search(self.search_dead_ends, self.search_tries)  # a bad knob fails here, before any loading
 
     def load(self):
         """(train problems, held-out problems, skipped row count).
@@ -415,7 +420,8 @@ class DataArguments:
                 answer=self.answer_column,
                 reasoning_trace=self.trace_column,
             )
-        generated = Generated(self.countdown_problems, countdown.Search(self.search_dead_ends, self.search_tries))
+        search = countdown.Search(self.search_dead_ends, self.search_tries) if self.search_traces else None
+        generated = Generated(self.countdown_problems, search)
         problems, skipped = load_problems(
             self.dataset, self.adapter, self.split, self.skip_invalid, None, self.subset, generated, **options
         )

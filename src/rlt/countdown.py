@@ -264,8 +264,8 @@ def worked_solution(problem: Countdown, expression: str, steps: list[_Step]) -> 
 @dataclass(frozen=True)
 class Search:
     """How long a search trace may wander before it walks the solution's path (`search_trace`). SmolLM2 tokens of
-    a trace (1,000 problems; median, 95th percentile): 3 numbers 113, 160 at (1, 1), 139, 235 at (2, 2), 64, 84 at
-    dead_ends 0; 4 numbers 186.5, 298 at (1, 1), 344, 595 at (2, 2). The worked solution is 68 and 100.
+    a trace (1,000 problems; median, 95th percentile): 3 numbers 113, 160 at (1, 1), 139, 234 at (2, 2), 64, 84 at
+    dead_ends 0; 4 numbers 186, 298 at (1, 1), 336, 596 at (2, 2). The worked solution is 68 and 100.
 
     dead_ends  at each state on the solution's path, at most this many other moves are tried first (drawn
                0..dead_ends per state), each one a move from which the target cannot be reached; 0 writes the
@@ -279,21 +279,22 @@ class Search:
 
     def __post_init__(self):
         if self.dead_ends < 0 or self.tries < 1:
-            raise ValueError(f"search needs dead_ends >= 0 and tries >= 1, got {self.dead_ends} and {self.tries}")
+            raise ValueError(f"a search needs dead_ends (--search_dead_ends) >= 0 and tries (--search_tries) >= 1, "
+                             f"got {self.dead_ends} and {self.tries}")  # fmt: skip
 
 
 def _moves(values: tuple[int, ...]) -> list[tuple[int, str, int, int, tuple[int, ...]]]:
     """Every move from a pool of values: (a, op, b, result, the pool after), the larger operand first, results kept
     to the positive integers (as in generated solutions)."""
-    moves = []
+    moves = {}
     for i, j in combinations(range(len(values)), 2):
         a, b = sorted((values[i], values[j]), reverse=True)
         rest = tuple(v for k, v in enumerate(values) if k not in (i, j))
         for op in "+-*/":
             value = _combine(a, op, b)
-            if value is not None:
-                moves.append((a, op, b, value, (*rest, value)))
-    return moves
+            if value is not None:  # a repeated number makes the same move twice: keep one, so none is tried twice
+                moves.setdefault((a, op, b), (a, op, b, value, (*rest, value)))
+    return list(moves.values())
 
 
 def reachable(values: tuple[int, ...], target: int, _memo: dict | None = None) -> bool:
@@ -318,7 +319,9 @@ def search_trace(problem: Countdown, steps: list[_Step], search: Search, rng: ra
     At each state of the path it first tries some moves that lead nowhere, each explored a little and abandoned
     ("Back to ..."), then takes the path's move. The last pair is finished by trying operations until one makes the
     target. Every statement is true: each "a op b = c" is exact, every abandoned move is one from which the target
-    is unreachable (checked exhaustively), and every "No." closes a pair none of whose results is the target.
+    cannot be reached in positive whole-number steps (checked exhaustively; the checker also accepts answers through
+    fractions, negatives or zero, which this search, like the generator's solutions, does not use), and every "No."
+    closes a pair none of whose results is the target.
     """
     target, memo = problem.target, {}
     lines = [f"Numbers {_listed(problem.numbers)}. Target {target}."]
@@ -352,8 +355,9 @@ def search_trace(problem: Countdown, steps: list[_Step], search: Search, rng: ra
         if len(pool) == 2:
             last_pair(pool, depth, (step.left, step.op, step.right))
             break
-        path_move = next(m for m in _moves(pool) if m[:3] == (step.left, step.op, step.right))
-        hopeless = [m for m in _moves(pool) if not reachable(m[4], target, memo)]
+        moves = _moves(pool)
+        path_move = next(m for m in moves if m[:3] == (step.left, step.op, step.right))
+        hopeless = [m for m in moves if not reachable(m[4], target, memo)]
         for a, op, b, value, after in rng.sample(hopeless, rng.randint(0, min(search.dead_ends, len(hopeless)))):
             lines.append("  " * depth + f"Try {a} {op} {b} = {value}, left {_listed(after)}.")
             dead_end(after, depth + 1)
@@ -365,7 +369,8 @@ def search_trace(problem: Countdown, steps: list[_Step], search: Search, rng: ra
 
 # ---------------------------------------------------------------------------------------- reading explanations
 
-_STATEMENT = re.compile(r"(\d+) ([-+*/]) (\d+) = (\d+)")
+# whole numbers only: "25 - 3 = 22" holds no "5 - 3 = 2", and "-3 + 5 = 2" or "1.5 + 2 = 3.5" is no statement
+_STATEMENT = re.compile(r"(?<![\d.\-])(\d+) ([-+*/]) (\d+) = (\d+)(?![\d.]\d)")
 _EXACT = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: Fraction(a, b)}
 
 
@@ -375,21 +380,27 @@ def arithmetic(text: str) -> tuple[int, int]:
     return sum(found), len(found)
 
 
-def solution_steps(solution: str) -> list[str]:
-    """The operations of a worked solution as `worked_solution` writes it: ["10 + 1 = 11", "22 + 11 = 33"]."""
-    return [line.split(",")[0] for line in solution.split("\n")[1:-1]]
+def _step_lines(solution: str) -> list[str]:
+    """The operation lines of a worked solution as `worked_solution` writes it (between its header and "So ...")."""
+    return solution.split("\n")[1:-1]
+
+
+def solution_steps(solution: str) -> list[tuple[str, ...]]:
+    """The operations of a worked solution: [("10", "+", "1", "11"), ("22", "+", "11", "33")]."""
+    return [found for line in _step_lines(solution) for found in _STATEMENT.findall(line)[:1]]
 
 
 def walks_solution_path(explanation: str, solution: str) -> bool:
     """Whether an explanation states every operation of the worked solution it was shown, as a search that ends on
-    that solution's path does."""
-    return all(step in explanation for step in solution_steps(solution))
+    that solution's path does. False for a solution with no operation lines (e.g. "The answer is X.")."""
+    steps, stated = solution_steps(solution), set(_STATEMENT.findall(explanation))
+    return bool(steps) and all(step in stated for step in steps)
 
 
 def copies_solution_line(explanation: str, solution: str) -> bool:
     """Whether an explanation holds a step line of the shown worked solution verbatim ("10 + 1 = 11, left: 22,
     11."), which a search trace never writes (its lines read "Try 10 + 1 = 11, left 22, 11.")."""
-    return any(line in explanation for line in solution.split("\n")[1:-1])
+    return any(line in explanation for line in _step_lines(solution))
 
 
 def generate(

@@ -281,7 +281,7 @@ class Generated:
     """How the generated datasets are made: how many countdown problems, and the shape of their search traces."""
 
     countdown_problems: int = countdown_task.DATASET_SIZE
-    search: countdown_task.Search = field(default_factory=countdown_task.Search)
+    search: countdown_task.Search | None = field(default_factory=countdown_task.Search)
 
 
 def read_rows(source: str, split: str = "train", subset: str | None = None) -> list[dict]:
@@ -297,7 +297,10 @@ def _read_source(
         return load_champ(), 0
     sizes = countdown_task.parse_spec(source)
     if sizes is not None:
-        return countdown_task.generate(generated.countdown_problems, sizes, search=generated.search), 0
+        # Newest first: the hold-out is the end of the list, so it is the first problems generated whatever
+        # --countdown_problems is, and a longer list never trains on what a shorter one holds out.
+        rows = countdown_task.generate(generated.countdown_problems, sizes, search=generated.search)
+        return rows[::-1], 0
     path = Path(source)
     if path.suffix == ".jsonl":
         if not path.exists():
