@@ -1,8 +1,8 @@
 """How long countdown search traces are, in SmolLM2 tokens, for each setting of the generator's knobs.
 
 For 1,000 generated problems per size (3 and 4 numbers) and per (dead_ends, tries): the median, 95th percentile and
-maximum length of the search trace, the median length of the worked solution, and the mean number of back-ups. What a 135M
-teacher's explanation budget (`max_completion_length`) has to hold.
+maximum length of the search trace, the median length of the worked solution, and the mean number of back-ups.
+What a 135M teacher's explanation budget (`max_completion_length`) has to hold.
 
     python benchmarks/search_traces.py --out benchmarks/results/search_traces.json
 """
