@@ -98,8 +98,9 @@ def answering_student(tmp_path_factory):
     a random tiny model never does, and GRPO learns nothing from a reward that is the same for every completion."""
     root = tmp_path_factory.mktemp("coldstart")
     save_tiny(root / "base", seed=0)
-    # the answer framing's one-line solution: what a tiny model learns to write in 120 steps
-    problems, _, _ = DataArguments(dataset="countdown", holdout=100, max_problems=8, framing="answer").load()
+    # the answer framing's one-line solution, on 3 numbers: what a tiny model learns to write in 120 steps and
+    # 48 tokens (a 4-number answer can run past them, and then no completion is right or well formed)
+    problems, _, _ = DataArguments(dataset="countdown:3", holdout=100, max_problems=8, framing="answer").load()
     rows = [{"messages": student_messages(p.question, "Add them.", p.solution)} for p in problems]
     (root / "traces.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(["distill", "--model_name_or_path", str(root / "base"), "--traces", str(root / "traces.jsonl"),
@@ -109,7 +110,7 @@ def answering_student(tmp_path_factory):
 
 
 def coldstart_args(root, out: str, *extra: str) -> list[str]:
-    return ["coldstart", "--model_name_or_path", str(root / "student"), "--dataset", "countdown", "--holdout", "100",
+    return ["coldstart", "--model_name_or_path", str(root / "student"), "--dataset", "countdown:3", "--holdout", "100",
             "--max_problems", "2", "--output_dir", str(root / out), "--max_steps", "2",
             "--per_device_train_batch_size", "8", "--num_generations", "4", "--max_completion_length", "48",
             "--temperature", "1.0", "--learning_rate", "1e-3", "--format_weight", "0.5", "--save_steps", "1", *FAST,
@@ -138,12 +139,12 @@ def test_a_countdown_evaluation_grades_with_the_checker(answering_student, tmp_p
     out = tmp_path / "eval.json"
     student = str(answering_student / "student")
     # the problems it was distilled on, which it has learnt by heart: some answers right, each checked
-    assert main(["eval", "--model", student, "--dataset", "countdown", "--holdout", "100", "--max_problems", "8",
+    assert main(["eval", "--model", student, "--dataset", "countdown:3", "--holdout", "100", "--max_problems", "8",
                  "--part", "train", "--max_new_tokens", "48", "--out", str(out), "--device", "cpu"]) == 0  # fmt: skip
     results = json.loads(out.read_text())
     assert results["checked_with_countdown"] == 8 and results["checked_with_math_verify"] == 0
     records = results["records"]
     assert 0 < results["pass@1_greedy"] == sum(r["correct"] for r in records) / 8
-    problems, _, _ = DataArguments(dataset="countdown", holdout=100, max_problems=8).load()
+    problems, _, _ = DataArguments(dataset="countdown:3", holdout=100, max_problems=8).load()
     for record, problem in zip(records, problems, strict=True):
         assert record["correct"] == problem.countdown.check(record["answer"])[0]
