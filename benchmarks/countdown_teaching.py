@@ -207,7 +207,7 @@ def run_student_job(work: Path, plan: dict, rows: dict, arm: str, seed: int) -> 
     from rlt.sft import DistillArguments, run_distill
     from rlt.traces import write_rows as write_trace_rows
 
-    slug = f"{arm.replace(' ', '_')}_seed{seed}"
+    slug = measure_path(work, arm, seed).stem
     spec = plan["student"]
     if arm != "not distilled":
         chats = work / "students" / f"{slug}.jsonl"
@@ -220,26 +220,23 @@ def run_student_job(work: Path, plan: dict, rows: dict, arm: str, seed: int) -> 
                                        "gradient_accumulation_steps": plan["batch"] // plan["student_batch"],
                                        "seed": seed, "report_to": "none"})  # fmt: skip
         run_distill(*parse((ModelConfig, DistillArguments, RLTSFTConfig), argv))
-    measure_student(work, plan, rows, spec, slug, seed)
+    measure_job(work, plan, rows, spec, arm, seed)
 
 
-def measure_student(work: Path, plan: dict, rows: dict, spec: str, slug: str, seed: int) -> None:
-    """pass@k on the held-out problems from `thoughts` sampled answers each, and the mean log-prob of the worked
-    solution after the student's own thought; per problem, for pairing."""
-    from rlt.evaluate import solution_logprob_after_own_thought
+def measure_job(work: Path, plan: dict, rows: dict, spec: str, name: str, seed: int) -> None:
+    """The student measured as the teaching benchmark measures one (`teaching_distill.measure_student`) on the
+    held-out problems, its record kept per problem for pairing over seeds."""
+    from teaching_distill import measure_student  # a sibling script, importable once this one runs
+
     from rlt.generation import SamplingConfig
-    from rlt.models import load_model
 
-    device, dtype = device_and_dtype()
-    model, tokenizer = load_model(spec, dtype, device)
     problems, k = problems_of(rows["heldout"])[: plan.get("students_heldout")], plan["thoughts"]
     sampling = SamplingConfig(plan["thought_tokens"], 0.7, 1.0, plan["generate_batch"], seed)
-    measured = solution_logprob_after_own_thought(model, tokenizer, problems, k, sampling)
-    correct = [sum(measured["correct"][i * k : (i + 1) * k]) for i in range(len(problems))]
-    record = {"student": spec, "seed": seed, "samples": k, "correct": correct,
-              "solution_logprob": [None if v != v else v for v in measured["per_question"]],
-              "example_thoughts": [t[-300:] for t in measured["thoughts"][:2]]}  # fmt: skip
-    out = work / "measures" / f"{slug}.json"
+    measured, thoughts = measure_student(spec, problems, k, sampling, *device_and_dtype())
+    record = {"student": spec, "seed": seed, "samples": k, "correct": measured["correct"],
+              "solution_logprob": [None if v != v else v for v in measured["per_problem"]],
+              "example_thoughts": [t[-300:] for t in thoughts[:2]]}  # fmt: skip
+    out = measure_path(work, name, seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record))
 
@@ -252,7 +249,10 @@ def run_judge_job(work: Path, plan: dict) -> None:
     from rlt.traces import recover_jsonl
 
     device, dtype = device_and_dtype()
-    judge, tokenizer = load_model(str(work / "students" / JUDGE), dtype, device)
+    # the first student distilled on the generator's traces
+    judge, tokenizer = load_model(
+        str(work / "students" / measure_path(work, "generator traces", 0).stem), dtype, device
+    )
     reward = RLTReward(judge, tokenizer, config=RewardConfig(teacher_entropy=False))
     judged, end_tag = {}, reward.style.explanation[1]  # score_texts reads the completion, closing tag included
     for teacher in teachers_of(plan):
@@ -265,8 +265,6 @@ def run_judge_job(work: Path, plan: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ the driver
-
-JUDGE = "generator_traces_seed0"
 
 
 def teachers_of(plan: dict) -> list[str]:
@@ -285,8 +283,12 @@ def jobs_for(stage: str, work: Path, plan: dict, arms: list[str]) -> list[tuple[
     if stage == "traces":
         return [(f"traces {t}", work / "traces" / f"{t}_heldout.jsonl.done") for t in teachers]
     # seed by seed, so that a run stopped by its deadline has every arm at the same number of seeds
-    return [(f"student {arm}|{seed}", work / "measures" / f"{arm.replace(' ', '_')}_seed{seed}.json")
-            for seed in range(plan["seeds"]) for arm in arms]  # fmt: skip
+    return [(f"student {arm}|{seed}", measure_path(work, arm, seed)) for seed in range(plan["seeds"]) for arm in arms]
+
+
+def measure_path(work: Path, arm: str, seed: int) -> Path:
+    """Where a student's measurement is written; its stem also names the student's directory and chats."""
+    return work / "measures" / f"{arm.replace(' ', '_')}_seed{seed}.json"
 
 
 def arms_of(plan: dict) -> list[str]:
@@ -371,8 +373,8 @@ def summarize(work: Path, plan: dict, log: dict) -> dict:
     arms = arms_of(plan)
     measured = {}
     for arm in arms:
-        seeds = [work / "measures" / f"{arm.replace(' ', '_')}_seed{s}.json" for s in range(plan["seeds"])]
-        records = [json.loads(p.read_text()) for p in seeds if p.exists()]
+        paths = [measure_path(work, arm, seed) for seed in range(plan["seeds"])]
+        records = [json.loads(p.read_text()) for p in paths if p.exists()]
         if records:
             measured[arm] = records
     settings = {key: value for key, value in plan.items() if not key.endswith("deadline")}  # clock times: noise

@@ -206,10 +206,18 @@ def distill_students(
     return students
 
 
-def measure_student(spec: str, problems: list, thoughts: int, sampling: SamplingConfig) -> tuple[dict, list[str]]:
+def measure_student(
+    spec: str,
+    problems: list,
+    thoughts: int,
+    sampling: SamplingConfig,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> tuple[dict, list[str]]:
     """A student on held-out problems: the mean log-prob of the gold solution after its own thought (95 % interval,
-    and per problem for pairing), and pass@k (k = 1..thoughts) from the same draws; and its thoughts."""
-    model, tokenizer = load_model(spec)
+    and per problem for pairing), and pass@k (k = 1..thoughts) from the same draws, with each problem's count of
+    right answers; and its thoughts."""
+    model, tokenizer = load_model(spec, dtype, device)
     measure = solution_logprob_after_own_thought(model, tokenizer, problems, thoughts, sampling)
     del model
     gc.collect()
@@ -217,6 +225,7 @@ def measure_student(spec: str, problems: list, thoughts: int, sampling: Sampling
     record = {
         "solution_logprob_after_own_thought": measure["summary"],
         "per_problem": measure["per_question"],
+        "correct": correct,
         "solved": sum(c > 0 for c in correct),
     }
     for k in range(1, thoughts + 1):

@@ -4,11 +4,15 @@ for free through TRL's `TrlParser`."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from trl import GRPOConfig, SFTConfig
 
 from rlt import countdown
 from rlt.reward import RewardConfig
+
+if TYPE_CHECKING:  # for annotations only: the methods import rlt.data where they use it, as load() does
+    from rlt.data import Generated
 
 _DEFAULTS = RewardConfig()
 
@@ -401,7 +405,7 @@ class DataArguments:
             raise ValueError(f"--holdout must be 0 or more, got {self.holdout}")
         if self.countdown_problems < 1:
             raise ValueError(f"--countdown_problems must be at least 1, got {self.countdown_problems}")
-        countdown.Search(self.search_dead_ends, self.search_tries)  # a bad knob fails here, before any loading
+        self.generated()  # a bad search knob fails here, before any loading
 
     def load(self):
         """(train problems, held-out problems, skipped row count).
@@ -410,7 +414,7 @@ class DataArguments:
         the dataset as read. Filters apply after the split, within each part, so `rlt eval --holdout 20` never
         reads a question that a run with `--holdout 64` (any length filter, any --max_problems) trained on.
         """
-        from rlt.data import Generated, embedded_adapter, frame, load_problems, split_problems
+        from rlt.data import embedded_adapter, frame, load_problems, split_problems
 
         options = {}
         if (self.adapter or embedded_adapter(self.dataset) or "generic") == "generic":
@@ -420,16 +424,22 @@ class DataArguments:
                 answer=self.answer_column,
                 reasoning_trace=self.trace_column,
             )
-        search = countdown.Search(self.search_dead_ends, self.search_tries) if self.search_traces else None
-        generated = Generated(self.countdown_problems, search)
         problems, skipped = load_problems(
-            self.dataset, self.adapter, self.split, self.skip_invalid, None, self.subset, generated, **options
+            self.dataset, self.adapter, self.split, self.skip_invalid, None, self.subset, self.generated(), **options
         )
         # the length limit is on the dataset's solution, which the answer framing turns into the explanation
         short = [self.max_solution_chars is None or len(p.solution) <= self.max_solution_chars for p in problems]
         framed = frame(problems, self.framing)
         train, held_out = split_problems(list(zip(framed, short, strict=True)), self.holdout)
         return self._kept(train), self._kept(held_out), skipped
+
+    def generated(self) -> Generated:
+        """How the generated datasets (countdown) are made: `rlt.data.Generated` from the --countdown_problems and
+        --search_* flags."""
+        from rlt.data import Generated
+
+        search = countdown.Search(self.search_dead_ends, self.search_tries) if self.search_traces else None
+        return Generated(self.countdown_problems, search)
 
     def select(self, part: str) -> list:
         """The problems of one part of the split: all, train or holdout (`--part`)."""

@@ -340,15 +340,20 @@ def search_trace(problem: Countdown, steps: list[_Step], search: Search, rng: ra
                 return
         lines.append("  " * depth + ", ".join(tried) + ". No.")
 
+    def take(move: tuple, depth: int) -> tuple[int, ...]:
+        """Write the move's line; the pool after it."""
+        a, op, b, value, after = move
+        lines.append("  " * depth + f"Try {a} {op} {b} = {value}, left {_listed(after)}.")
+        return after
+
     def dead_end(pool: tuple[int, ...], depth: int) -> None:
         """Explore a pool the target cannot be reached from, then leave it."""
         if len(pool) == 2:
             last_pair(pool, depth, None)
             return
         moves = _moves(pool)
-        for a, op, b, value, after in rng.sample(moves, min(search.tries, len(moves))):
-            lines.append("  " * depth + f"Try {a} {op} {b} = {value}, left {_listed(after)}.")
-            dead_end(after, depth + 1)
+        for move in rng.sample(moves, min(search.tries, len(moves))):
+            dead_end(take(move, depth), depth + 1)
 
     pool = tuple(problem.numbers)
     for depth, step in enumerate(steps):
@@ -358,12 +363,10 @@ def search_trace(problem: Countdown, steps: list[_Step], search: Search, rng: ra
         moves = _moves(pool)
         path_move = next(m for m in moves if m[:3] == (step.left, step.op, step.right))
         hopeless = [m for m in moves if not reachable(m[4], target, memo)]
-        for a, op, b, value, after in rng.sample(hopeless, rng.randint(0, min(search.dead_ends, len(hopeless)))):
-            lines.append("  " * depth + f"Try {a} {op} {b} = {value}, left {_listed(after)}.")
-            dead_end(after, depth + 1)
+        for move in rng.sample(hopeless, rng.randint(0, min(search.dead_ends, len(hopeless)))):
+            dead_end(take(move, depth), depth + 1)
             lines.append("  " * depth + f"Back to {_listed(pool)}.")
-        a, op, b, value, pool = path_move
-        lines.append("  " * depth + f"Try {a} {op} {b} = {value}, left {_listed(pool)}.")
+        pool = take(path_move, depth)
     return "\n".join(lines)
 
 
