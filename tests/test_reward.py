@@ -7,7 +7,7 @@ from benchmarks.verify_scored import recompute
 from rlt.align import decode as spell
 from rlt.formats import R1, STRATOS, student_text, teacher_prompt
 from rlt.reward import RewardConfig, RLTReward, rlt_reward
-from rlt.testing import tiny_model, tiny_tokenizer
+from rlt.testing import LoggedMetrics, tiny_model, tiny_tokenizer
 
 QUESTION = "How many apples does she have left?"
 SOLUTION = "She had 7 and ate 3, so 7 - 3 = 4.\nThe answer is 4."
@@ -210,14 +210,14 @@ def test_trl_interface_logs_every_component(reward, tokenizer):
     prompt = teacher_prompt(tokenizer, QUESTION, SOLUTION)
     completions = [ADVERSARIAL["plain"], ADVERSARIAL["missing_end_tag"]]
     ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in completions]
-    logged = {}
+    logged = LoggedMetrics()
     rewards = reward(
         prompts=[prompt] * 2,
         completions=completions,
         completion_ids=ids,
         question=[QUESTION] * 2,
         solution=[SOLUTION] * 2,
-        log_metric=lambda name, value: logged.__setitem__(name, value),
+        log_metric=logged,
         answer=["4", "4"],
     )
     offline, _ = reward.score_texts(
@@ -240,7 +240,7 @@ def test_trl_interface_logs_every_component(reward, tokenizer):
 def test_too_long_is_an_alignment_failure_not_an_exception(student, teacher, tokenizer):
     reward = RLTReward(student, tokenizer, teacher)
     long = "step " * (student.config.max_position_embeddings + 10) + END
-    logged = {}
+    logged = LoggedMetrics()
     prompt = teacher_prompt(tokenizer, QUESTION, SOLUTION)
     rewards = reward(
         [prompt],
@@ -248,11 +248,11 @@ def test_too_long_is_an_alignment_failure_not_an_exception(student, teacher, tok
         [tokenizer(long, add_special_tokens=False)["input_ids"]],
         [QUESTION],
         [SOLUTION],
-        log_metric=lambda n, v: logged.__setitem__(n, v),
+        log_metric=logged,
     )
     # TRL's "no reward" (the trainer ranks it below its group), never the floor as if it were a score
     assert rewards == [None]
-    assert logged["rlt/alignment_failures"] == 1 and math.isnan(logged["rlt/reward"])
+    assert logged["rlt/alignment_failures"] == 1 and "rlt/reward" not in logged  # no mean of nothing
     (floor,) = reward.score([None])
     assert floor.reward == pytest.approx(-1.01 - 3.03 - 1) and not floor.aligned
 

@@ -317,7 +317,8 @@ class RLTReward:
             ("student", self.student, sample.student_input_ids),
             ("teacher", self.teacher, sample.teacher_input_ids),
         ):
-            config = getattr(model, "config", None)
+            # through a DeepSpeed engine (a sharded student), whose own `config` is DeepSpeed's
+            config = getattr(getattr(model, "module", model), "config", None)
             limit = getattr(config, "max_position_embeddings", None)
             if limit is not None and len(ids) > limit:
                 raise AlignmentError(f"{name} sequence of {len(ids)} tokens exceeds the model's {limit} positions")
@@ -506,24 +507,43 @@ class RLTReward:
         samples = self.align_sampled(question, solution, prompt_ids, completion_ids)
         breakdowns = self.score(samples, teacher_logprobs=teacher_logprobs)
         if log_metric is not None:
-            for name, value in summarize(breakdowns).items():
-                log_metric(f"rlt/{name}", value)
+            # TRL averages what it is sent over the step and over every rank. Each scored sample's own values make
+            # that the mean over every scored sample, also where one rank scored none (its mean, NaN, would void the
+            # step's); the failures scaled by the number of ranks average to their total.
+            for b in breakdowns:
+                if b.aligned:
+                    for name, value in logged_values(b).items():
+                        if not math.isnan(value):
+                            log_metric(f"rlt/{name}", value)
+            ranks = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+            log_metric("rlt/alignment_failures", float(sum(not b.aligned for b in breakdowns) * ranks))
         return [b.reward if b.aligned else None for b in breakdowns]
 
 
+#: What is logged and summarised of each scored sample.
+LOGGED = ("reward", "solution_logprob_mean", "solution_logprob_min", "kl_mean", "kl_max", "match_rate",
+          "kl_edge_tokens_dropped")  # fmt: skip
+
+
+def logged_values(breakdown: RewardBreakdown) -> dict[str, float]:
+    """A scored sample's reward, its reductions, whether its end tag matched, and the KL edge tokens dropped."""
+    derived = {
+        "match_rate": float(breakdown.matched),
+        "kl_edge_tokens_dropped": float(breakdown.kl_edge_tokens_dropped),
+    }
+    return {name: derived[name] if name in derived else getattr(breakdown, name) for name in LOGGED}
+
+
 def summarize(breakdowns: Sequence[RewardBreakdown]) -> dict[str, float]:
-    """Means over the scored samples of every component (NaNs ignored) and of the end-tag match, and the count of
-    samples that could not be scored (`alignment_failures`): those are left out of every mean, so that their floor
-    reward is never averaged in as if it were a score."""
+    """Means over the scored samples of every logged value (NaNs ignored), and the count of samples that could not
+    be scored (`alignment_failures`): those are left out of every mean, so that their floor reward is never averaged
+    in as if it were a score."""
 
     def mean(values: list[float]) -> float:
         finite = [v for v in values if not math.isnan(v)]
         return sum(finite) / len(finite) if finite else math.nan
 
-    scored = [b for b in breakdowns if b.aligned]
-    fields = ("reward", "solution_logprob_mean", "solution_logprob_min", "kl_mean", "kl_max")
-    out = {name: mean([getattr(b, name) for b in scored]) for name in fields}
-    out["match_rate"] = mean([float(b.matched) for b in scored])
+    scored = [logged_values(b) for b in breakdowns if b.aligned]
+    out = {name: mean([values[name] for values in scored]) for name in LOGGED}
     out["alignment_failures"] = float(sum(not b.aligned for b in breakdowns))
-    out["kl_edge_tokens_dropped"] = mean([float(b.kl_edge_tokens_dropped) for b in scored])
     return out

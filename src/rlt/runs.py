@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import torch
@@ -83,14 +84,35 @@ def train_and_save(trainer, tokenizer) -> None:
     trainer.train(resume_from_checkpoint=last_checkpoint(trainer.args))
     trainer.save_state()
     model = trainer.accelerator.unwrap_model(trainer.model)
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-        if trainer.accelerator.is_main_process:
-            model.save_pretrained(trainer.args.output_dir, safe_serialization=True)
-    else:
+    partitioned = zero3(trainer)
+    if hasattr(model, "merge_and_unload") or partitioned:
+        # Under ZeRO-3 each rank holds a slice of every weight and the module an empty placeholder, which a merge
+        # cannot add to and a plain save would write: gather them whole first (a collective every rank enters).
+        with deepspeed_gathered(model.parameters(), partitioned):
+            if hasattr(model, "merge_and_unload"):
+                model = model.merge_and_unload()
+            if trainer.accelerator.is_main_process:
+                model.save_pretrained(trainer.args.output_dir, safe_serialization=True)
+    else:  # whole weights, or FSDP's shards, which transformers gathers
         trainer.save_model(trainer.args.output_dir)
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(trainer.args.output_dir)
+    trainer.accelerator.wait_for_everyone()  # a next stage may read the model as soon as any rank returns
+
+
+def zero3(trainer) -> bool:
+    """Whether the trainer runs under DeepSpeed ZeRO-3, which partitions every weight across ranks."""
+    return trainer.is_deepspeed_enabled and trainer.accelerator.state.deepspeed_plugin.zero_stage == 3
+
+
+def deepspeed_gathered(parameters, partitioned: bool) -> AbstractContextManager:
+    """The ZeRO-3 `parameters` whole on every rank for the duration, rank 0's values kept after it (the same merge
+    runs on every rank); nothing when not `partitioned`."""
+    if not partitioned:
+        return nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(list(parameters), modifier_rank=0)
 
 
 def require_vllm(config) -> None:

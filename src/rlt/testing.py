@@ -72,3 +72,16 @@ def save_tiny(path: str | Path, seed: int = 0, vocab_size: int = 1024) -> Path:
     tiny_model(seed, vocab_size).save_pretrained(path, safe_serialization=True)
     tiny_tokenizer(vocab_size).save_pretrained(path)
     return path
+
+
+class LoggedMetrics(dict):
+    """A reward function's `log_metric`, read as TRL logs it: each name's values averaged (per rank, then over
+    ranks by count); a name sent no value is absent (TRL logs None)."""
+
+    def __init__(self):
+        super().__init__()
+        self.values: dict[str, list[float]] = {}
+
+    def __call__(self, name: str, value: float) -> None:
+        self.values.setdefault(name, []).append(value)
+        self[name] = sum(self.values[name]) / len(self.values[name])

@@ -30,7 +30,7 @@ from rlt.logprobs import eval_mode
 from rlt.models import load_model
 from rlt.provenance import model_identity
 from rlt.reward import RewardConfig, RLTReward
-from rlt.runs import check_run, model_dtype, require_vllm, skip_finished, train_and_save
+from rlt.runs import check_run, model_dtype, require_vllm, skip_finished, train_and_save, zero3
 
 logger = logging.getLogger(__name__)
 
@@ -159,9 +159,8 @@ class RLTGRPOTrainer(ChatGRPOTrainer):
         collective that every rank makes exactly once, whatever its inputs. `offload_student` keeps it in CPU
         memory and streams each layer in for its forward.
         """
-        zero3 = self.is_deepspeed_enabled and self.accelerator.state.deepspeed_plugin.zero_stage == 3
         if args.shard_student:
-            if not zero3:
+            if not zero3(self):
                 raise ValueError("--shard_student true partitions the student with DeepSpeed ZeRO-3; launch with "
                                  "accelerate launch --config_file recipes/accelerate/zero3.yaml, or leave it off "
                                  "for a whole copy per GPU")  # fmt: skip
