@@ -77,11 +77,11 @@ def accelerate_config(root: Path, stage: int) -> Path:
     return path
 
 
-def launch(root: Path, stage: int, argv: list[str]) -> None:
-    """`accelerate launch` two ranks of an rlt command under ZeRO-`stage`; a run past HANG_SECONDS fails the test."""
+def launch(config: Path, argv: list[str], returncode: int = 0) -> str:
+    """`accelerate launch` two ranks of an rlt command under `config`; its output. A run past HANG_SECONDS fails."""
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(root / f"zero{stage}.yaml"),
-               str(PROBE), *argv, *FAST]  # fmt: skip
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), str(PROBE), *argv,
+               *FAST]  # fmt: skip
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)  # fmt: skip
     try:
@@ -90,7 +90,8 @@ def launch(root: Path, stage: int, argv: list[str]) -> None:
         os.killpg(process.pid, signal.SIGKILL)  # the launcher and both ranks
         output, _ = process.communicate()
         pytest.fail(f"a rank hung: no exit after {HANG_SECONDS} s\n{output[-3000:]}")
-    assert process.returncode == 0, output[-5000:]
+    assert process.returncode == returncode, output[-5000:]
+    return output
 
 
 def probes(out: Path) -> list[dict]:
@@ -164,7 +165,7 @@ def test_zero3_teacher_rl_with_lora_and_a_student_that_tokenises_differently(roo
 
     Before the fix the save wrote every weight as an empty tensor: rank 0 saved the merged model's ZeRO-3
     placeholders without gathering them."""
-    launch(root, 3, train_argv(root, "z3_lora", "byte_student", "rows.jsonl", "--use_peft", "true"))
+    launch(root / "zero3.yaml", train_argv(root, "z3_lora", "byte_student", "rows.jsonl", "--use_peft", "true"))
     out = root / "z3_lora"
     records = probes(out)
     assert_zero(records, 3)
@@ -180,7 +181,7 @@ def test_zero3_teacher_rl_with_lora_and_a_student_that_tokenises_differently(roo
     # a larger --max_steps resumes the run from its ZeRO-3 checkpoint (each rank its own slices and optimizer state)
     argv = train_argv(root, "z3_lora", "byte_student", "rows.jsonl", "--use_peft", "true")
     argv[argv.index("--max_steps") + 1] = "3"
-    launch(root, 3, argv)
+    launch(root / "zero3.yaml", argv)
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     assert [h["step"] for h in history if "rlt/reward" in h] == [1, 2, 3]
     assert_saved_model_is_the_trained_policy(out, probes(out), root / "teacher")
@@ -190,7 +191,10 @@ def test_zero3_sharded_student_with_an_unscoreable_group_on_one_rank(root):
     """`--shard_student true`: the student partitioned like the policy and gathered once per scoring call. Each step
     one rank holds a question too long for the student: it scores nothing, yet joins the gather, so no rank waits
     forever; its samples are ranked below the scored ones."""
-    launch(root, 3, train_argv(root, "z3_sharded", "short_student", "one_long.jsonl", "--shard_student", "true"))
+    launch(
+        root / "zero3.yaml",
+        train_argv(root, "z3_sharded", "short_student", "one_long.jsonl", "--shard_student", "true"),
+    )
     out = root / "z3_sharded"
     records = probes(out)
     assert_zero(records, 3)
@@ -220,7 +224,7 @@ def test_zero3_sharded_student_with_an_unscoreable_group_on_one_rank(root):
 @pytest.mark.parametrize("stage", [1, 2])
 def test_zero1_and_zero2_teacher_rl(root, stage):
     """ZeRO-1 and -2 shard the optimizer state (and -2 the gradients); the weights stay whole on every rank."""
-    launch(root, stage, train_argv(root, f"z{stage}", "student"))
+    launch(root / f"zero{stage}.yaml", train_argv(root, f"z{stage}", "student"))
     out = root / f"z{stage}"
     records = probes(out)
     assert_zero(records, stage, partitioned=False)
@@ -234,18 +238,18 @@ def test_zero1_and_zero2_teacher_rl(root, stage):
 
 def test_zero3_warmup_and_distillation(root):
     """SFT under ZeRO-3: the teacher's warm-up (full fine-tuning) and a student's distillation (LoRA, merged)."""
-    launch(root, 3, ["warmup", "--model_name_or_path", str(root / "teacher"), "--dataset", str(root / "rows.jsonl"),
-                     "--output_dir", str(root / "z3_warmup"), "--max_steps", "2", "--per_device_train_batch_size",
-                     "4", "--learning_rate", "1e-2", "--save_strategy", "no"])  # fmt: skip
+    sft = ["--max_steps", "2", "--per_device_train_batch_size", "4", "--learning_rate", "1e-2", "--save_strategy", "no"]
+    launch(root / "zero3.yaml", ["warmup", "--model_name_or_path", str(root / "teacher"), "--dataset",
+                                 str(root / "rows.jsonl"), "--output_dir", str(root / "z3_warmup"), *sft])  # fmt: skip
     records = probes(root / "z3_warmup")
     assert_zero(records, 3)
     assert_saved_model_is_the_trained_policy(root / "z3_warmup", records, root / "teacher")
     rows = [json.loads(line) for line in (root / "rows.jsonl").read_text().splitlines()]
     traces = [{"messages": student_messages(r["question"], "Add them.", r["solution"])} for r in rows]
     (root / "traces.jsonl").write_text("".join(json.dumps(t) + "\n" for t in traces))
-    launch(root, 3, ["distill", "--model_name_or_path", str(root / "student"), "--traces", str(root / "traces.jsonl"),
-                     "--output_dir", str(root / "z3_distill"), "--max_steps", "2", "--per_device_train_batch_size",
-                     "4", "--learning_rate", "1e-2", "--save_strategy", "no", "--use_peft", "true"])  # fmt: skip
+    launch(root / "zero3.yaml", ["distill", "--model_name_or_path", str(root / "student"), "--traces",
+                                 str(root / "traces.jsonl"), "--output_dir", str(root / "z3_distill"), *sft,
+                                 "--use_peft", "true"])  # fmt: skip
     records = probes(root / "z3_distill")
     assert_zero(records, 3)
     assert_saved_model_is_the_trained_policy(root / "z3_distill", records, root / "student")
@@ -254,7 +258,7 @@ def test_zero3_warmup_and_distillation(root):
 def test_zero3_student_rl_cold_start(root):
     """`rlt coldstart` (GRPO on correctness) under ZeRO-3. A random tiny student answers nothing right, so every
     advantage is 0 and the weights stay put: what is checked is that it runs partitioned and saves them whole."""
-    launch(root, 3, ["coldstart", "--model_name_or_path", str(root / "student"), "--dataset", "countdown:3",
+    launch(root / "zero3.yaml", ["coldstart", "--model_name_or_path", str(root / "student"), "--dataset", "countdown:3",
                      "--holdout", "100", "--max_problems", "4", "--output_dir", str(root / "z3_coldstart"),
                      "--max_steps", "2", "--per_device_train_batch_size", "4", "--num_generations", "4",
                      "--max_completion_length", "16", "--learning_rate", "1e-2", "--save_steps", "1"])  # fmt: skip
@@ -264,3 +268,15 @@ def test_zero3_student_rl_cold_start(root):
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     assert [h["step"] for h in history if "rewards/correctness/mean" in h] == [1, 2]
     assert_saved_model_is_the_trained_policy(out, records, root / "student", moved=False)
+
+
+def test_fsdp_on_cpu_processes_is_refused_not_run_as_ddp(root):
+    """accelerate turns FSDP on only where there are GPUs (or other accelerators): under an FSDP config, CPU
+    processes run plain DDP (MULTI_CPU) without a word. rlt refuses instead of passing that off as FSDP."""
+    config = root / "fsdp2.yaml"
+    config.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: FSDP\nfsdp_config:\n  fsdp_version: 2\n"
+                      "  fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP\n  fsdp_state_dict_type: FULL_STATE_DICT\n"
+                      "num_machines: 1\nnum_processes: 2\nmixed_precision: 'no'\nuse_cpu: false\n")  # fmt: skip
+    output = launch(config, train_argv(root, "fsdp", "student"), returncode=1)  # the launcher: a rank exited with 2
+    assert "the accelerate config asks for FSDP, but accelerate runs MULTI_CPU (2 processes)" in output
+    assert not (root / "fsdp" / "model.safetensors").exists()

@@ -6,10 +6,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import torch
+from accelerate.utils import DistributedType
 from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig
 
@@ -81,6 +83,7 @@ def skip_finished(config) -> bool:
 def train_and_save(trainer, tokenizer) -> None:
     """Train (from the last checkpoint when resuming), then save a plain, loadable model (LoRA merged) with its
     tokenizer and the log history in output_dir."""
+    check_launch(trainer.accelerator)
     trainer.train(resume_from_checkpoint=last_checkpoint(trainer.args))
     trainer.save_state()
     model = trainer.accelerator.unwrap_model(trainer.model)
@@ -98,6 +101,21 @@ def train_and_save(trainer, tokenizer) -> None:
     if trainer.accelerator.is_main_process:
         tokenizer.save_pretrained(trainer.args.output_dir)
     trainer.accelerator.wait_for_everyone()  # a next stage may read the model as soon as any rank returns
+
+
+#: What `accelerate launch` sets when its config asks for DeepSpeed or FSDP, and the distributed type each should give.
+REQUESTED = {"ACCELERATE_USE_DEEPSPEED": DistributedType.DEEPSPEED, "ACCELERATE_USE_FSDP": DistributedType.FSDP}
+
+
+def check_launch(accelerator) -> None:
+    """Refuse a run that is not what its accelerate config asked for. accelerate turns FSDP on only where there are
+    GPUs (or other accelerators): on CPU processes an FSDP config runs plain DDP without a word (README "GPUs")."""
+    for variable, wanted in REQUESTED.items():
+        if os.environ.get(variable, "false").lower() == "true" and accelerator.distributed_type != wanted:
+            raise ValueError(f"the accelerate config asks for {wanted.value}, but accelerate runs "
+                             f"{accelerator.distributed_type.value} ({accelerator.num_processes} processes): FSDP "
+                             "needs GPUs under accelerate; on CPU processes use DeepSpeed (DS_ACCELERATOR=cpu, "
+                             "README \"GPUs\")")  # fmt: skip
 
 
 def zero3(trainer) -> bool:
