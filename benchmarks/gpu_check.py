@@ -1,10 +1,12 @@
-"""Every GPU path that fits one machine, run on tiny models with no network: bf16 GRPO with the student on the GPU,
-the offloaded student, ZeRO-3 in one process (student whole and sharded), traces and evaluation (through vLLM when
-it is installed, else transformers), each as the user would run it (`rlt ...`, `accelerate launch ...`).
+"""Every GPU path that fits one machine, run with no network, on tiny models or on the embedded default's real
+weights: bf16 GRPO with the student on the GPU, the offloaded student, ZeRO-3 in one process (student whole and
+sharded), traces and evaluation (through vLLM when it is installed, else transformers), each as the user would run
+it (`rlt ...`, `accelerate launch ...`).
 
 Per check: exit code, seconds, the peak GPU memory nvidia-smi saw, and the output's last lines on failure.
 
-    python benchmarks/gpu_check.py --out benchmarks/results/gpu_check.json     # `bash benchmarks/gpu_check.sh`
+    python benchmarks/gpu_check.py --model smollm2-135m --out benchmarks/results/gpu_check.json
+    bash benchmarks/gpu_check.sh setup|run      # on a lent GPU machine, in two calls
 """
 
 from __future__ import annotations
@@ -59,13 +61,14 @@ def run_check(name: str, command: list[str], timeout: int) -> dict:
     return result
 
 
-def checks(root: Path, device: str) -> list[tuple[str, list[str], int]]:
+def checks(root: Path, device: str, teacher: str, student: str) -> list[tuple[str, list[str], int]]:
     rlt, launch = [sys.executable, "-m", "rlt.cli"], [sys.executable, "-m", "accelerate.commands.launch"]
-    models = ["--model_name_or_path", str(root / "teacher"), "--student", str(root / "student"),
-              "--dataset", str(root / "rows.jsonl")]  # fmt: skip
-    zero3 = [*launch, "--config_file", "recipes/accelerate/zero3.yaml", "--num_processes", "1", "-m", "rlt.cli"]
-    scored = ["--teacher", str(root / "teacher"), "--student", str(root / "student"), "--dataset",
-              str(root / "rows.jsonl"), "--device", device]  # fmt: skip
+    models = ["--model_name_or_path", teacher, "--student", student, "--dataset", str(root / "rows.jsonl")]
+    # the recipe's bf16 where the GPU has it; a CPU rehearsal in fp32
+    precision = ["--mixed_precision", "no"] if device == "cpu" else []
+    zero3 = [*launch, "--config_file", "recipes/accelerate/zero3.yaml", "--num_processes", "1", *precision,
+             "-m", "rlt.cli"]  # fmt: skip
+    scored = ["--teacher", teacher, "--student", student, "--dataset", str(root / "rows.jsonl"), "--device", device]
     # fmt: off
     listed = [
         ("bf16 GRPO, student on the GPU", [*rlt, "train", *models, "--output_dir", str(root / "bf16"), *TRAIN], 300),
@@ -79,7 +82,7 @@ def checks(root: Path, device: str) -> list[tuple[str, list[str], int]]:
                     "--max_new_tokens", "64"], 300),
         ("teacher eval", [*rlt, "eval", *scored, "--out", str(root / "teacher_eval.json"), "--part", "all",
                           "--max_new_tokens", "64"], 300),
-        ("student eval, greedy", [*rlt, "eval", "--model", str(root / "student"), "--dataset",
+        ("student eval, greedy", [*rlt, "eval", "--model", student, "--dataset",
                                   str(root / "rows.jsonl"), "--part", "all", "--max_new_tokens", "2048",
                                   "--batch_size", "16", "--device", device,
                                   "--out", str(root / "student_eval.json")], 600),
@@ -92,6 +95,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="benchmarks/results/gpu_check.json")
     parser.add_argument("--only", nargs="*", help="Run the checks whose names contain one of these words.")
+    parser.add_argument("--model", default="tiny", help="Teacher and student: `tiny` (random weights, a small "
+                        "vocabulary) or a model spec, e.g. smollm2-135m (real weights).")  # fmt: skip
     args = parser.parse_args()
     import torch
 
@@ -99,15 +104,19 @@ def main() -> None:
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     environment = {"gpu": torch.cuda.get_device_name() if device == "cuda" else None, "torch": torch.__version__,
+                   "model": args.model,
                    **{name: importlib.util.find_spec(name) is not None for name in ("vllm", "deepspeed")}}  # fmt: skip
     print(json.dumps(environment), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        save_tiny(root / "student", seed=0)
-        save_tiny(root / "teacher", seed=1)
+        if args.model == "tiny":
+            teacher, student = str(save_tiny(root / "teacher", seed=1)), str(save_tiny(root / "student", seed=0))
+        else:
+            teacher = student = args.model
         (root / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        results = [run_check(name, command, timeout) for name, command, timeout in checks(root, device)
+        listed = checks(root, device, teacher, student)
+        results = [run_check(name, command, timeout) for name, command, timeout in listed
                    if not args.only or any(word in name for word in args.only)]  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"environment": environment, "checks": results}, indent=2))
