@@ -9,6 +9,7 @@ import torch
 from rlt.align import tokenize_texts
 from rlt.cli import main
 from rlt.data import DataError, load_problems, to_problems
+from rlt.errors import UsageError
 from rlt.evaluate import EvalArguments, evaluate_student
 from rlt.formats import get_style
 from rlt.generation import SamplingConfig
@@ -131,7 +132,7 @@ CONFIG_CASES = {
     ),
     "non-existent model path": (
         lambda: load_model("/no/such/model"),
-        FileNotFoundError,
+        UsageError,
         r"could not load model '/no/such/model'",
     ),
 }
@@ -271,7 +272,7 @@ def test_score_rejects_format_tags_in_a_question_as_train_does(tmp_path, model_d
     [
         (["--max_problems", "0"], "--max_problems must be at least 1"),  # before: used every row
         (["--max_solution_chars", "0"], "--max_solution_chars must be at least 1"),
-        (["--holdout", "-2"], "--holdout must be 0 or more"),
+        (["--holdout", "-2"], "--holdout must be at least 0"),
     ],
 )
 def test_data_counts_that_mean_nothing_are_refused(tmp_path, model_dir, capsys, flags, message):
@@ -418,3 +419,99 @@ def test_pickle_checkpoint_is_refused(tmp_path):
     (pickled / "pytorch_model.bin").write_bytes(b"\x80\x04not really a pickle")
     with pytest.raises(ValueError, match=r"holds only pickle \(\*\.bin\) weights; rlt loads safetensors only"):
         load_model(str(pickled))
+
+
+# ------------------------------------------------------------------ a first hour without surprises (issue 25)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # before: a 120-step run (transformers trains the epochs for any max_steps <= 0)
+        (["train", "--max_steps", "-5"], "--max_steps -5: give a positive count, or -1 to train num_train_epochs"),
+        # before: exit 0, "0 traces" and a NaN summary
+        (["traces", "--num_samples", "0"], "--num_samples must be at least 1, got 0"),
+        (["traces", "--num_samples", "-1"], "--num_samples must be at least 1, got -1"),
+        (["eval", "--k", "0"], "--k must be at least 1, got [0]"),  # before: a pass@0 column
+        # before: --model was ignored without a word
+        (["eval", "--model", "a", "--teacher", "b"], "--model (a student's accuracy) and --teacher"),
+        # before: taken as --kl_coeffs (argparse's prefix matching)
+        (["score", "rows.jsonl", "--kl_coef", "0.1"], "['--kl_coef', '0.1']"),
+    ],
+)
+def test_flags_out_of_range_or_unknown_are_usage_errors_before_any_work(tmp_path, capsys, argv, message):
+    out = ["--output_dir" if argv[0] == "train" else "--out", str(tmp_path / "out")]
+    code, err = run_cli([*argv, *out], capsys)
+    assert code == 2 and message in err
+    assert len(err.strip().splitlines()) == 1  # one line, not a traceback
+
+
+def test_the_demo_takes_resume_false_as_its_own_error_message_suggests():
+    from rlt.configs import parse
+    from rlt.demo import DemoArguments
+
+    (args,) = parse((DemoArguments,), ["--resume", "false"])  # before: "arguments are not used" (exit 2)
+    assert args.resume is False
+
+
+def test_a_scalar_where_two_coefficients_belong_is_a_usage_error(tmp_path, model_dir, capsys):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("kl_coeffs: 0.9\n")  # before: a TypeError traceback
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({**GOOD, "explanation": "e"}) + "\n")
+    code, err = run_cli(["score", str(rows), "--config", str(recipe), "--teacher", model_dir], capsys)
+    assert code == 2 and "--kl_coeffs takes two numbers, the weights on (mean, max)" in err and "0.9" in err
+
+
+def test_a_bug_keeps_its_traceback_and_is_not_called_a_usage_error(tmp_path, monkeypatch):
+    """Before, every ValueError (and OSError) from anywhere became a one-line usage error with exit 2."""
+    import rlt.scoring
+
+    def broken(*args, **kwargs):
+        raise ValueError("an internal invariant broke")
+
+    monkeypatch.setattr(rlt.scoring, "score_file", broken)
+    with pytest.raises(ValueError, match="an internal invariant broke"):
+        main(["score", "rows.jsonl", "--out", str(tmp_path / "scored.jsonl")])
+
+
+def test_version_and_help_need_neither_torch_nor_trl():
+    """`rlt --help` took ~4.5 s importing torch and TRL; `rlt --version` was an unknown command."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; from rlt.cli import main; main(['--help']); main(['--version']); "
+             "print('loaded:', sorted(m for m in ('torch', 'trl', 'transformers') if m in sys.modules))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert "usage: rlt COMMAND" in out and "rlt 0.1.0" in out and "loaded: []" in out
+
+
+def test_embedded_names_in_any_case():
+    """`smollm2-135M` spent 51 s on Hub retries as an unknown model id."""
+    from rlt.models import resolve
+
+    assert resolve("SmolLM2-135M") == resolve("smollm2-135m") != "smollm2-135m"
+
+
+def test_quick_demo_has_its_own_directory_and_keeps_the_flags_given():
+    from rlt.demo import DemoArguments
+
+    quick = DemoArguments(quick=True)
+    # before: both wrote runs/demo, and the full demo then refused the quick run's checkpoints
+    assert quick.output_dir == "runs/demo-quick" and DemoArguments().output_dir == "runs/demo"
+    assert (quick.explanation_tokens, quick.holdout) == (32, 8)
+    given = DemoArguments(quick=True, explanation_tokens=48, output_dir="elsewhere", holdout=5)
+    assert (given.explanation_tokens, given.output_dir, given.holdout) == (48, "elsewhere", 5)  # before: 32 (cut)
+
+
+def test_score_says_what_a_negative_kl_estimate_means(tmp_path, monkeypatch, capsys):
+    import rlt.scoring
+
+    summary = {"reward": 1.147, "kl_mean": -1.095}  # README's off-topic example row, as the review measured it
+    monkeypatch.setattr(rlt.scoring, "score_file", lambda args, out: (summary, 1, 1.0))
+    assert main(["score", "rows.jsonl", "--out", str(tmp_path / "scored.jsonl")]) == 0
+    said = capsys.readouterr().out
+    assert "kl_mean < 0: each token's term is a one-sample log-ratio" in said and "--schulman_kl true" in said
+    summary["kl_mean"] = 0.5
+    assert main(["score", "rows.jsonl", "--out", str(tmp_path / "scored.jsonl")]) == 0
+    assert "kl_mean < 0" not in capsys.readouterr().out

@@ -120,6 +120,8 @@ def test_train_help_puts_rlt_flags_first_and_trl_behind_help_all(capsys):
     for flag in ("--output_dir", "--max_steps", "--learning_rate", "--use_vllm"):
         assert out.index(flag) > trl, flag
     assert "--adam_beta2" not in out and "more TRL / transformers flags: rlt train --help-all" in out
+    words = " ".join(out.split())  # as wrapped for any terminal width
+    assert "over the explanation. (default: [3.0, 0.03])" in words  # before: no defaults shown
     with pytest.raises(SystemExit):
         main(["train", "--help-all"])
     assert "--adam_beta2" in capsys.readouterr().out

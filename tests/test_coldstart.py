@@ -74,9 +74,13 @@ def test_the_format_term_is_weighted_through_trl_reward_weights(tmp_path):
     functions = reward_functions(config, R1)
     assert [f.__name__ for f in functions] == ["correctness", "format"] and config.reward_weights == [1.0, 0.2]
     assert [f.__name__ for f in reward_functions(ColdStartConfig(output_dir=str(tmp_path)), R1)] == ["correctness"]
-    clash = ColdStartConfig(output_dir=str(tmp_path), format_weight=0.2, reward_weights=[1.0, 1.0])
     with pytest.raises(ValueError, match="--reward_weights"):
-        reward_functions(clash, R1)
+        ColdStartConfig(output_dir=str(tmp_path), format_weight=0.2, reward_weights=[1.0, 1.0])
+    # the config is not changed by building the rewards: a second run on it gets the same (the review: it raised)
+    assert [f.__name__ for f in reward_functions(config, R1)] == ["correctness", "format"]
+    assert config.reward_weights == [1.0, 0.2]
+    same = ColdStartConfig(output_dir=str(tmp_path), format_weight=0.2, reward_weights=[1.0, 0.2])  # what it sets
+    assert [f.__name__ for f in reward_functions(same, R1)] == ["correctness", "format"]
 
 
 def test_problems_without_an_answer_are_left_out_and_none_is_an_error():

@@ -89,9 +89,12 @@ def test_an_offloaded_student_trains_and_scores_as_the_whole_one(tmp_path):
     assert pairs and all(abs(logged - offline) <= 1e-4 for logged, offline in pairs)
 
 
-def test_student_placements_that_cannot_work_are_refused_before_training(tmp_path):
+def test_student_placements_that_cannot_work_are_refused_before_any_model_loads(tmp_path):
+    """The config refuses them (before: the trainer did, after both models had loaded)."""
     with pytest.raises(ValueError, match="shard_student true partitions the student with DeepSpeed ZeRO-3"):
-        trainer_for(tmp_path, shard_student=True)
+        RLTGRPOConfig(output_dir=str(tmp_path), shard_student=True)
+    with pytest.raises(ValueError, match="--shard_student and --offload_student both place the student"):
+        RLTGRPOConfig(output_dir=str(tmp_path), shard_student=True, offload_student=True)
 
 
 def test_the_student_loads_whole_inside_a_zero3_run():

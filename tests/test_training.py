@@ -253,3 +253,52 @@ def test_a_callback_can_stop_teacher_rl_and_the_model_is_saved(workdir, tmp_path
     run_train(*configs, callbacks=[StopAfterTwo()])
     assert json.loads((tmp_path / "rl" / "trainer_state.json").read_text())["global_step"] == 2
     assert (tmp_path / "rl" / "model.safetensors").exists()
+
+
+def test_a_rerun_with_other_training_settings_is_refused_naming_them(workdir, tmp_path, capsys):
+    """Before, a finished run rerun with another learning rate was skipped as finished (a larger --max_steps then
+    resumed the old optimizer), and a run killed before its first checkpoint was trained over without a word."""
+    args = ["warmup", "--model_name_or_path", str(workdir / "teacher"), "--dataset", str(workdir / "rows.jsonl"),
+            "--output_dir", str(tmp_path / "warm"), "--max_steps", "1", "--per_device_train_batch_size", "4",
+            "--learning_rate", "1e-3", "--save_strategy", "no", *FAST]  # fmt: skip
+    assert main(args) == 0
+    args[args.index("--learning_rate") + 1] = "1e-4"
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "other settings (training.learning_rate: 0.001 then, 0.0001 now)" in err and "--resume false" in err
+    (tmp_path / "warm" / "trainer_state.json").unlink()  # as if killed before its first save
+    (tmp_path / "warm" / "model.safetensors").unlink()
+    assert main(args) == 2 and "training.learning_rate" in capsys.readouterr().err
+    assert main([*args, "--resume", "false"]) == 0  # the fix the error names works
+
+
+def test_a_resumed_run_keeps_each_steps_samples_once(workdir, tmp_path):
+    """Before, completions.jsonl of a run killed after its checkpoint held the lost steps twice once resumed
+    (steps [0, 0, 1, 1, 0, 0] after a restart)."""
+    argv = train_args(workdir, "unused", 1, "--completion_samples_per_step", "1")
+    argv[argv.index("--output_dir") + 1] = str(tmp_path / "rl")
+    assert main(argv) == 0
+    samples = tmp_path / "rl" / "completions.jsonl"
+    lost = json.loads(samples.read_text().splitlines()[0]) | {"step": 1}  # a step the killed run never saved
+    samples.write_text(samples.read_text() + json.dumps(lost) + "\n")
+    argv[argv.index("--max_steps") + 1] = "2"
+    assert main(argv) == 0  # resumes from checkpoint-1
+    steps = [json.loads(line)["step"] for line in samples.read_text().splitlines()]
+    assert steps == [0, 1] and json.loads(samples.read_text().splitlines()[1]) != lost
+
+
+def test_inspect_rescores_a_runs_samples_with_the_runs_own_settings(workdir, tmp_path, capsys):
+    """Before, `rlt inspect RUN/completions.jsonl` rescored with the default teacher and coefficients (−5.30 against
+    the −4.28 logged in the demo) under one line of warning. Now with the run's starting teacher, its student and
+    its coefficients (here λ × 0.3, not the default), and the page says so: step-0 rows get their logged reward."""
+    argv = train_args(workdir, "unused", 1, "--kl_coeffs", "0.9", "0.009", "--completion_samples_per_step", "4")
+    argv[argv.index("--output_dir") + 1] = str(tmp_path / "rl")
+    assert main(argv) == 0
+    page = tmp_path / "page.html"
+    assert main(["inspect", str(tmp_path / "rl" / "completions.jsonl"), "--out", str(page)]) == 0
+    data = json.loads(page.read_text().split('<script id="data" type="application/json">')[1].split("</script>")[0])
+    assert (
+        "rescored here with the run's starting teacher" in data["source"] and str(workdir / "teacher") in data["source"]
+    )
+    step0 = [r for r in data["rows"] if r["step"] == 0]
+    assert len(step0) == 4 and all(abs(r["reward"] - r["logged_reward"]) <= 1e-4 for r in step0)

@@ -29,6 +29,8 @@ from functools import cached_property
 
 import numpy as np
 
+from rlt.errors import UsageError
+
 Span = tuple[int, int]  # [start, end): token indices into a sequence, or characters into a text
 
 
@@ -88,7 +90,7 @@ def _untrimmed_backend(tokenizer):
 
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
-        raise ValueError(
+        raise UsageError(
             f"{type(tokenizer).__name__} is a slow tokenizer without character offsets; rlt aligns teacher and "
             "student tokens by offsets and needs a fast (Rust) tokenizer, e.g. AutoTokenizer(..., use_fast=True)"
         )

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from pathlib import Path
 
-import torch
+from rlt.errors import UsageError
 
-from rlt.configs import parse as _parse
+
+def _parse(*args, **kwargs) -> tuple:
+    """`rlt.configs.parse`, imported when a command runs: `rlt --help` and `--version` need neither TRL nor torch."""
+    from rlt.configs import parse
+
+    return parse(*args, **kwargs)
 
 
 def _output_file(path: str) -> Path:
     """--out as a file path; a directory there is a usage error now, not an OSError after the work is done."""
     if Path(path).is_dir():
-        raise ValueError(f"--out {path} is a directory; give a file path")
+        raise UsageError(f"--out {path} is a directory; give a file path")
     return Path(path)
 
 
@@ -32,6 +38,12 @@ def score(argv: list[str]) -> int:
     print(f"scored {count} rows in {seconds:.1f} s ({count / seconds:.2f} rows/s) -> {out}")
     for name, value in summary.items():
         print(f"  {name:<22} {value:.4f}")
+    if summary.get("kl_mean", 0.0) < 0:
+        print(
+            "  kl_mean < 0: each token's term is a one-sample log-ratio, log p_teacher - log p_student, which "
+            "averages to a KL only over text the teacher samples itself; on text it would not write it can be "
+            'negative (README, "What the reward scores"). --schulman_kl true is the non-negative estimator.'
+        )
     return 0
 
 
@@ -202,8 +214,20 @@ COMMANDS = {
 }
 
 
+#: What a user's file paths can go wrong with: reported like a usage error.
+FILE_MISTAKES = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # TRL 1.16 asks every model `is_gradient_checkpointing`, which transformers 5 deprecates: a warning on every
+    # training run that no rlt user can act on
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    if argv[:1] in (["--version"], ["-V"]):
+        from importlib.metadata import version
+
+        print(f"rlt {version('rlt')}")
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         width = max(map(len, COMMANDS))
@@ -211,20 +235,20 @@ def main(argv: list[str] | None = None) -> int:
         asked = bool(argv) and argv[0] in ("-h", "--help")
         if argv and not asked:  # a typo gets an error, not just the list
             print(f"rlt: error: unknown command {argv[0]!r}", file=sys.stderr)
-        print("usage: rlt COMMAND [--config RECIPE.yaml] [flags]\n\ncommands:\n" + "\n".join(lines),
+        print("usage: rlt COMMAND [--config RECIPE.yaml] [flags]   (rlt --version)\n\ncommands:\n" + "\n".join(lines),
               file=sys.stdout if asked else sys.stderr)  # fmt: skip
         return 0 if asked else 2
-    from rlt.data import DataError
-
     command = COMMANDS[argv[0]][0]
     try:
         code = command(argv[1:])
-    except (DataError, ValueError, OSError) as e:  # OSError: a missing file, a directory where a file belongs, ...
+    except (UsageError, *FILE_MISTAKES) as e:  # anything else is a bug in rlt: it keeps its traceback
         print(f"rlt {argv[0]}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # every writer appends whole rows or replaces files atomically: nothing is left torn
         print(f"rlt {argv[0]}: interrupted", file=sys.stderr)
         return 130
+    import torch  # imported by every command already
+
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         # A process group left to interpreter shutdown can abort the process (gloo's threads, "terminate called
         # without an active exception"): close it once the command has finished on every rank.

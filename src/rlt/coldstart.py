@@ -104,14 +104,8 @@ def coldstart_dataset(problems: list[Problem], tokenizer, style: TagStyle | str)
 
 
 def reward_functions(config: ColdStartConfig, style: TagStyle) -> list:
-    """Correctness, and the format term when it has a weight (which then becomes TRL's reward_weights)."""
-    if config.format_weight == 0:
-        return [CorrectnessReward(style)]
-    if config.reward_weights is not None:
-        raise ValueError("--format_weight sets the reward weights (correctness 1, format the given weight); leave "
-                         "--reward_weights out")  # fmt: skip
-    config.reward_weights = [1.0, config.format_weight]
-    return [CorrectnessReward(style), FormatReward(style)]
+    """Correctness, and the format term when it has a weight (`ColdStartConfig` makes it TRL's reward_weights)."""
+    return [CorrectnessReward(style)] + ([FormatReward(style)] if config.format_weight else [])
 
 
 def run_coldstart(

@@ -4,11 +4,12 @@ for free through TRL's `TrlParser`."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from trl import GRPOConfig, SFTConfig
 
 from rlt import countdown
+from rlt.errors import UsageError
 from rlt.reward import RewardConfig
 
 if TYPE_CHECKING:  # for annotations only: the methods import rlt.data where they use it, as load() does
@@ -21,14 +22,15 @@ def parse(dataclass_types: tuple, argv: list[str], command: str | None = None, p
     """Flags and `--config RECIPE.yaml` (flags win) into the given dataclasses, with TRL's parser.
 
     `--help` names the command, its positional argument and `--config`, and lists rlt's own flags with the TRL and
-    transformers flags a run usually sets (all of them: `--help-all`). A recipe value of the wrong type, or a
-    boolean flag given both ways, is a usage error naming it.
+    transformers flags a run usually sets (all of them: `--help-all`). A recipe value of the wrong type, a number
+    below its flag's range, an unknown (or abbreviated) flag, or a boolean flag given both ways, is a usage error
+    naming it.
     """
     from trl import TrlParser
 
     prog = f"rlt {command}" if command else "rlt"
     usage = " ".join(part for part in (prog, positional, "[--config RECIPE.yaml] [--flag value ...]") if part)
-    parser = TrlParser(dataclass_types, prog=prog, usage=usage)
+    parser = TrlParser(dataclass_types, prog=prog, usage=usage, allow_abbrev=False)  # --kl_coef is not --kl_coeffs
     if "--help-all" in argv:
         argv = ["--help"]
     elif "-h" in argv or "--help" in argv:
@@ -38,9 +40,28 @@ def parse(dataclass_types: tuple, argv: list[str], command: str | None = None, p
     if "--config" in argv:
         at = argv.index("--config") + 1
         if at == len(argv):
-            raise ValueError("--config needs the path of a YAML recipe")
+            raise UsageError("--config needs the path of a YAML recipe")
         _check_recipe(argv[at], dataclass_types)
-    return parser.parse_args_and_config(argv)
+    try:
+        parsed = parser.parse_args_and_config(argv)
+    except ValueError as e:  # transformers' "Some specified arguments are not used by the HfArgumentParser: [...]"
+        raise UsageError(f"{e} (the flags {prog} takes: {prog} --help)") from None
+    for config in parsed:
+        check_ranges(config)
+    return parsed
+
+
+def check_ranges(config) -> None:
+    """The one check of numeric ranges: each flag a class (or a base) lists in its `MINIMUMS` holds at least that
+    (every item of a list; None, for "no limit", passes). A number out of range is a usage error naming its flag."""
+    minimums = {}
+    for cls in reversed(type(config).__mro__):
+        minimums |= vars(cls).get("MINIMUMS", {})
+    for name, low in minimums.items():
+        value = getattr(config, name)
+        values = [] if value is None else value if isinstance(value, list | tuple) else [value]
+        if any(v < low for v in values):
+            raise UsageError(f"--{name} must be at least {low}, got {value}")
 
 
 #: TRL and transformers flags a run usually sets, listed by `--help` after rlt's own.
@@ -63,7 +84,8 @@ def _short_help(parser, dataclass_types: tuple, prog: str) -> str:
 
     own = _own_fields(dataclass_types)
     actions = [a for a in parser._actions if a.dest != "help"]
-    shown = argparse.ArgumentParser(prog=prog, usage=parser.usage, add_help=False)
+    shown = argparse.ArgumentParser(prog=prog, usage=parser.usage, add_help=False,
+                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
     groups = [
         (f"{prog} options", [a for a in actions if a.dest in own]),
         ("TRL / transformers options", [a for a in actions if a.dest in COMMON_FLAGS and a.dest not in own]),
@@ -71,7 +93,8 @@ def _short_help(parser, dataclass_types: tuple, prog: str) -> str:
     for title, group_actions in groups:  # fmt: skip
         group = shown.add_argument_group(title)
         if title.startswith(prog):
-            group.add_argument("--config", metavar="RECIPE.yaml", help="Read flags from a YAML recipe (flags win).")
+            group.add_argument("--config", metavar="RECIPE.yaml", default=argparse.SUPPRESS,
+                               help="Read flags from a YAML recipe (flags win).")  # fmt: skip
         group._group_actions.extend(group_actions)
     hidden = len({a.dest for a in actions} - own - set(COMMON_FLAGS))
     more = f"\n{hidden} more TRL / transformers flags: {prog} --help-all\n" if hidden else ""
@@ -86,7 +109,7 @@ def _refuse_contradicting_flags(parser, argv: list[str]) -> None:
         positive = "__" + negative[len("__no_") :]
         if negative.startswith("__no_") and positive in given and positive in known:
             name = positive[2:]
-            raise ValueError(f"--{name} and --no_{name} contradict each other: give one")
+            raise UsageError(f"--{name} and --no_{name} contradict each other: give one")
 
 
 def _check_recipe(path: str, dataclass_types: tuple) -> None:
@@ -99,15 +122,15 @@ def _check_recipe(path: str, dataclass_types: tuple) -> None:
         with open(path, encoding="utf-8") as f:
             recipe = yaml.safe_load(f)
     except yaml.YAMLError as e:
-        raise ValueError(f"--config {path}: not valid YAML ({e})") from None
+        raise UsageError(f"--config {path}: not valid YAML ({e})") from None
     if not isinstance(recipe, dict):
-        raise ValueError(f"--config {path}: expected a YAML mapping of flag: value")
+        raise UsageError(f"--config {path}: expected a YAML mapping of flag: value")
     hints = {}
     for t in dataclass_types:
         hints |= typing.get_type_hints(t)
     for key, value in recipe.items():
         if key in hints and not _fits(value, hints[key]):
-            raise ValueError(f"--config {path}: {key}: expected {_type_name(hints[key])}, got {value!r}")
+            raise UsageError(f"--config {path}: {key}: expected {_type_name(hints[key])}, got {value!r}")
 
 
 def _fits(value, expected) -> bool:
@@ -186,6 +209,13 @@ class RewardArguments:
         metadata={"help": "Padded tokens per forward micro-batch when computing the reward."},
     )
 
+    def __post_init__(self):
+        for name, reduced in (("solution_coeffs", "(mean, min)"), ("kl_coeffs", "(mean, max)")):
+            value = getattr(self, name)
+            if not isinstance(value, list | tuple) or len(value) != 2:
+                raise UsageError(f"--{name} takes two numbers, the weights on {reduced}: `--{name} A B` or, in a "
+                                 f"recipe, `{name}: [A, B]`; got {value!r}")  # fmt: skip
+
     def reward_config(self, teacher_temperature: float) -> RewardConfig:
         return RewardConfig(
             solution_coeffs=tuple(self.solution_coeffs),
@@ -235,9 +265,9 @@ def _prompt_text(value: str | None, flag: str) -> str | None:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except OSError as e:
-        raise ValueError(f"{flag} {value}: cannot read {path} ({e.strerror})") from None
+        raise UsageError(f"{flag} {value}: cannot read {path} ({e.strerror})") from None
     if not text.strip():
-        raise ValueError(f"{flag} {value}: {path} is empty")
+        raise UsageError(f"{flag} {value}: {path} is empty")
     return text
 
 
@@ -260,9 +290,9 @@ class DeviceArguments:
             return "cuda" if torch.cuda.is_available() else "cpu"
         kind = self.device.split(":")[0]
         if kind not in ("cpu", "cuda"):
-            raise ValueError(f"--device must be cpu, cuda, cuda:N or auto, got {self.device!r}")
+            raise UsageError(f"--device must be cpu, cuda, cuda:N or auto, got {self.device!r}")
         if kind == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"--device {self.device}: this machine has no CUDA GPU (use cpu or auto)")
+            raise UsageError(f"--device {self.device}: this machine has no CUDA GPU (use cpu or auto)")
         return self.device
 
     def torch_dtype(self):
@@ -274,13 +304,16 @@ class DeviceArguments:
             bf16 = self.torch_device().startswith("cuda") and torch.cuda.is_bf16_supported()
             return torch.bfloat16 if bf16 else torch.float32
         if self.dtype not in ("float32", "bfloat16", "float16"):
-            raise ValueError(f"--dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
+            raise UsageError(f"--dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
         return getattr(torch, self.dtype)
 
 
 @dataclass
 class ScoreArguments(RewardArguments, FormatArguments, DeviceArguments):
     """`rlt score ROWS.jsonl --out SCORED.jsonl`: the RLT reward of given explanations."""
+
+    #: Least value of each numeric flag (`check_ranges`).
+    MINIMUMS: ClassVar[dict[str, int]] = {"batch_rows": 1, "limit": 1}
 
     rows: str = field(
         default="",
@@ -323,11 +356,25 @@ class InspectArguments(ScoreArguments):
                   "(scored with --teacher and --student)."},
     )  # fmt: skip
     out: str = field(default="report.html", metadata={"help": "The HTML page to write (self-contained)."})
+    run_settings: bool = field(
+        default=True,
+        metadata={"help": "A training run's completions.jsonl is scored with that run's starting teacher, student "
+                  "and reward coefficients (its rlt_provenance.json); false: with --teacher, --student and the "
+                  "reward flags."},
+    )  # fmt: skip
 
 
 @dataclass
 class DataArguments:
     """Which question / solution dataset to read and how to map its rows (see `rlt.data`)."""
+
+    #: Least value of each numeric flag (`check_ranges`).
+    MINIMUMS: ClassVar[dict[str, int]] = {
+        "max_problems": 1,
+        "max_solution_chars": 1,
+        "holdout": 0,
+        "countdown_problems": 1,
+    }
 
     dataset: str = field(
         default="champ",
@@ -397,14 +444,7 @@ class DataArguments:
     )
 
     def __post_init__(self):
-        for flag in ("max_problems", "max_solution_chars"):
-            value = getattr(self, flag)
-            if value is not None and value < 1:  # 0 used to mean "every row" for one and "no row" for the other
-                raise ValueError(f"--{flag} must be at least 1 (or left out for no limit), got {value}")
-        if self.holdout < 0:
-            raise ValueError(f"--holdout must be 0 or more, got {self.holdout}")
-        if self.countdown_problems < 1:
-            raise ValueError(f"--countdown_problems must be at least 1, got {self.countdown_problems}")
+        check_ranges(self)  # also when made in code: 0 used to mean "every row" for one limit, "no row" for another
         self.generated()  # a bad search knob fails here, before any loading
 
     def load(self):
@@ -446,9 +486,9 @@ class DataArguments:
         train, held_out, _ = self.load()
         parts = {"all": train + held_out, "train": train, "holdout": held_out}
         if part not in parts:
-            raise ValueError(f"--part must be one of {sorted(parts)}, got {part!r}")
+            raise UsageError(f"--part must be one of {sorted(parts)}, got {part!r}")
         if not parts[part]:
-            raise ValueError(f"--part {part} selects no problem (holdout is {self.holdout})")
+            raise UsageError(f"--part {part} selects no problem (holdout is {self.holdout})")
         return parts[part]
 
     def _kept(self, part: list) -> list:
@@ -463,8 +503,8 @@ class _DeviceDefaults:
     def __post_init__(self):
         import torch
 
-        if self.max_steps == 0:  # transformers would still train one step
-            raise ValueError("--max_steps 0 trains nothing: give a positive count, or -1 to train num_train_epochs")
+        if self.max_steps == 0 or self.max_steps < -1:  # transformers would train one step, or every epoch
+            raise UsageError(f"--max_steps {self.max_steps}: give a positive count, or -1 to train num_train_epochs")
         if not torch.cuda.is_available():
             self.use_cpu = True
         if self.bf16 is None:
@@ -503,6 +543,17 @@ class RLTGRPOConfig(_DeviceDefaults, _Resumable, GRPOConfig):
         default=2, metadata={"help": "Completions (with their rewards) appended to output_dir/completions.jsonl."}
     )
 
+    def __post_init__(self):
+        super().__post_init__()
+        # where the student goes is decided here, before any model loads (the launch's DeepSpeed plugin is known)
+        if self.shard_student and self.offload_student:
+            raise UsageError("--shard_student and --offload_student both place the student: choose one")
+        plugin = self.deepspeed_plugin
+        if self.shard_student and (plugin is None or plugin.zero_stage != 3):
+            raise UsageError("--shard_student true partitions the student with DeepSpeed ZeRO-3; launch with "
+                             "accelerate launch --config_file recipes/accelerate/zero3.yaml, or leave it off for a "
+                             "whole copy per GPU")  # fmt: skip
+
 
 @dataclass
 class RLTSFTConfig(_DeviceDefaults, _Resumable, SFTConfig):
@@ -518,3 +569,13 @@ class ColdStartConfig(_DeviceDefaults, _Resumable, GRPOConfig):
         metadata={"help": "Weight of the format term (1 when the student closes its thought and writes a closed "
                   "solution section) added to correctness (0: correctness only)."},
     )  # fmt: skip
+
+    def __post_init__(self):
+        # the format term's weight becomes TRL's reward_weights (correctness 1), here once, not when a run starts
+        if self.format_weight:
+            weights = [1.0, self.format_weight]
+            if self.reward_weights is not None and list(self.reward_weights) != weights:
+                raise UsageError("--format_weight sets the reward weights (correctness 1, format the given weight); "
+                                 "leave --reward_weights out")  # fmt: skip
+            self.reward_weights = weights
+        super().__post_init__()

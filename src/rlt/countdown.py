@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from itertools import combinations
 
+from rlt.errors import UsageError
+
 OPERATORS = {"+": ast.Add, "-": ast.Sub, "*": ast.Mult, "/": ast.Div}
 _PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2}
 MAX_NUMBER = 25  # numbers are drawn from 1..MAX_NUMBER: arithmetic a small model can do in its head
@@ -279,7 +281,7 @@ class Search:
 
     def __post_init__(self):
         if self.dead_ends < 0 or self.tries < 1:
-            raise ValueError(f"a search needs dead_ends (--search_dead_ends) >= 0 and tries (--search_tries) >= 1, "
+            raise UsageError(f"a search needs dead_ends (--search_dead_ends) >= 0 and tries (--search_tries) >= 1, "
                              f"got {self.dead_ends} and {self.tries}")  # fmt: skip
 
 
@@ -415,7 +417,7 @@ def generate(
     solutions do not depend on `search`."""
     low, high = sizes
     if not 2 <= low <= high <= 8:
-        raise ValueError(f"countdown sizes must satisfy 2 <= low <= high <= 8, got {low}-{high}")
+        raise UsageError(f"countdown sizes must satisfy 2 <= low <= high <= 8, got {low}-{high}")
     rng = random.Random(f"countdown:{seed}:{low}-{high}")
     rows, seen = [], set()
     size = rng.randint(low, high)  # drawn per problem, kept until a problem of that size is found: even shares

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rlt import countdown as countdown_task
 from rlt.countdown import Countdown
+from rlt.errors import UsageError
 from rlt.formats import STYLES
 
 
@@ -29,7 +30,7 @@ class Problem:
     countdown: Countdown | None = None  # a countdown problem: graded by its exact checker, not against `answer`
 
 
-class DataError(ValueError):
+class DataError(UsageError):
     def __init__(self, message: str, row: int | None = None, column: str | None = None):
         where = ", ".join(
             p for p in (f"row {row}" if row is not None else "", f"column {column!r}" if column else "") if p
@@ -330,7 +331,7 @@ def to_problems(
 ) -> tuple[list[Problem], int]:
     """Apply an adapter to every row. Returns the problems and how many invalid rows were skipped."""
     if adapter not in ADAPTERS:
-        raise ValueError(f"unknown adapter {adapter!r}; choose one of {sorted(ADAPTERS)}")
+        raise UsageError(f"unknown adapter {adapter!r}; choose one of {sorted(ADAPTERS)}")
     convert = ADAPTERS[adapter]
     problems, skipped = [], 0
     for index, row in enumerate(rows):
@@ -371,7 +372,7 @@ def frame(problems: Iterable[Problem], framing: str = "auto") -> list[Problem]:
               paper's data, Bespoke-Stratos, has traces and keeps its solutions).
     """
     if framing not in FRAMINGS:
-        raise ValueError(f"framing must be one of {FRAMINGS}, got {framing!r}")
+        raise UsageError(f"framing must be one of {FRAMINGS}, got {framing!r}")
     framed = []
     for index, p in enumerate(problems):
         use_answer = framing == "answer" or (framing == "auto" and p.answer and not p.reasoning_trace)
@@ -406,5 +407,5 @@ def load_problems(
 def split_problems(problems: list, holdout: int) -> tuple[list, list]:
     """A deterministic train / held-out split: the last `holdout` problems are held out."""
     if not 0 <= holdout < len(problems):
-        raise ValueError(f"holdout must be in [0, {len(problems)}), got {holdout}")
+        raise UsageError(f"holdout must be in [0, {len(problems)}), got {holdout}")
     return problems[: len(problems) - holdout], problems[len(problems) - holdout :]

@@ -18,9 +18,10 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
+from typing import ClassVar
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +30,20 @@ RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "cpu"
 
 @dataclass
 class DemoArguments:
-    quick: bool = field(default=False, metadata={"help": "Tiny settings: the same wiring in a few minutes."})
+    #: Least value of each numeric flag (`check_ranges`).
+    MINIMUMS: ClassVar[dict[str, int]] = {"explanation_tokens": 1}
+
+    quick: bool = field(
+        default=False,
+        metadata={"help": "Tiny settings (in runs/demo-quick unless --output_dir is given): the same wiring in a few "
+                  "minutes; a flag given with it keeps its value."},
+    )  # fmt: skip
     output_dir: str = field(default="runs/demo", metadata={"help": "Where every stage writes; the report too."})
+    resume: bool = field(
+        default=True,
+        metadata={"help": "Resume each training stage from its checkpoints and skip finished ones (false: train "
+                  "every stage over)."},
+    )  # fmt: skip
     teacher: str = field(default="smollm2-135m", metadata={"help": "Base model of the teacher."})
     student: str = field(default="smollm2-135m", metadata={"help": "Frozen reward student, and the model distilled."})
     dataset: str | None = field(default=None, metadata={"help": "Override the recipes' dataset."})
@@ -38,7 +51,10 @@ class DemoArguments:
     rl_steps: int | None = field(default=None, metadata={"help": "Override the RL recipe's max_steps."})
     holdout: int | None = field(default=None, metadata={"help": "Held-out questions (default: the recipe's)."})
     distill_traces: int = field(default=32, metadata={"help": "Training questions whose traces the student learns."})
-    explanation_tokens: int = field(default=128, metadata={"help": "Longest explanation sampled from a teacher."})
+    explanation_tokens: int = field(
+        default=128,
+        metadata={"help": "Longest explanation sampled from a teacher (--quick: 32 unless given)."},
+    )
     holdout_samples: int = field(
         default=2, metadata={"help": "Explanations sampled per held-out question and teacher for the comparison."}
     )
@@ -51,12 +67,17 @@ class DemoArguments:
     batch_size: int = field(default=10, metadata={"help": "Prompts per generate call."})
 
     def __post_init__(self):
-        if self.quick:
-            self.distill_traces = min(self.distill_traces, 8)
-            self.explanation_tokens = min(self.explanation_tokens, 32)
-            self.answer_tokens = min(self.answer_tokens, 32)
-            self.holdout = self.holdout or 8  # the last 8 CHAMP problems hold 5 short enough for the recipe
-            self.holdout_samples = 1
+        if self.quick:  # only what was left at its default: a flag given with --quick is kept, not cut
+            defaults = {f.name: f.default for f in fields(self)}
+            for name, value in QUICK.items():
+                if getattr(self, name) == defaults[name]:
+                    setattr(self, name, value)
+
+
+#: What --quick changes. The last 8 CHAMP problems hold 5 short enough for the recipe; the quick run's own directory
+#: keeps a later full run from meeting its checkpoints (and the quick settings) in runs/demo.
+QUICK = {"output_dir": "runs/demo-quick", "distill_traces": 8, "explanation_tokens": 32, "answer_tokens": 32,
+         "holdout": 8, "holdout_samples": 1}  # fmt: skip
 
 
 class Stages:
@@ -97,21 +118,22 @@ def run_demo(args: DemoArguments) -> Path:
 
     out = Path(args.output_dir)
     stages = Stages()
-    quick = {"max_steps": 2} if args.quick else {}
+    # what every training stage takes from the demo's own flags
+    training = {"max_steps": 2 if args.quick else None, "resume": None if args.resume else "false"}
     common = {"dataset": args.dataset, "holdout": args.holdout}
 
     warmup_dir = out / "warmup"
     parsed = _parse(
         (ModelConfig, DataArguments, FormatArguments, RLTSFTConfig),
         _recipe_args(
-            args, "warmup.yaml", {"model_name_or_path": args.teacher, "output_dir": warmup_dir, **common, **quick}
+            args, "warmup.yaml", {"model_name_or_path": args.teacher, "output_dir": warmup_dir, **common, **training}
         ),
     )
     stages.run("teacher warm-up", lambda: run_warmup(*parsed))
 
     rl_dir = out / "rl"
     rl_overrides = {"model_name_or_path": warmup_dir, "student": args.student, "output_dir": rl_dir, **common,
-                    "max_steps": args.rl_steps or (2 if args.quick else None),
+                    **training, "max_steps": args.rl_steps or training["max_steps"],
                     "max_completion_length": args.explanation_tokens}  # fmt: skip
     train_parsed = _parse((ModelConfig, DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig),
                           _recipe_args(args, "train.yaml", rl_overrides))  # fmt: skip
@@ -123,7 +145,7 @@ def run_demo(args: DemoArguments) -> Path:
     judge = args.judge
     if judge is None:
         judge = str(out / "judge")
-        stages.run("judge distillation", lambda: distill_judge(args, train, style, out / "judge", quick))
+        stages.run("judge distillation", lambda: distill_judge(args, train, style, out / "judge", training))
     comparison = stages.run(
         "held-out teaching comparison",
         lambda: compare_teachers(args, held_out, warmup_dir, rl_dir, judge, style, reward_args, rl_config),
@@ -141,7 +163,7 @@ def run_demo(args: DemoArguments) -> Path:
         _recipe_args(
             args,
             "distill.yaml",
-            {"model_name_or_path": args.student, "traces": traces_path, "output_dir": student_dir, **quick},
+            {"model_name_or_path": args.student, "traces": traces_path, "output_dir": student_dir, **training},
         ),
     )
     stages.run("student distillation", lambda: run_distill(*distill_parsed))
@@ -197,7 +219,7 @@ JUDGE = "judge"
 PAIRS = [("RL teacher", "warm-up teacher"), ("RL teacher", "none"), ("warm-up teacher", "none"), ("reference", "none")]
 
 
-def distill_judge(args: DemoArguments, train, style, out_dir: Path, quick: dict) -> None:
+def distill_judge(args: DemoArguments, train, style, out_dir: Path, training: dict) -> None:
     """The judge: the student distilled on the reference explanations of the training problems, which is what the
     warm-up imitates and what neither teacher's RL saw as a reward."""
     from trl import ModelConfig
@@ -212,7 +234,7 @@ def distill_judge(args: DemoArguments, train, style, out_dir: Path, quick: dict)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_rows(path, [{"messages": student_messages(p.question, p.reasoning_trace or p.solution, p.solution, style)}
                       for p in train])  # fmt: skip
-    overrides = {"model_name_or_path": args.student, "traces": path, "output_dir": out_dir, **quick}
+    overrides = {"model_name_or_path": args.student, "traces": path, "output_dir": out_dir, **training}
     run_distill(*_parse((ModelConfig, DistillArguments, RLTSFTConfig), _recipe_args(args, "distill.yaml", overrides)))
 
 

@@ -17,6 +17,7 @@ import string
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from math_verify import parse, verify
 
@@ -24,14 +25,21 @@ from rlt.align import tokenize_texts
 from rlt.configs import DeviceArguments
 from rlt.countdown import Countdown
 from rlt.data import Problem, boxed_answer
+from rlt.errors import UsageError
 from rlt.formats import STRATOS, TagStyle, extract_solution, get_style, student_prompt
 from rlt.generation import Sampler, SamplingConfig, hf_sampler
 from rlt.leakage import YES_NO
+from rlt.models import DEFAULT_MODEL
 
 
 @dataclass
 class EvalArguments(DeviceArguments):
-    model: str = field(default="smollm2-135m", metadata={"help": "Student to evaluate: Hub id, path, smollm2-135m."})
+    #: Least value of each numeric flag (`check_ranges`).
+    MINIMUMS: ClassVar[dict[str, int]] = {"num_samples": 0, "k": 1, "max_new_tokens": 1}
+
+    model: str | None = field(
+        default=None, metadata={"help": "Student to evaluate: Hub id, path, or smollm2-135m (the default)."}
+    )
     teacher: str | None = field(
         default=None, metadata={"help": "Evaluate a teacher instead: mean RLT reward of its explanations."}
     )
@@ -58,6 +66,13 @@ class EvalArguments(DeviceArguments):
         metadata={"help": "Sample with vLLM (long generations on GPUs): auto (when installed and on a GPU), true or "
                   "false."},
     )  # fmt: skip
+
+    def __post_init__(self):
+        if self.model and self.teacher:
+            raise UsageError("--model (a student's accuracy) and --teacher (a teacher's reward) evaluate different "
+                             "things: give one")  # fmt: skip
+        if not self.teacher:
+            self.model = self.model or DEFAULT_MODEL
 
 
 # ----------------------------------------------------------------------------------------------- checking
@@ -206,7 +221,7 @@ def evaluate_student(
             )[0]
         for k in args.k:
             if k > args.num_samples:
-                raise ValueError(f"pass@{k} needs num_samples >= {k}, got {args.num_samples}")
+                raise UsageError(f"pass@{k} needs num_samples >= {k}, got {args.num_samples}")
             result[f"pass@{k}"] = sum(pass_at_k(args.num_samples, c, k) for c in correct) / len(problems)
     return result
 
@@ -326,7 +341,7 @@ def evaluate_model(problems: list[Problem], args: EvalArguments, style, use_vllm
     from rlt.sft import distilled_on
 
     if not args.thought_samples and not any(p.answer for p in problems):
-        raise ValueError(f"none of the {len(problems)} questions has a final answer to check accuracy against "
+        raise UsageError(f"none of the {len(problems)} questions has a final answer to check accuracy against "
                          "(--answer_column); --thought_samples K measures a student without one")  # fmt: skip
     seen = distilled_on(args.model, [p.question for p in problems])
     if seen:  # a score on questions the student was trained on is no evaluation; say so loudly, keep it on record

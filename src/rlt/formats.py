@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from rlt.errors import UsageError
+
 #: Between sections, and after every opening tag (the original's `delimiters_padding`).
 PADDING = "\n\n"
 
@@ -64,7 +66,7 @@ def get_style(name: str | TagStyle) -> TagStyle:
     if isinstance(name, TagStyle):
         return name
     if name not in STYLES:
-        raise ValueError(f"unknown format style {name!r}; choose one of {sorted(STYLES)}")
+        raise UsageError(f"unknown format style {name!r}; choose one of {sorted(STYLES)}")
     return STYLES[name]
 
 
@@ -109,7 +111,7 @@ _SLOT = "\x00rlt-slot\x00"
 def _around_assistant(tokenizer, system: str, question: str) -> tuple[str, str]:
     """The chat-template text before and after the assistant message's content."""
     if getattr(tokenizer, "chat_template", None) is None:
-        raise ValueError("the tokenizer has no chat template; rlt renders every text through one")
+        raise UsageError("the tokenizer has no chat template; rlt renders every text through one")
     messages = [
         {"role": "system", "content": system},
         {"role": "user", "content": question},
@@ -118,7 +120,7 @@ def _around_assistant(tokenizer, system: str, question: str) -> tuple[str, str]:
     text = tokenizer.apply_chat_template(messages, tokenize=False)
     parts = text.split(_SLOT)
     if len(parts) != 2:
-        raise ValueError(
+        raise UsageError(
             "the tokenizer's chat template does not keep the assistant message verbatim; rlt cannot place the "
             "explanation inside it"
         )

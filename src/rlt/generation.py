@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from rlt.errors import UsageError
 from rlt.logprobs import execution_device
 
 
@@ -22,21 +23,21 @@ class SamplingConfig:
 
     def __post_init__(self):
         if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+            raise UsageError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
         if self.max_new_tokens < 1 or self.batch_size < 1:
-            raise ValueError("max_new_tokens and batch_size must be >= 1")
+            raise UsageError("max_new_tokens and batch_size must be >= 1")
 
 
 def vllm_usable(choice: str, device: str = "auto") -> bool:
     """`auto`: vLLM when it is installed and a GPU is present (and --device is not cpu); `true` insists, `false`
     never."""
     if choice not in ("auto", "true", "false"):
-        raise ValueError(f"--use_vllm must be auto, true or false, got {choice!r}")
+        raise UsageError(f"--use_vllm must be auto, true or false, got {choice!r}")
     if choice == "true" and device == "cpu":
-        raise ValueError("--use_vllm true samples on a GPU; it contradicts --device cpu")
+        raise UsageError("--use_vllm true samples on a GPU; it contradicts --device cpu")
     available = importlib.util.find_spec("vllm") is not None and torch.cuda.is_available() and device != "cpu"
     if choice == "true" and not available:
-        raise ValueError("--use_vllm true needs the vllm package (pip install -e '.[vllm]') and a CUDA GPU")
+        raise UsageError("--use_vllm true needs the vllm package (pip install -e '.[vllm]') and a CUDA GPU")
     return choice != "false" and available
 
 
@@ -70,7 +71,7 @@ def check_generation_fits(model, batch: int, tokens: int) -> None:
     device = execution_device(model)
     need, free = kv_cache_bytes(model.config, batch, tokens, model.dtype), free_memory(device)
     if need > free:
-        raise ValueError(
+        raise UsageError(
             f"generating {batch} sequences of up to {tokens} tokens needs {need / 2**30:.1f} GiB of KV cache on "
             f"{device}, which has {free / 2**30:.1f} GiB free: lower --batch_size or --max_new_tokens, or use vLLM "
             "(--use_vllm true), which pages its cache"

@@ -20,6 +20,7 @@ import math
 import re
 from pathlib import Path
 
+from rlt.errors import UsageError
 from rlt.leakage import states_answer
 
 PER_TOKEN_COLUMNS = ("explanation_tokens", "explanation_token_logprobs", "solution_tokens", "solution_token_logprobs")
@@ -37,11 +38,12 @@ def to_score(row: dict) -> dict:
     explanation (a trace row's `explanation` has lost its closing tag, which the reward checks)."""
     for column in ("question", "solution"):
         if not isinstance(row.get(column), str):
-            raise ValueError(f"row has no {column!r} to score (columns: {sorted(row)})")
+            raise UsageError(f"row has no {column!r} to score (columns: {sorted(row)})")
     explanation = row.get("completion", row.get("explanation"))
     if not isinstance(explanation, str):
-        raise ValueError(f"row has neither 'completion' nor 'explanation' (columns: {sorted(row)})")
-    return {"question": row["question"], "solution": row["solution"], "explanation": explanation}
+        raise UsageError(f"row has neither 'completion' nor 'explanation' (columns: {sorted(row)})")
+    ids = {k: row[k] for k in ("prompt_ids", "completion_ids") if k in row}  # a run's own: scored from them
+    return {"question": row["question"], "solution": row["solution"], "explanation": explanation, **ids}
 
 
 def final_answer_of(row: dict) -> str | None:
@@ -122,6 +124,27 @@ def write_page(rows: list[dict], out: str | Path, source: str) -> Path:
     return out
 
 
+def scoring_settings(args):
+    """The settings to rescore `args.rows` with, and how to say so on the page: a training run's own (its starting
+    teacher, student and reward coefficients, from the rlt_provenance.json beside its completions.jsonl) unless
+    `--run_settings false`, else the flags'."""
+    from dataclasses import replace
+
+    from rlt.provenance import read_record
+    from rlt.runs import RUN_RECORD
+
+    record = read_record(Path(args.rows).parent / RUN_RECORD) if args.run_settings else None
+    if not record or "teacher_spec" not in record:  # not a run's file, or an older rlt's run
+        return args, f"with --teacher {args.teacher}, --student {args.student} and the reward flags"
+    reward = record["settings"]["reward"]
+    args = replace(args, teacher=record["teacher_spec"], student=record["student_spec"],
+                   teacher_temperature=reward["teacher_temperature"],
+                   **{k: reward[k] for k in ("solution_coeffs", "kl_coeffs", "student_temperature",
+                                             "missing_end_tag_penalty", "schulman_kl", "teacher_entropy")})  # fmt: skip
+    return args, (f"with the run's starting teacher {args.teacher}, its student {args.student} and its reward "
+                  "coefficients; training scored each row with the policy of its step (logged_reward)")  # fmt: skip
+
+
 def inspect_file(args, out: Path) -> tuple[int, int]:
     """`rlt inspect`: the page of `args.rows` in `out`; rows `rlt score --details` wrote are shown as they are, the
     others (traces, completions.jsonl) are scored here first. Returns the row count and how many were scored."""
@@ -139,12 +162,15 @@ def inspect_file(args, out: Path) -> tuple[int, int]:
             texts = [to_score(rows[i]) for i in todo]
         except ValueError as e:
             raise DataError(str(e), row=todo[0]) from None
+        args, how = scoring_settings(args)
         reward = load_reward(args.teacher, args, args.tag_style(), args.teacher_temperature, args,
                              args.trust_remote_code)  # fmt: skip
         done = [record for records, _ in scored_rounds(reward, texts, args.batch_rows, True) for record in records]
         for i, record in zip(todo, done, strict=True):
             logged = {"logged_reward": rows[i]["reward"]} if "reward" in rows[i] else {}  # kept beside the new score
             rows[i] = {**rows[i], **record, **logged}
-        print(f"scored {len(todo)} rows with teacher {args.teacher} and student {args.student}", file=sys.stderr)
-    write_page(rows, out, args.rows)
+        note = f"{len(todo)} rows rescored here {how}"
+        print(note, file=sys.stderr)
+        source = f"{args.rows} · {note}"
+    write_page(rows, out, source if todo else args.rows)
     return len(rows), len(todo)

@@ -13,7 +13,10 @@ import os
 from pathlib import Path
 
 import torch
+from huggingface_hub.errors import HFValidationError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from rlt.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -51,14 +54,14 @@ def _embedded_dir(name: str) -> Path:
 
 
 def resolve(spec: str) -> str:
-    """A model spec as from_pretrained takes it: embedded names become their cached directory."""
-    return str(_embedded_dir(spec)) if spec in EMBEDDED else spec
+    """A model spec as from_pretrained takes it: embedded names (in any case) become their cached directory."""
+    return str(_embedded_dir(spec.lower())) if spec.lower() in EMBEDDED else spec
 
 
 def _refuse_pickles(path: str) -> None:
     local = Path(path)
     if local.is_dir() and not list(local.glob("*.safetensors")) and list(local.glob("*.bin")):
-        raise ValueError(
+        raise UsageError(
             f"{path} holds only pickle (*.bin) weights; rlt loads safetensors only, since unpickling can run "
             "arbitrary code. Convert it with `model.save_pretrained(dir, safe_serialization=True)` in a trusted "
             "environment."
@@ -76,7 +79,7 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizer
         vocab = tokenizer.get_vocab()
         pad = next((t for t in _PAD_CANDIDATES if t in vocab and vocab[t] != tokenizer.eos_token_id), None)
         if pad is None:
-            raise ValueError("the tokenizer has no pad token distinct from eos; add one and resize the embeddings")
+            raise UsageError("the tokenizer has no pad token distinct from eos; add one and resize the embeddings")
         tokenizer.pad_token = pad
     tokenizer.padding_side = "left"
     return tokenizer
@@ -95,9 +98,9 @@ def load_model(
         model = AutoModelForCausalLM.from_pretrained(
             path, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True
         )
-    except OSError as e:
+    except (OSError, HFValidationError) as e:  # no such directory, and no such (or no valid) Hub id
         where = "" if Path(path).exists() else f"there is no local directory {path!r}, and as a Hub id: "
-        raise FileNotFoundError(
+        raise UsageError(
             f"could not load model {spec!r} (a Hub id, a local path, or one of {sorted(EMBEDDED)}): {where}{e}"
         ) from e
     tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rlt.errors import UsageError
+
 #: (file name, title, metric keys as TRL / rlt log them)
 PANELS = [
     ("reward.png", "RLT reward", ["rlt/reward"]),
@@ -65,5 +67,5 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
         plt.close(fig)
         written.append(out_dir / filename)
     if not written:
-        raise ValueError(f"{run_dir}: the log history has none of the plotted metrics")
+        raise UsageError(f"{run_dir}: the log history has none of the plotted metrics")
     return written

@@ -94,11 +94,23 @@ def check_settings(path: Path, provenance: dict, what: str, remedy: str) -> None
         recorded = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: not valid JSON ({e.msg}); {remedy}") from None
-    old, new = recorded.get("settings", {}), _plain(provenance["settings"])
-    differ = [f"{key}: {old.get(key)!r} then, {new.get(key)!r} now" for key in sorted(old.keys() | new.keys())
-              if old.get(key) != new.get(key)]  # fmt: skip
+    old, new = _flat(recorded.get("settings", {})), _flat(_plain(provenance["settings"]))
+    # only what both record: a setting an older rlt did not record (or this one no longer does) cannot be compared
+    differ = [f"{key}: {old[key]!r} then, {new[key]!r} now" for key in sorted(old.keys() & new.keys())
+              if old[key] != new[key]]  # fmt: skip
     if differ:
         raise DataError(f"{what} was produced with other settings ({'; '.join(differ)}); {remedy}")
+
+
+def _flat(settings: dict, prefix: str = "") -> dict:
+    """Nested settings as dotted keys (`data.holdout`), so that a difference names the one value that differs."""
+    flat = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            flat |= _flat(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _plain(value):

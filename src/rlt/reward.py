@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from rlt.align import TokenizedText, align_explanation, decode, encode, sampled_texts, tokenize_texts
+from rlt.errors import UsageError
 from rlt.formats import STRATOS, TagStyle, get_style, parse_explanation, student_segments, teacher_prompt
 from rlt.logprobs import Span, span_logprobs
 
@@ -43,14 +44,14 @@ class RewardConfig:
         for name in ("solution_coeffs", "kl_coeffs"):
             coeffs = getattr(self, name)
             if len(coeffs) != 2 or any(not math.isfinite(c) or c < 0 for c in coeffs):
-                raise ValueError(f"{name} must be two finite numbers >= 0, got {coeffs}")
+                raise UsageError(f"{name} must be two finite numbers >= 0, got {coeffs}")
         for name in ("student_temperature", "teacher_temperature"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+                raise UsageError(f"{name} must be > 0, got {getattr(self, name)}")
         if not self.missing_end_tag_penalty <= 0:
-            raise ValueError(f"missing_end_tag_penalty must be <= 0, got {self.missing_end_tag_penalty}")
+            raise UsageError(f"missing_end_tag_penalty must be <= 0, got {self.missing_end_tag_penalty}")
         if self.token_budget < 1:
-            raise ValueError(f"token_budget must be >= 1, got {self.token_budget}")
+            raise UsageError(f"token_budget must be >= 1, got {self.token_budget}")
 
     @property
     def uses_teacher_logprobs(self) -> bool:
@@ -223,7 +224,7 @@ class RLTReward:
         self.config = config or RewardConfig()
         self.style = get_style(style)
         if getattr(self.student_tokenizer, "chat_template", None) is None:
-            raise ValueError("the student's tokenizer has no chat template; the student reads the explanation in one")
+            raise UsageError("the student's tokenizer has no chat template; the student reads the explanation in one")
         # Where the teacher's turn ends: its special tokens, including added ones flagged special (e.g. <|eot_id|>).
         added = getattr(tokenizer, "added_tokens_decoder", {})
         self._special_ids = set(tokenizer.all_special_ids) | {i for i, token in added.items() if token.special}
@@ -477,8 +478,17 @@ class RLTReward:
     def score_texts(
         self, rows: Sequence[dict], teacher: nn.Module | None = None, per_token: bool = False
     ) -> tuple[list[RewardBreakdown], list[AlignedSample | AlignmentError]]:
-        """Score rows with `question`, `solution` and `explanation` (the raw completion after the opening tag)."""
-        samples = self.align_texts(rows)
+        """Score rows with `question`, `solution` and `explanation` (the raw completion after the opening tag). A row
+        that also holds its sampled `prompt_ids` and `completion_ids` (a run's completions.jsonl) is scored from those
+        ids, as training scored it: its decoded text need not tokenise back to them."""
+        by_ids = [i for i, row in enumerate(rows) if "prompt_ids" in row and "completion_ids" in row]
+        by_text = [i for i in range(len(rows)) if i not in set(by_ids)]
+        samples: list = [None] * len(rows)
+        aligned = self.align_sampled(*([rows[i][k] for i in by_ids] for k in ("question", "solution", "prompt_ids",
+                                                                               "completion_ids")))  # fmt: skip
+        for i, sample in [*zip(by_ids, aligned, strict=True),
+                          *zip(by_text, self.align_texts([rows[i] for i in by_text]), strict=True)]:  # fmt: skip
+            samples[i] = sample
         return self.score(samples, teacher, per_token=per_token), samples
 
     # ---------------------------------------------------------------------------------------------- TRL

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from rlt.configs import DeviceArguments
 from rlt.data import Problem
+from rlt.errors import UsageError
 from rlt.formats import get_style
 from rlt.leakage import states_answer, strip_answer
 from rlt.reward import RewardBreakdown, RewardConfig, RLTReward, combine, r_ss
@@ -67,7 +68,7 @@ def references(problems: Sequence[Problem]) -> list[tuple[Problem, str]]:
 def derangement(n: int, seed: int) -> list[int]:
     """A seeded permutation with no fixed point: problem i gets the explanation of problem order[i] != i."""
     if n < 2:
-        raise ValueError("the shuffled source needs at least two problems")
+        raise UsageError("the shuffled source needs at least two problems")
     order = list(range(n))
     random.Random(seed).shuffle(order)
     successor = {order[k]: order[(k + 1) % n] for k in range(n)}  # one cycle through all problems

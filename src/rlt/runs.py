@@ -15,6 +15,7 @@ from accelerate.utils import DistributedType
 from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig
 
+from rlt.errors import UsageError
 from rlt.provenance import check_settings, describe, write_record
 
 logger = logging.getLogger(__name__)
@@ -55,18 +56,31 @@ def finished_step(config) -> int | None:
     return state["global_step"] if state.get("global_step", 0) >= target else None
 
 
-def check_run(config, kind: str, settings: dict) -> None:
-    """Refuse to resume (or skip as finished) a run in output_dir that other settings produced; then record this
-    run's in output_dir/rlt_provenance.json."""
+#: The training arguments that shape what a run learns, recorded with the model, data and reward each command
+#: names: a rerun into the run's output_dir with other values is refused. Not max_steps: a larger one continues a
+#: finished run.
+TRAINING_SETTINGS = (
+    "learning_rate", "lr_scheduler_type", "warmup_ratio", "warmup_steps", "weight_decay", "optim", "adam_beta1",
+    "adam_beta2", "adam_epsilon", "max_grad_norm", "num_train_epochs", "per_device_train_batch_size",
+    "gradient_accumulation_steps", "seed", "bf16", "fp16", "max_length", "completion_only_loss", "num_generations",
+    "max_completion_length", "temperature", "top_p", "beta", "loss_type", "scale_rewards", "num_iterations",
+    "epsilon", "reward_weights",
+)  # fmt: skip
+
+
+def check_run(config, kind: str, settings: dict, **recorded) -> None:
+    """Refuse to resume (or skip as finished) a run in output_dir that other settings produced, even one killed
+    before its first checkpoint; then record this run's in output_dir/rlt_provenance.json (with `recorded`, kept on
+    record but not compared)."""
     out = Path(config.output_dir)
-    record, provenance = out / RUN_RECORD, describe(kind, settings)
+    training = {name: getattr(config, name) for name in TRAINING_SETTINGS if hasattr(config, name)}
+    record, provenance = out / RUN_RECORD, describe(kind, {**settings, "training": training}, **recorded)
     started = out.is_dir() and (get_last_checkpoint(str(out)) or (out / "trainer_state.json").exists())
-    if config.resume and started:
-        if record.exists():
-            remedy = "use another --output_dir, or --resume false to train it over"
-            check_settings(record, provenance, f"the run in {out}", remedy)
-        else:  # a checkpoint copied on its own, or an older rlt's run: nothing to compare with
-            logger.warning("%s has no %s: resuming without checking what produced it", out, RUN_RECORD)
+    if config.resume and record.exists():
+        remedy = "use another --output_dir, or --resume false to train it over"
+        check_settings(record, provenance, f"the run in {out}", remedy)
+    elif config.resume and started:  # a checkpoint copied on its own, or an older rlt's run: nothing to compare with
+        logger.warning("%s has no %s: resuming without checking what produced it", out, RUN_RECORD)
     if config.process_index == 0:
         write_record(record, provenance)
 
@@ -112,7 +126,7 @@ def check_launch(accelerator) -> None:
     GPUs (or other accelerators): on CPU processes an FSDP config runs plain DDP without a word (README "GPUs")."""
     for variable, wanted in REQUESTED.items():
         if os.environ.get(variable, "false").lower() == "true" and accelerator.distributed_type != wanted:
-            raise ValueError(f"the accelerate config asks for {wanted.value}, but accelerate runs "
+            raise UsageError(f"the accelerate config asks for {wanted.value}, but accelerate runs "
                              f"{accelerator.distributed_type.value} ({accelerator.num_processes} processes): FSDP "
                              "needs GPUs under accelerate; on CPU processes use DeepSpeed (DS_ACCELERATOR=cpu, "
                              "README \"GPUs\")")  # fmt: skip
@@ -136,4 +150,4 @@ def deepspeed_gathered(parameters, partitioned: bool) -> AbstractContextManager:
 def require_vllm(config) -> None:
     """Refuse --use_vllm without vLLM now: TRL would fail only after loading the models."""
     if config.use_vllm and importlib.util.find_spec("vllm") is None:
-        raise ValueError("--use_vllm true needs vLLM: pip install -e '.[vllm]' on a machine with a CUDA GPU")
+        raise UsageError("--use_vllm true needs vLLM: pip install -e '.[vllm]' on a machine with a CUDA GPU")

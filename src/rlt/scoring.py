@@ -17,6 +17,7 @@ from pathlib import Path
 
 from rlt.configs import DeviceArguments, RewardArguments, ScoreArguments
 from rlt.data import DataError, read_rows, text_field
+from rlt.errors import UsageError
 from rlt.formats import TagStyle
 from rlt.reward import RewardBreakdown, RLTReward, summarize
 
@@ -78,12 +79,8 @@ def score_file(args: ScoreArguments, out: Path) -> tuple[dict[str, float], int, 
     summary, the row count and the seconds it took. `out` is replaced only when complete."""
     from rlt.provenance import describe, file_digest, model_identity, sidecar, write_record
 
-    if args.batch_rows < 1:
-        raise ValueError(f"--batch_rows must be at least 1, got {args.batch_rows}")
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be at least 1 (or left out for every row), got {args.limit}")
     if out.exists() and out.resolve() == Path(args.rows).resolve():
-        raise ValueError(f"--out {out} is the input file; write the scores to another file")
+        raise UsageError(f"--out {out} is the input file; write the scores to another file")
     rows = read_rows(args.rows)[: args.limit]
     if not rows:
         raise DataError(f"{args.rows}: no rows to score")

@@ -26,6 +26,7 @@ from trl import ModelConfig, SFTTrainer, get_peft_config
 from rlt.align import encode, tokenize_texts
 from rlt.configs import DataArguments, FormatArguments, RLTSFTConfig
 from rlt.data import DataError, Problem
+from rlt.errors import UsageError
 from rlt.formats import TagStyle, teacher_text
 from rlt.models import load_model
 from rlt.provenance import content_key, file_digest, model_identity, read_record, sidecar
@@ -83,7 +84,7 @@ def chat_prompt_completion(tokenizer: PreTrainedTokenizerBase, messages: list[di
     prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
     full = tokenizer.apply_chat_template(messages, tokenize=False)
     if not full.startswith(prompt):
-        raise ValueError("the chat template renders the prompt differently inside the full chat; cannot split it")
+        raise UsageError("the chat template renders the prompt differently inside the full chat; cannot split it")
     return prompt, full[len(prompt) :]
 
 
@@ -150,7 +151,7 @@ def run_warmup(
     examples, dropped = warmup_examples(train, tokenizer, style, config.max_length)
     logger.info("warm-up on %d problems (%d invalid rows skipped, %d too long)", len(examples), skipped, dropped)
     if not examples:
-        raise ValueError(f"no warm-up example fits max_length={config.max_length}")
+        raise UsageError(f"no warm-up example fits max_length={config.max_length}")
     return _train(model, tokenizer, examples, model_args, config)
 
 
@@ -178,7 +179,7 @@ def run_distill(model_args: ModelConfig, distill_args: DistillArguments, config:
     examples, dropped = chat_examples(pairs, tokenizer, config.max_length)
     logger.info("distilling on %d traces (%d too long)", len(examples), dropped)
     if not examples:
-        raise ValueError(f"no trace fits max_length={config.max_length}")
+        raise UsageError(f"no trace fits max_length={config.max_length}")
     trace_record = read_record(sidecar(traces))  # what produced the traces, kept with the student they made
     question_keys = {content_key(row["messages"][1]["content"]) for row in rows}
     held_out = held_out_in(trace_record, question_keys)

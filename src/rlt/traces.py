@@ -18,12 +18,14 @@ import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from tqdm.auto import tqdm
 
 from rlt.align import encode
 from rlt.configs import DeviceArguments
 from rlt.data import DataError, Problem
+from rlt.errors import UsageError
 from rlt.formats import student_messages, teacher_prompt
 from rlt.generation import Sampler, SamplingConfig, hf_sampler
 from rlt.provenance import check_settings, content_key, describe, model_identity, sidecar, write_record
@@ -34,6 +36,9 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class TracesArguments(DeviceArguments):
+    #: Least value of each numeric flag (`check_ranges`).
+    MINIMUMS: ClassVar[dict[str, int]] = {"num_samples": 1, "max_new_tokens": 1}
+
     teacher: str = field(default="runs/cpu/train", metadata={"help": "Teacher: Hub id, local path or smollm2-135m."})
     out: str = field(
         default="runs/traces/traces.jsonl",
@@ -122,7 +127,8 @@ def collect_traces(
         out.unlink(missing_ok=True)
     provenance = traces_provenance(teacher, reward, sampling, data)
     keys = row_keys(problems)
-    done_rows = _resumable_rows(out, provenance, set(keys))
+    # rows past num_samples stay in the file, but a rerun that asks for fewer samples gets only those
+    done_rows = [r for r in _resumable_rows(out, provenance, set(keys)) if r["sample"] < num_samples]
     done = {(r["key"], r["sample"]) for r in done_rows}
     jobs = [(i, k) for i in range(len(problems)) for k in range(num_samples) if (keys[i], k) not in done]
     logger.info("%s: %d rows already there, %d to generate", out, len(done), len(jobs))
@@ -283,7 +289,7 @@ def run_traces(args: TracesArguments, data_args, format_args, reward_args, out: 
     journal = out.with_suffix(".jsonl")
     for path in {out, journal}:
         if path.exists() and path.resolve() == Path(data_args.dataset).resolve():
-            raise ValueError(f"--out {args.out} would write the traces into the dataset {data_args.dataset}")
+            raise UsageError(f"--out {args.out} would write the traces into the dataset {data_args.dataset}")
     use_vllm = vllm_usable(args.use_vllm, args.device)
     style = format_args.tag_style(problems)
     reward = load_reward(args.teacher, reward_args, style, kl_temperature(args.temperature), args)

@@ -30,7 +30,7 @@ from rlt.logprobs import eval_mode
 from rlt.models import load_model
 from rlt.provenance import model_identity
 from rlt.reward import RewardConfig, RLTReward
-from rlt.runs import check_run, model_dtype, require_vllm, skip_finished, train_and_save, zero3
+from rlt.runs import check_run, model_dtype, require_vllm, skip_finished, train_and_save
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +150,22 @@ class RLTGRPOTrainer(ChatGRPOTrainer):
         self._awaiting_trl_policy_logprobs = False
         self._generated_prompt_ids: list[list[int]] | None = None
 
+    def train(self, resume_from_checkpoint: str | None = None, **kwargs):
+        # Resumed from checkpoint-N (or started over: N = 0), the run samples steps N, N+1, ... again: rows that a
+        # killed run wrote for them go, so that completions.jsonl holds each step once.
+        start = 0
+        if resume_from_checkpoint:
+            state = json.loads((Path(resume_from_checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
+            start = state["global_step"]
+        if self._samples_path.exists():
+            rows = self._samples_path.read_text(encoding="utf-8").splitlines(keepends=True)
+            kept = [row for row in rows if json.loads(row)["step"] < start]
+            if len(kept) < len(rows):
+                tmp = self._samples_path.with_name(self._samples_path.name + ".tmp")
+                tmp.write_text("".join(kept), encoding="utf-8")
+                tmp.replace(self._samples_path)
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
     def _place_student(self, student, args: RLTGRPOConfig):
         """The frozen student where it computes; see README "GPUs" for what each placement costs in memory.
 
@@ -159,13 +175,7 @@ class RLTGRPOTrainer(ChatGRPOTrainer):
         collective that every rank makes exactly once, whatever its inputs. `offload_student` keeps it in CPU
         memory and streams each layer in for its forward.
         """
-        if args.shard_student:
-            if not zero3(self):
-                raise ValueError("--shard_student true partitions the student with DeepSpeed ZeRO-3; launch with "
-                                 "accelerate launch --config_file recipes/accelerate/zero3.yaml, or leave it off "
-                                 "for a whole copy per GPU")  # fmt: skip
-            if args.offload_student:
-                raise ValueError("--shard_student and --offload_student both place the student: choose one")
+        if args.shard_student:  # under ZeRO-3, which RLTGRPOConfig checked
             engine = prepare_deepspeed(student, self.accelerator)
             self.rlt_reward.student_access = lambda: unwrap_model_for_generation(engine, self.accelerator)
             return engine
@@ -291,9 +301,20 @@ def run_train(
     reward_config = reward_args.reward_config(config.temperature)
     train, _, skipped = data_args.load()
     style = format_args.tag_style(train)
-    check_run(config, "teacher RL", {"model": model_identity(model_args.model_name_or_path), "data": asdict(data_args),
-              "style": style.identity, "student": model_identity(reward_args.student),
-              "reward": asdict(reward_config)})  # fmt: skip
+    check_run(
+        config,
+        "teacher RL",
+        {
+            "model": model_identity(model_args.model_name_or_path),
+            "data": asdict(data_args),
+            "style": style.identity,
+            "student": model_identity(reward_args.student),
+            "reward": asdict(reward_config),
+        },
+        # kept on record, not compared: `rlt inspect` rescores the run's samples with them
+        teacher_spec=model_args.model_name_or_path,
+        student_spec=reward_args.student,
+    )
     if skip_finished(config):
         return None
     dtype = model_dtype(model_args, config)
