@@ -511,7 +511,7 @@ def test_score_says_what_a_negative_kl_estimate_means(tmp_path, monkeypatch, cap
     monkeypatch.setattr(rlt.scoring, "score_file", lambda args, out: (summary, 1, 1.0))
     assert main(["score", "rows.jsonl", "--out", str(tmp_path / "scored.jsonl")]) == 0
     said = capsys.readouterr().out
-    assert "kl_mean < 0: each token's term is a one-sample log-ratio" in said and "--schulman_kl true" in said
+    assert "kl_mean < 0: each token's term is a one-sample log-ratio" in said and "README, `rlt score`" in said
     summary["kl_mean"] = 0.5
     assert main(["score", "rows.jsonl", "--out", str(tmp_path / "scored.jsonl")]) == 0
     assert "kl_mean < 0" not in capsys.readouterr().out

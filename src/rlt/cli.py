@@ -41,8 +41,8 @@ def score(argv: list[str]) -> int:
     if summary.get("kl_mean", 0.0) < 0:
         print(
             "  kl_mean < 0: each token's term is a one-sample log-ratio, log p_teacher - log p_student, which "
-            "averages to a KL only over text the teacher samples itself; on text it would not write it can be "
-            'negative (README, "What the reward scores"). --schulman_kl true is the non-negative estimator.'
+            "averages to a KL only over text the teacher samples itself; on text it would not write (hand-written, "
+            "another model's) it can be negative, and the reward then favours it. README, `rlt score`."
         )
     return 0
 
