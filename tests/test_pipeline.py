@@ -216,11 +216,15 @@ def test_demo_wiring_end_to_end(pipeline_dir):
     assert "| RL teacher - warm-up teacher (4 problems) | judge | answer stripped |" in report
     assert "Per held-out question: Read by the reward student, as written: on r_SS the RL teacher " in report
     assert "| before distillation |" in report and "| after distillation |" in report
+    # the review: nothing said it was a --quick run, nor that cut explanations paid the closing-tag penalty
+    assert "**A `--quick` run: it checks the wiring and supports no conclusion.** 2 RL steps, 4 held-out" in report
+    assert "| states the answer | closes it | unscoreable |" in report and "minus 1 when the explanation" in report
     assert (out / "judge" / "model.safetensors").exists()  # the default judge: distilled on the references
     data = json.loads((out / "report.json").read_text())
     assert data["rl_steps"] == 2
     teaching = data["teaching"]
     assert teaching["problems"] == 4 and teaching["judges"] == ["reward student", "judge"]
+    assert all(0 <= source["closes"] <= 1 for source in teaching["sources"].values())
     for by_judge in teaching["per_problem"].values():
         assert all(
             len(v[variant]["r_ss"]) == 4 for v in by_judge.values() for variant in ("as written", "answer stripped")

@@ -34,7 +34,7 @@ def measured_row(index: int, r_ss: float, stripped_r_ss: float | None = None, sa
             return {"scored": False, "r_ss": nan, "answer_logprob": nan, "reward": nan, "kl_mean": nan}
         return {"scored": True, "r_ss": value, "answer_logprob": value / 2, "reward": value - kl, "kl_mean": kl}
 
-    return {"index": index, "sample": sample, "states_answer": states,
+    return {"index": index, "sample": sample, "states_answer": states, "closes": True,
             "as written": variant(r_ss), "answer stripped": variant(stripped_r_ss)}  # fmt: skip
 
 

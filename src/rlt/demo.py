@@ -176,7 +176,8 @@ def run_demo(args: DemoArguments) -> Path:
         },
     )
     rl_steps = rl_config.max_steps
-    return write_report(out, comparison, accuracy, stages, rl_steps, len(held_out), len(train[: args.distill_traces]))
+    return write_report(out, comparison, accuracy, stages, rl_steps, len(held_out), len(train[: args.distill_traces]),
+                        args.quick)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------- stages
@@ -273,7 +274,8 @@ def greedy_accuracy(args: DemoArguments, model_spec: str, problems, style) -> di
 # ----------------------------------------------------------------------------------------------- report
 
 
-def write_report(out: Path, comparison, accuracy, stages: Stages, rl_steps: int, n_heldout: int, n_traces: int):
+def write_report(out: Path, comparison, accuracy, stages: Stages, rl_steps: int, n_heldout: int, n_traces: int,
+                 quick: bool = False):  # fmt: skip
     from rlt.plots import plot_run
     from rlt.teaching import markdown, verdict
 
@@ -283,6 +285,16 @@ def write_report(out: Path, comparison, accuracy, stages: Stages, rl_steps: int,
     lines = [
         "# rlt demo report",
         "",
+        *(
+            [
+                f"**A `--quick` run: it checks the wiring and supports no conclusion.** {rl_steps} RL steps, "
+                f"{comparison['problems']} held-out questions, explanations cut at a few dozen tokens (most never reach "
+                "their closing tag and pay its penalty). Run `rlt demo` for numbers.",
+                "",
+            ]
+            if quick
+            else []
+        ),
         f"SmolLM2-135M teacher and student on CHAMP; {rl_steps} RL steps; {n_heldout} held-out questions; "
         f"student distilled on {n_traces} RL-teacher traces. Stage times: "
         + ", ".join(f"{k} {v:.0f} s" for k, v in stages.seconds.items())
@@ -300,8 +312,10 @@ def write_report(out: Path, comparison, accuracy, stages: Stages, rl_steps: int,
         "it follows). Answer log-prob: the mean over the answer's own tokens (the rest of the solution is the "
         'template "The answer is"). KL: teacher minus student log-prob over the explanation (lower: the student '
         "could have thought it; none and the reference are scored against the warm-up teacher). Reward: r_SS − λ·KL, "
-        "what RL maximises. Teachers' values average their scored samples per question (unscoreable samples are "
-        "counted, never averaged in); intervals are 95 % bootstrap, paired per question for the differences.",
+        "minus 1 when the explanation does not close (its closing tag is missing, e.g. cut at the token limit: "
+        "'closes it' is the share that did); what RL maximises. Teachers' values average their scored samples per "
+        "question (unscoreable samples are counted, never averaged in); intervals are 95 % bootstrap, paired per "
+        "question for the differences.",
         "",
         *markdown(comparison),
     ]
@@ -332,11 +346,14 @@ def _plot_per_question(comparison: dict, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(8, 3.5))
     for name, by_judge in comparison["per_problem"].items():
         values = by_judge[comparison["judges"][0]]["as written"]["r_ss"]
-        ax.plot(range(len(values)), values, marker="o", markersize=3, linewidth=0.8, label=name)
+        # points, not a line: the questions are separate, nothing lies between them
+        ax.plot(range(len(values)), values, marker="o", markersize=4, linestyle="none", alpha=0.8, label=name)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("held-out question")
     ax.set_ylabel("student r_SS after the explanation")
     ax.grid(alpha=0.3)

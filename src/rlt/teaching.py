@@ -95,7 +95,8 @@ def answer_logprob(per_token: dict, answer: str | None) -> float:
 
 def measure(rows: Sequence[dict], problems: Sequence[Problem], reward: RLTReward, batch_rows: int = 32) -> list[dict]:
     """Each sample rescored by `reward`'s student as written and with its answer statements stripped: per variant
-    every metric (NaN where the sample cannot be scored) and `scored`; and whether it states the answer.
+    every metric (NaN where the sample cannot be scored) and `scored`; whether it states the answer; and whether it
+    closes its explanation (`closes`: the closing tag within the sampled tokens, else the reward's penalty).
 
     A stripped explanation is no longer text the teacher sampled, so its KL (and the reward built on it) would
     measure the edit, not the teacher: only r_SS and the answer's log-prob are kept for it. A sample with nothing to
@@ -115,8 +116,9 @@ def measure(rows: Sequence[dict], problems: Sequence[Problem], reward: RLTReward
         written = next(scored)
         records = {"as written": written, "answer stripped": written if without_answer == row["completion"] else
                    next(scored)}  # fmt: skip
-        result = {"index": row["index"], "sample": row["sample"], "states_answer": states_answer(row["explanation"],
-                                                                                                 answer)}  # fmt: skip
+        as_written = RewardBreakdown.from_dict(written)
+        result = {"index": row["index"], "sample": row["sample"], "closes": as_written.aligned and as_written.matched,
+                  "states_answer": states_answer(row["explanation"], answer)}  # fmt: skip
         for variant, record in records.items():
             b = RewardBreakdown.from_dict(record)
             teacher_sampled = variant == "as written"
@@ -163,6 +165,7 @@ def compare(
         sources[source] = {
             "samples": len(rows),
             "states_answer": sum(r["states_answer"] for r in rows) / len(rows),
+            "closes": sum(r["closes"] for r in rows) / len(rows),
             "unscoreable": {judge: sum(not r["as written"]["scored"] for r in js) for judge, js in by_judge.items()},
             **{judge: {variant: {metric: bootstrap(values[source][judge][variant][metric], resamples, seed)
                                  for metric in METRICS} for variant in VARIANTS} for judge in by_judge},
@@ -209,13 +212,14 @@ def markdown(comparison: dict) -> list[str]:
     """The comparison as tables: per source, per paired difference, and what answer statements were worth."""
     judges = comparison["judges"]
     lines = ["| explanation source | judge | r_SS | answer log-prob | r_SS, answer stripped | answer log-prob, "
-             "stripped | reward | KL (mean) | states the answer | unscoreable |", "|---" * 10 + "|"]  # fmt: skip
+             "stripped | reward | KL (mean) | states the answer | closes it | unscoreable |",
+             "|---" * 11 + "|"]  # fmt: skip
     for name, s in comparison["sources"].items():
         for judge in judges:
             written, stripped = s[judge]["as written"], s[judge]["answer stripped"]
             lines.append(f"| {name} | {judge} | {ci(written['r_ss'])} | {ci(written['answer_logprob'])} | "
                          f"{ci(stripped['r_ss'])} | {ci(stripped['answer_logprob'])} | {ci(written['reward'])} | "
-                         f"{ci(written['kl_mean'])} | {s['states_answer']:.0%} | "
+                         f"{ci(written['kl_mean'])} | {s['states_answer']:.0%} | {s['closes']:.0%} | "
                          f"{s['unscoreable'][judge]} of {s['samples']} |")  # fmt: skip
     lines += ["", "| paired difference (per problem) | judge | explanations | r_SS | answer log-prob | reward | "
               "KL (mean) |", "|---" * 7 + "|"]  # fmt: skip
