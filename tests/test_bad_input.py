@@ -515,3 +515,33 @@ def test_score_says_what_a_negative_kl_estimate_means(tmp_path, monkeypatch, cap
     summary["kl_mean"] = 0.5
     assert main(["score", "rows.jsonl", "--out", str(tmp_path / "scored.jsonl")]) == 0
     assert "kl_mean < 0" not in capsys.readouterr().out
+
+
+def test_an_interrupted_score_continues_where_it_stopped(tmp_path, model_dir, capsys, monkeypatch, caplog):
+    """Before, Ctrl-C left OUT.partial without a word, and a rerun scored every row again."""
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({**GOOD, "explanation": f"e {i}"}) + "\n" for i in range(4)))
+    out = tmp_path / "scored.jsonl"
+    argv = ["score", str(rows), "--teacher", model_dir, "--student", model_dir, "--out", str(out), "--batch_rows", "2"]
+    score_texts, calls = RLTReward.score_texts, []
+
+    def interrupted_second_round(self, chunk, **options):
+        calls.append(len(chunk))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return score_texts(self, chunk, **options)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RLTReward, "score_texts", interrupted_second_round)
+        assert run_cli(argv, capsys)[0] == 130
+    assert "2 of 4 rows scored are kept in" in caplog.text and not out.exists()
+    calls.clear()
+    with monkeypatch.context() as patch:
+        patch.setattr(RLTReward, "score_texts", interrupted_second_round)  # the third call would not come
+        assert main(argv) == 0
+    assert calls == [2]  # only the two rows not yet scored
+    resumed = [json.loads(line) for line in out.read_text().splitlines()]
+    assert main([*argv[:-2], "--batch_rows", "4", "--out", str(tmp_path / "whole.jsonl")]) == 0
+    whole = [json.loads(line) for line in (tmp_path / "whole.jsonl").read_text().splitlines()]
+    assert [r["explanation"] for r in resumed] == [f"e {i}" for i in range(4)]
+    assert [r["reward"] for r in resumed] == pytest.approx([r["reward"] for r in whole], abs=1e-5)

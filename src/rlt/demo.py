@@ -288,8 +288,8 @@ def write_report(out: Path, comparison, accuracy, stages: Stages, rl_steps: int,
         *(
             [
                 f"**A `--quick` run: it checks the wiring and supports no conclusion.** {rl_steps} RL steps, "
-                f"{comparison['problems']} held-out questions, explanations cut at a few dozen tokens (most never reach "
-                "their closing tag and pay its penalty). Run `rlt demo` for numbers.",
+                f"{comparison['problems']} held-out questions, explanations cut at a few dozen tokens (most never "
+                "reach their closing tag and pay its penalty). Run `rlt demo` for numbers.",
                 "",
             ]
             if quick

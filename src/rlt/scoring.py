@@ -10,6 +10,7 @@ draws nothing, takes it as `--teacher_temperature`.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
@@ -19,7 +20,10 @@ from rlt.configs import DeviceArguments, RewardArguments, ScoreArguments
 from rlt.data import DataError, read_rows, text_field
 from rlt.errors import UsageError
 from rlt.formats import TagStyle
+from rlt.provenance import sidecar
 from rlt.reward import RewardBreakdown, RLTReward, summarize
+
+logger = logging.getLogger(__name__)
 
 
 def kl_temperature(sampling_temperature: float) -> float:
@@ -74,10 +78,29 @@ def scored_rounds(
             bar.update(len(chunk))
 
 
+def resumable_scores(partial: Path, provenance: dict) -> list[dict]:
+    """The rows an interrupted `rlt score` finished in `partial`, when the same settings and input produced them
+    (else none: the file is started over). A torn last line is dropped."""
+    from rlt.provenance import read_record
+
+    settings = json.loads(json.dumps(provenance["settings"], default=str))  # as the record reads back
+    if not partial.exists() or (read_record(sidecar(partial)) or {}).get("settings") != settings:
+        return []
+    done = []
+    for line in partial.read_text(encoding="utf-8").splitlines():
+        try:
+            done.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in done), encoding="utf-8")
+    logger.info("continuing %s: %d rows already scored", partial, len(done))
+    return done
+
+
 def score_file(args: ScoreArguments, out: Path) -> tuple[dict[str, float], int, float]:
     """`rlt score`: every row of `args.rows` scored into `out` (JSONL, with a provenance record beside it); the
     summary, the row count and the seconds it took. `out` is replaced only when complete."""
-    from rlt.provenance import describe, file_digest, model_identity, sidecar, write_record
+    from rlt.provenance import describe, file_digest, model_identity, write_record
 
     if out.exists() and out.resolve() == Path(args.rows).resolve():
         raise UsageError(f"--out {out} is the input file; write the scores to another file")
@@ -94,18 +117,26 @@ def score_file(args: ScoreArguments, out: Path) -> tuple[dict[str, float], int, 
     reward = load_reward(args.teacher, args, args.tag_style(), args.teacher_temperature, args, args.trust_remote_code)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    # Scores go to a side file that replaces --out only when complete: a failed or interrupted run leaves an
-    # existing --out untouched, and the rounds it finished in OUT.partial.
-    partial = out.with_name(out.name + ".partial")
-    breakdowns, start = [], time.perf_counter()
-    with partial.open("w", encoding="utf-8") as f:
-        for records, scored in scored_rounds(reward, rows, args.batch_rows, args.details):
-            f.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
-            f.flush()  # every finished round is on disk, whatever happens to the next one
-            breakdowns += scored
-    partial.replace(out)
-    write_record(sidecar(out), describe("scored rows", {
+    provenance = describe("scored rows", {
         "teacher": model_identity(args.teacher), "student": model_identity(args.student),
-        "reward": asdict(reward.config), "style": reward.style.identity,
-        "rows": f"{args.rows} sha256:{file_digest(args.rows)}"}))  # fmt: skip
+        "reward": asdict(reward.config), "style": reward.style.identity, "details": args.details,
+        "rows": f"{args.rows} sha256:{file_digest(args.rows)}"})  # fmt: skip
+    # Scores go to a side file that replaces --out only when complete: a failed or interrupted run leaves an
+    # existing --out untouched, and the rounds it finished in OUT.partial, which the same command continues.
+    partial = out.with_name(out.name + ".partial")
+    done = resumable_scores(partial, provenance)
+    write_record(sidecar(partial), provenance)
+    breakdowns, start = [RewardBreakdown.from_dict(record) for record in done], time.perf_counter()
+    try:
+        with partial.open("a" if done else "w", encoding="utf-8") as f:
+            for records, scored in scored_rounds(reward, rows[len(done) :], args.batch_rows, args.details):
+                f.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+                f.flush()  # every finished round is on disk, whatever happens to the next one
+                breakdowns += scored
+    except KeyboardInterrupt:
+        logger.warning("%d of %d rows scored are kept in %s: the same command continues from there",
+                       len(breakdowns), len(rows), partial)  # fmt: skip
+        raise
+    partial.replace(out)
+    sidecar(partial).replace(sidecar(out))
     return summarize(breakdowns), len(rows), time.perf_counter() - start
