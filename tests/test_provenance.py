@@ -117,3 +117,26 @@ def test_a_rerun_asking_fewer_samples_gets_only_those(models, tmp_path):
     assert len(collect_traces(PROBLEMS[:2], reward.teacher, reward, out, SAMPLING, num_samples=2)) == 4
     again = collect_traces(PROBLEMS[:2], reward.teacher, reward, out, SAMPLING, num_samples=1)
     assert [r["sample"] for r in again] == [0, 0] and len(out.read_text().splitlines()) == 4  # the rest are kept
+
+
+def test_a_resumed_trace_run_draws_what_an_uninterrupted_one_would(models, tmp_path):
+    """Before, each batch was seeded by its position in the list of jobs still to do: a run resumed after a kill
+    (its first batch saved) drew other samples than an uninterrupted one. And it reseeded torch's global RNG."""
+    import shutil
+
+    import torch
+
+    from rlt.provenance import sidecar
+
+    reward, sampling = _reward(models), SamplingConfig(max_new_tokens=6, temperature=1.0, batch_size=2)
+    whole = tmp_path / "whole.jsonl"
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    rows = collect_traces(PROBLEMS, reward.teacher, reward, whole, sampling, num_samples=2)
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's random state is left alone
+    killed = tmp_path / "killed.jsonl"
+    killed.write_text("".join(whole.read_text().splitlines(keepends=True)[:2]))  # the first batch was saved
+    shutil.copy(sidecar(whole), sidecar(killed))
+    resumed = collect_traces(PROBLEMS, reward.teacher, reward, killed, sampling, num_samples=2)
+    assert [r["completion"] for r in resumed] == [r["completion"] for r in rows]
+    assert len({r["completion"] for r in rows}) > 4  # the samples do differ from each other

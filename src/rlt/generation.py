@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import hashlib
 import importlib.util
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -89,15 +90,24 @@ def _strip(ids: list[int], pad_id: int, eos_ids: set[int]) -> list[int]:
 
 
 #: Something that samples completions for token-id prompts: (prompt index, completion ids), in batches or at once.
-Sampler = Callable[[Sequence[list[int]], SamplingConfig], Iterator[tuple[int, list[int]]]]
+#: Called as `sampler(prompts, config, seeds)`: `seeds`, when given, one per prompt, say what to draw for it.
+Sampler = Callable[..., Iterator[tuple[int, list[int]]]]
+
+
+def prompt_seeds(config: SamplingConfig, names: Sequence[object]) -> list[int]:
+    """A seed per prompt from `config.seed` and what the prompt is (e.g. its question's key and sample number), not
+    from its place in a list: a resumed run, whose list lacks what was done, draws what the first run would have."""
+    return [int.from_bytes(hashlib.sha256(f"{config.seed}/{name}".encode()).digest()[:4], "big") for name in names]
 
 
 def hf_generate(
-    model, tokenizer, prompts: Sequence[list[int]], config: SamplingConfig
+    model, tokenizer, prompts: Sequence[list[int]], config: SamplingConfig, seeds: Sequence[int] | None = None
 ) -> Iterator[tuple[int, list[int]]]:
     """Yield (prompt index, completion ids) batch by batch, so callers can save as they go.
 
-    Each batch is seeded from `config.seed` and its position, so the same prompts draw the same samples.
+    A batch samples in one random stream, seeded with its first prompt's seed (`seeds`, else `config.seed` and the
+    batch's position): the same batches draw the same samples, also when a resumed run starts at a batch boundary,
+    as it does after a kill (rows are saved per batch). torch's global random state is left as it was.
     """
     if prompts:
         check_generation_fits(model, min(config.batch_size, len(prompts)),
@@ -113,9 +123,9 @@ def hf_generate(
         for row, prompt in enumerate(batch):  # left padding: every prompt ends where generation starts
             ids[row, width - len(prompt) :] = torch.tensor(prompt)
             mask[row, width - len(prompt) :] = 1
-        torch.manual_seed(config.seed + start)
         sampling = {"do_sample": True, "temperature": config.temperature, "top_p": config.top_p, "top_k": 0}
-        with torch.no_grad():
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
+            torch.manual_seed(seeds[start] if seeds is not None else config.seed + start)
             out = model.generate(
                 input_ids=ids.to(device),
                 attention_mask=mask.to(device),
@@ -128,14 +138,14 @@ def hf_generate(
 
 
 def hf_sampler(model, tokenizer) -> Sampler:
-    return lambda prompts, config: hf_generate(model, tokenizer, prompts, config)
+    return lambda prompts, config, seeds=None: hf_generate(model, tokenizer, prompts, config, seeds)
 
 
 class VLLMSampler:
     """A vLLM engine (GPU) for every sampling of a run; `close()` releases it. Prompts are token ids, so nothing is
-    re-tokenised; each request has its own seed (`config.seed` + its index), so the copies of one prompt differ and
-    a rerun draws the same samples. vLLM takes `memory_share` of the GPU's memory, by default 90 % of what is free
-    when it starts (the models rlt scores with are loaded by then)."""
+    re-tokenised; each request has its own seed (its entry in `seeds`, else `config.seed` + its index), so the copies
+    of one prompt differ and a rerun draws the same samples. vLLM takes `memory_share` of the GPU's memory, by
+    default 90 % of what is free when it starts (the models rlt scores with are loaded by then)."""
 
     def __init__(self, model_path: str, dtype: str = "auto", memory_share: float | None = None):
         from vllm import LLM
@@ -145,11 +155,14 @@ class VLLMSampler:
             memory_share = 0.9 * free / total
         self.llm = LLM(model=model_path, dtype=dtype, gpu_memory_utilization=memory_share, seed=0)
 
-    def __call__(self, prompts: Sequence[list[int]], config: SamplingConfig) -> Iterator[tuple[int, list[int]]]:
+    def __call__(
+        self, prompts: Sequence[list[int]], config: SamplingConfig, seeds: Sequence[int] | None = None
+    ) -> Iterator[tuple[int, list[int]]]:
         from vllm import SamplingParams, TokensPrompt
 
+        seeds = seeds if seeds is not None else [config.seed + i for i in range(len(prompts))]
         params = [SamplingParams(temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_new_tokens,
-                                 seed=config.seed + i) for i in range(len(prompts))]  # fmt: skip
+                                 seed=seed) for seed in seeds]  # fmt: skip
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params)
         yield from ((i, list(o.outputs[0].token_ids)) for i, o in enumerate(outputs))
 

@@ -27,7 +27,7 @@ from rlt.configs import DeviceArguments
 from rlt.data import DataError, Problem
 from rlt.errors import UsageError
 from rlt.formats import student_messages, teacher_prompt
-from rlt.generation import Sampler, SamplingConfig, hf_sampler
+from rlt.generation import Sampler, SamplingConfig, hf_sampler, prompt_seeds
 from rlt.provenance import check_settings, content_key, describe, model_identity, sidecar, write_record
 from rlt.reward import RLTReward
 
@@ -140,7 +140,9 @@ def collect_traces(
     try:
         with tqdm(total=len(jobs), desc="traces", unit="trace") as bar:
             sample = sampler or hf_sampler(teacher, tokenizer)
-            for batch in _batched(sample(prompts, sampling), sampling.batch_size):
+            # seeded by question and sample number, so a resumed run draws what an uninterrupted one would
+            seeds = prompt_seeds(sampling, [f"{keys[i]}/{k}" for i, k in jobs])
+            for batch in _batched(sample(prompts, sampling, seeds), sampling.batch_size):
                 rows = _score_batch(problems, keys, jobs, prompts, batch, teacher, reward)
                 for row in rows:
                     appender.write(row)
