@@ -545,3 +545,15 @@ def test_an_interrupted_score_continues_where_it_stopped(tmp_path, model_dir, ca
     whole = [json.loads(line) for line in (tmp_path / "whole.jsonl").read_text().splitlines()]
     assert [r["explanation"] for r in resumed] == [f"e {i}" for i in range(4)]
     assert [r["reward"] for r in resumed] == pytest.approx([r["reward"] for r in whole], abs=1e-5)
+
+
+def test_trls_deprecated_gradient_checkpointing_call_does_not_warn_on_every_run():
+    """TRL 1.16 asks every model `is_gradient_checkpointing`, which transformers 5 deprecates: a FutureWarning on
+    every training run that no rlt user can act on."""
+    import warnings
+
+    assert main(["--version"]) == 0  # every command sets the filter first
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.warn("`is_gradient_checkpointing` is deprecated and will be removed in v6.", FutureWarning, 1)
+        warnings.warn("another deprecation", FutureWarning, 1)
+    assert [str(w.message) for w in caught] == ["another deprecation"]
