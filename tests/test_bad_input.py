@@ -557,3 +557,36 @@ def test_trls_deprecated_gradient_checkpointing_call_does_not_warn_on_every_run(
         warnings.warn("`is_gradient_checkpointing` is deprecated and will be removed in v6.", FutureWarning, 1)
         warnings.warn("another deprecation", FutureWarning, 1)
     assert [str(w.message) for w in caught] == ["another deprecation"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [  # what a second reviewer's 68 bad inputs found (issue 25), each refused now before any model loads
+        (["train", "--learning_rate", "inf"], "--learning_rate must be a finite number >= 0, got inf"),  # NaN weights
+        (["train", "--learning_rate", "nan"], "--learning_rate must be a finite number >= 0, got nan"),  # traceback
+        (["warmup", "--learning_rate", "-0.001"], "--learning_rate must be a finite number >= 0"),  # traceback
+        (["train", "--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be at least 1"),
+        (["train", "--max_completion_length", "0"], "--max_completion_length must be at least 1, got 0"),
+        (["warmup", "--num_train_epochs", "0"], "--num_train_epochs 0.0 trains nothing"),  # untrained model saved
+        (["score", "ROWS", "--student_temperature", "inf"], "student_temperature must be a finite number > 0"),
+        (["score", "ROWS", "--missing_end_tag_penalty=-inf"], "missing_end_tag_penalty must be a finite number <= 0"),
+        (["eval", "--question_template", "{problem}"], "--question_template '{problem}': only {question} may be"),
+        (["eval", "--question_template", "Solve it."], "--question_template 'Solve it.' must hold {question} once"),
+        (["eval", "--thought_samples", "-1"], "--thought_samples must be at least 0, got -1"),  # switched it on
+        (["check-reward", "--resamples", "0"], "--resamples must be at least 100, got 0"),  # IndexError traceback
+        (["traces", "--top_p", "2"], "--top_p must be in (0, 1], got 2.0"),
+        (["traces", "--out", "traces.csv"], "--out traces.csv: traces are written as .jsonl or .parquet"),
+        (["inspect", "ROWS", "--out", "ROWS"], "is the input file"),  # the rows were overwritten with HTML
+        (["eval", "--dataset", "ROWS", "--out", "ROWS"], "is the input file"),  # the dataset overwritten with JSON
+        (["check-reward", "--dataset", "ROWS", "--out", "ROWS"], "is the input file"),
+    ],
+)
+def test_values_that_broke_a_run_or_a_file_are_usage_errors(tmp_path, capsys, argv, message):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({**GOOD, "explanation": "e"}) + "\n")
+    argv = [str(rows) if a == "ROWS" else a for a in argv]
+    if argv[0] in ("train", "warmup"):
+        argv += ["--output_dir", str(tmp_path / "run")]
+    code, err = run_cli(argv, capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert json.loads(rows.read_text()) == {**GOOD, "explanation": "e"}  # no input was touched

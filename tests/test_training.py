@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -257,7 +258,8 @@ def test_a_callback_can_stop_teacher_rl_and_the_model_is_saved(workdir, tmp_path
 
 def test_a_rerun_with_other_training_settings_is_refused_naming_them(workdir, tmp_path, capsys):
     """Before, a finished run rerun with another learning rate was skipped as finished (a larger --max_steps then
-    resumed the old optimizer), and a run killed before its first checkpoint was trained over without a word."""
+    resumed the old optimizer), and an RL run killed before its first checkpoint was trained over without a word,
+    its samples mixed with the new run's. A start that failed before training protects nothing: it is not refused."""
     args = ["warmup", "--model_name_or_path", str(workdir / "teacher"), "--dataset", str(workdir / "rows.jsonl"),
             "--output_dir", str(tmp_path / "warm"), "--max_steps", "1", "--per_device_train_batch_size", "4",
             "--learning_rate", "1e-3", "--save_strategy", "no", *FAST]  # fmt: skip
@@ -266,10 +268,18 @@ def test_a_rerun_with_other_training_settings_is_refused_naming_them(workdir, tm
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "other settings (training.learning_rate: 0.001 then, 0.0001 now)" in err and "--resume false" in err
-    (tmp_path / "warm" / "trainer_state.json").unlink()  # as if killed before its first save
-    (tmp_path / "warm" / "model.safetensors").unlink()
-    assert main(args) == 2 and "training.learning_rate" in capsys.readouterr().err
     assert main([*args, "--resume", "false"]) == 0  # the fix the error names works
+    (tmp_path / "failed").mkdir()  # a start that failed: only the record was written
+    shutil.copy(tmp_path / "warm" / "rlt_provenance.json", tmp_path / "failed" / "rlt_provenance.json")
+    args[args.index("--output_dir") + 1], args[args.index("--learning_rate") + 1] = str(tmp_path / "failed"), "1e-3"
+    assert main(args) == 0
+    argv = train_args(workdir, "unused", 1, "--save_strategy", "no")
+    argv[argv.index("--output_dir") + 1] = str(tmp_path / "rl")
+    assert main(argv) == 0
+    (tmp_path / "rl" / "trainer_state.json").unlink()  # as if killed before its first save: only samples written
+    (tmp_path / "rl" / "model.safetensors").unlink()
+    argv[argv.index("--learning_rate") + 1] = "1e-4"
+    assert main(argv) == 2 and "training.learning_rate: 0.001 then, 0.0001 now" in capsys.readouterr().err
 
 
 def test_a_resumed_run_keeps_each_steps_samples_once(workdir, tmp_path):

@@ -17,11 +17,16 @@ def _parse(*args, **kwargs) -> tuple:
     return parse(*args, **kwargs)
 
 
-def _output_file(path: str) -> Path:
-    """--out as a file path; a directory there is a usage error now, not an OSError after the work is done."""
-    if Path(path).is_dir():
+def _output_file(path: str, *inputs: str) -> Path:
+    """--out as a file path; a directory there, or one of the command's `inputs` (which writing would destroy), is a
+    usage error now, not an OSError or a lost file after the work is done."""
+    out = Path(path)
+    if out.is_dir():
         raise UsageError(f"--out {path} is a directory; give a file path")
-    return Path(path)
+    for source in inputs:
+        if out.exists() and Path(source).is_file() and out.resolve() == Path(source).resolve():
+            raise UsageError(f"--out {path} is the input file {source}; write to another file")
+    return out
 
 
 def score(argv: list[str]) -> int:
@@ -56,7 +61,7 @@ def inspect(argv: list[str]) -> int:
     (args,) = _parse((InspectArguments,), argv, "inspect", "FILE")
     if not args.rows:
         raise SystemExit("rlt inspect: give the file to inspect, e.g. `rlt inspect scored.jsonl --out report.html`")
-    out = _output_file(args.out)
+    out = _output_file(args.out, args.rows)
     count, scored = inspect_file(args, out)
     print(f"{count} rows ({scored} scored here) -> {out}")
     return 0
@@ -67,6 +72,7 @@ def check_reward(argv: list[str]) -> int:
     from rlt.reward_check import CheckRewardArguments, run_check_reward
 
     parsed = _parse((CheckRewardArguments, DataArguments, FormatArguments, RewardArguments), argv, "check-reward")
+    _output_file(parsed[0].out, parsed[1].dataset)
     print(run_check_reward(*parsed) + f"-> {parsed[0].out}")
     return 0
 
@@ -154,7 +160,7 @@ def evaluation(argv: list[str]) -> int:
     from rlt.evaluate import EvalArguments, run_eval
 
     parsed = _parse((EvalArguments, DataArguments, FormatArguments, RewardArguments), argv, "eval")
-    _output_file(parsed[0].out)
+    _output_file(parsed[0].out, parsed[1].dataset)
     _, table = run_eval(*parsed)
     print(table + f"\n-> {parsed[0].out}")
     return 0

@@ -3,6 +3,7 @@ for free through TRL's `TrlParser`."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
@@ -505,6 +506,14 @@ class _DeviceDefaults:
 
         if self.max_steps == 0 or self.max_steps < -1:  # transformers would train one step, or every epoch
             raise UsageError(f"--max_steps {self.max_steps}: give a positive count, or -1 to train num_train_epochs")
+        # what torch or TRL would otherwise meet mid-run (a traceback), or train on (inf: every weight NaN, "saved")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate >= 0):
+            raise UsageError(f"--learning_rate must be a finite number >= 0, got {self.learning_rate}")
+        if self.max_steps == -1 and not self.num_train_epochs > 0:
+            raise UsageError(f"--num_train_epochs {self.num_train_epochs} trains nothing (with --max_steps -1)")
+        for name in ("per_device_train_batch_size", "max_completion_length"):
+            if getattr(self, name, 1) is not None and getattr(self, name, 1) < 1:
+                raise UsageError(f"--{name} must be at least 1, got {getattr(self, name)}")
         if not torch.cuda.is_available():
             self.use_cpu = True
         if self.bf16 is None:

@@ -35,7 +35,7 @@ from rlt.models import DEFAULT_MODEL
 @dataclass
 class EvalArguments(DeviceArguments):
     #: Least value of each numeric flag (`check_ranges`).
-    MINIMUMS: ClassVar[dict[str, int]] = {"num_samples": 0, "k": 1, "max_new_tokens": 1}
+    MINIMUMS: ClassVar[dict[str, int]] = {"num_samples": 0, "k": 1, "max_new_tokens": 1, "thought_samples": 0}
 
     model: str | None = field(
         default=None, metadata={"help": "Student to evaluate: Hub id, path, or smollm2-135m (the default)."}
@@ -68,6 +68,13 @@ class EvalArguments(DeviceArguments):
     )  # fmt: skip
 
     def __post_init__(self):
+        try:  # the template must show the question, once, and nothing else may need filling
+            shown = self.question_template.format(question="\0")
+        except (KeyError, IndexError, ValueError) as e:
+            raise UsageError(f"--question_template {self.question_template!r}: only {{question}} may be filled in "
+                             f"(escape other braces as {{{{ }}}}): {e!r}") from None  # fmt: skip
+        if shown.count("\0") != 1:
+            raise UsageError(f"--question_template {self.question_template!r} must hold {{question}} once")
         if self.model and self.teacher:
             raise UsageError("--model (a student's accuracy) and --teacher (a teacher's reward) evaluate different "
                              "things: give one")  # fmt: skip

@@ -46,10 +46,12 @@ class RewardConfig:
             if len(coeffs) != 2 or any(not math.isfinite(c) or c < 0 for c in coeffs):
                 raise UsageError(f"{name} must be two finite numbers >= 0, got {coeffs}")
         for name in ("student_temperature", "teacher_temperature"):
-            if not getattr(self, name) > 0:
-                raise UsageError(f"{name} must be > 0, got {getattr(self, name)}")
-        if not self.missing_end_tag_penalty <= 0:
-            raise UsageError(f"missing_end_tag_penalty must be <= 0, got {self.missing_end_tag_penalty}")
+            if not 0 < getattr(self, name) < math.inf:
+                raise UsageError(f"{name} must be a finite number > 0, got {getattr(self, name)}")
+        if not -math.inf < self.missing_end_tag_penalty <= 0:
+            raise UsageError(
+                f"missing_end_tag_penalty must be a finite number <= 0, got {self.missing_end_tag_penalty}"
+            )
         if self.token_budget < 1:
             raise UsageError(f"token_budget must be >= 1, got {self.token_budget}")
 

@@ -27,6 +27,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import ClassVar
 
 from rlt.configs import DeviceArguments
 from rlt.data import Problem
@@ -40,6 +41,9 @@ from rlt.teaching import completion
 
 @dataclass
 class CheckRewardArguments(DeviceArguments):
+    #: Least value of each numeric flag (`check_ranges`): a percentile interval needs resamples to be read from.
+    MINIMUMS: ClassVar[dict[str, int]] = {"resamples": 100}
+
     teacher: str = field(
         default="smollm2-135m", metadata={"help": "Model whose log-probs enter the KL term: Hub id, path, embedded."}
     )

@@ -69,18 +69,21 @@ TRAINING_SETTINGS = (
 
 
 def check_run(config, kind: str, settings: dict, **recorded) -> None:
-    """Refuse to resume (or skip as finished) a run in output_dir that other settings produced, even one killed
-    before its first checkpoint; then record this run's in output_dir/rlt_provenance.json (with `recorded`, kept on
-    record but not compared)."""
+    """Refuse to resume (or skip as finished) a run in output_dir that other settings produced, also one killed before
+    its first checkpoint that left samples; then record this run's in output_dir/rlt_provenance.json (with
+    `recorded`, kept on record but not compared). A start that failed before training left nothing to protect: its
+    record is replaced."""
     out = Path(config.output_dir)
     training = {name: getattr(config, name) for name in TRAINING_SETTINGS if hasattr(config, name)}
     record, provenance = out / RUN_RECORD, describe(kind, {**settings, "training": training}, **recorded)
-    started = out.is_dir() and (get_last_checkpoint(str(out)) or (out / "trainer_state.json").exists())
-    if config.resume and record.exists():
-        remedy = "use another --output_dir, or --resume false to train it over"
-        check_settings(record, provenance, f"the run in {out}", remedy)
-    elif config.resume and started:  # a checkpoint copied on its own, or an older rlt's run: nothing to compare with
-        logger.warning("%s has no %s: resuming without checking what produced it", out, RUN_RECORD)
+    started = out.is_dir() and bool(get_last_checkpoint(str(out)) or (out / "trainer_state.json").exists()
+                                    or any(out.glob("completions*.jsonl")))  # fmt: skip
+    if config.resume and started:
+        if record.exists():
+            remedy = "use another --output_dir, or --resume false to train it over"
+            check_settings(record, provenance, f"the run in {out}", remedy)
+        else:  # a checkpoint copied on its own, or an older rlt's run: nothing to compare with
+            logger.warning("%s has no %s: resuming without checking what produced it", out, RUN_RECORD)
     if config.process_index == 0:
         write_record(record, provenance)
 

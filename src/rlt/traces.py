@@ -39,6 +39,12 @@ class TracesArguments(DeviceArguments):
     #: Least value of each numeric flag (`check_ranges`).
     MINIMUMS: ClassVar[dict[str, int]] = {"num_samples": 1, "max_new_tokens": 1}
 
+    def __post_init__(self):
+        if not 0 < self.top_p <= 1:
+            raise UsageError(f"--top_p must be in (0, 1], got {self.top_p}")
+        if Path(self.out).suffix not in (".jsonl", ".parquet"):
+            raise UsageError(f"--out {self.out}: traces are written as .jsonl or .parquet")
+
     teacher: str = field(default="runs/cpu/train", metadata={"help": "Teacher: Hub id, local path or smollm2-135m."})
     out: str = field(
         default="runs/traces/traces.jsonl",
