@@ -104,17 +104,17 @@ CONFIG_CASES = {
     "student temperature zero": (
         lambda: RewardConfig(student_temperature=0),
         ValueError,
-        r"student_temperature must be > 0",
+        r"student_temperature must be a finite number > 0",
     ),
     "teacher temperature negative": (
         lambda: RewardConfig(teacher_temperature=-0.5),
         ValueError,
-        r"teacher_temperature must be > 0",
+        r"teacher_temperature must be a finite number > 0",
     ),
     "positive missing-tag penalty": (
         lambda: RewardConfig(missing_end_tag_penalty=0.5),
         ValueError,
-        r"missing_end_tag_penalty must be <= 0",
+        r"missing_end_tag_penalty must be a finite number <= 0",
     ),
     "zero token budget": (lambda: RewardConfig(token_budget=0), ValueError, r"token_budget must be >= 1"),
     "negative sampling temperature": (lambda: SamplingConfig(temperature=-1), ValueError, r"temperature must be >= 0"),
@@ -440,7 +440,7 @@ def test_pickle_checkpoint_is_refused(tmp_path):
     ],
 )
 def test_flags_out_of_range_or_unknown_are_usage_errors_before_any_work(tmp_path, capsys, argv, message):
-    out = ["--output_dir" if argv[0] == "train" else "--out", str(tmp_path / "out")]
+    out = ["--output_dir", str(tmp_path / "run")] if argv[0] == "train" else ["--out", str(tmp_path / "out.jsonl")]
     code, err = run_cli([*argv, *out], capsys)
     assert code == 2 and message in err
     assert len(err.strip().splitlines()) == 1  # one line, not a traceback
@@ -590,3 +590,38 @@ def test_values_that_broke_a_run_or_a_file_are_usage_errors(tmp_path, capsys, ar
     code, err = run_cli(argv, capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert json.loads(rows.read_text()) == {**GOOD, "explanation": "e"}  # no input was touched
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [  # messages that named the wrong thing, and exit codes other than 2 for a usage mistake
+        (
+            ["score", "--rows", "ROWS", "extra.jsonl"],
+            "flags or stray arguments that rlt score does not take: "
+            "['extra.jsonl'] (the command's own argument comes first: `rlt score ROWS.jsonl",
+        ),  # "HfArgumentParser"
+        (
+            ["warmup", "--config", "TYPO"],
+            "the recipe's keys that rlt warmup does not take: ['--learning_ratee', '0.1']",
+        ),  # before: "... or set `fail_with_unknown_args=False`"
+        (["train", "--temperature", "0"], "--temperature must be a finite number > 0, got 0.0"),  # teacher_temperature
+        (["score", "ROWS", "--reward_token_budget", "0"], "--reward_token_budget must be at least 1, got 0"),
+        (["check-reward", "--kl_scales", "-1"], "--kl_scales must be finite numbers >= 0, got [-1.0]"),  # kl_coeffs
+        (["score"], "give the rows to score"),  # before: exit 1
+        (["inspect"], "give the file to inspect"),  # before: exit 1
+        (["plot"], "usage: rlt plot RUN_DIR [OUT_DIR] (got nothing)"),  # before: exit 1
+        (["plot", "a", "b", "c"], "usage: rlt plot RUN_DIR [OUT_DIR] (got a b c)"),  # before: c silently ignored
+        (["distill", "--traces", "DIR"], "a directory, not a traces file"),  # before: "no such file"
+        (["distill", "--traces", "EMPTY"], "the file is empty"),  # before: "no trace fits max_length=4096"
+    ],
+)
+def test_usage_mistakes_name_what_the_user_gave_and_exit_2(tmp_path, capsys, argv, message):
+    (tmp_path / "rows.jsonl").write_text(json.dumps({**GOOD, "explanation": "e"}) + "\n")
+    (tmp_path / "typo.yaml").write_text("learning_ratee: 0.1\n")
+    (tmp_path / "empty.jsonl").write_text("")
+    names = {"ROWS": "rows.jsonl", "TYPO": "typo.yaml", "DIR": ".", "EMPTY": "empty.jsonl"}
+    argv = [str(tmp_path / names[a]) if a in names else a for a in argv]
+    if argv[0] in ("train", "warmup", "distill"):
+        argv += ["--output_dir", str(tmp_path / "run")]
+    code, err = run_cli(argv, capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1

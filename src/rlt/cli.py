@@ -37,7 +37,7 @@ def score(argv: list[str]) -> int:
         argv = ["--rows", argv[0], *argv[1:]]
     (args,) = _parse((ScoreArguments,), argv, "score", "ROWS.jsonl")
     if not args.rows:
-        raise SystemExit("rlt score: give the rows to score, e.g. `rlt score rows.jsonl --out scored.jsonl`")
+        raise UsageError("give the rows to score, e.g. `rlt score rows.jsonl --out scored.jsonl`")
     out = _output_file(args.out)
     summary, count, seconds = score_file(args, out)
     print(f"scored {count} rows in {seconds:.1f} s ({count / seconds:.2f} rows/s) -> {out}")
@@ -60,7 +60,7 @@ def inspect(argv: list[str]) -> int:
         argv = ["--rows", argv[0], *argv[1:]]
     (args,) = _parse((InspectArguments,), argv, "inspect", "FILE")
     if not args.rows:
-        raise SystemExit("rlt inspect: give the file to inspect, e.g. `rlt inspect scored.jsonl --out report.html`")
+        raise UsageError("give the file to inspect, e.g. `rlt inspect scored.jsonl --out report.html`")
     out = _output_file(args.out, args.rows)
     count, scored = inspect_file(args, out)
     print(f"{count} rows ({scored} scored here) -> {out}")
@@ -172,8 +172,8 @@ def plot(argv: list[str]) -> int:
     if argv and argv[0] in ("-h", "--help"):
         print("usage: rlt plot RUN_DIR [OUT_DIR]\n\nPNG curves of a run's log history (default: RUN_DIR/plots).")
         return 0
-    if not argv or argv[0].startswith("-"):
-        raise SystemExit("usage: rlt plot RUN_DIR [OUT_DIR]")
+    if not argv or argv[0].startswith("-") or len(argv) > 2:
+        raise UsageError(f"usage: rlt plot RUN_DIR [OUT_DIR] (got {' '.join(argv) or 'nothing'})")
     written = plot_run(argv[0], argv[1] if len(argv) > 1 else None)
     print("\n".join(str(p) for p in written))
     return 0
@@ -226,9 +226,9 @@ FILE_MISTAKES = (FileNotFoundError, IsADirectoryError, NotADirectoryError, Permi
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    # TRL 1.16 asks every model `is_gradient_checkpointing`, which transformers 5 deprecates: a warning on every
-    # training run that no rlt user can act on
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    # TRL 1.16 sets `gradient_checkpointing` and asks every model `is_gradient_checkpointing`, both of which
+    # transformers 5 deprecates: warnings on every training run that no rlt user can act on
+    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.* is deprecated", category=FutureWarning)
     if argv[:1] in (["--version"], ["-V"]):
         from importlib.metadata import version
 

@@ -4,6 +4,7 @@ for free through TRL's `TrlParser`."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
@@ -45,8 +46,15 @@ def parse(dataclass_types: tuple, argv: list[str], command: str | None = None, p
         _check_recipe(argv[at], dataclass_types)
     try:
         parsed = parser.parse_args_and_config(argv)
-    except ValueError as e:  # transformers' "Some specified arguments are not used by the HfArgumentParser: [...]"
-        raise UsageError(f"{e} (the flags {prog} takes: {prog} --help)") from None
+    except UsageError:  # a dataclass's own check (__post_init__): already says what to change
+        raise
+    except ValueError as e:  # transformers' and TRL's "... not used by the HfArgumentParser: [...]" and the like
+        unused = re.search(r"\[.*\]", str(e))
+        if unused is None:
+            raise UsageError(f"{e} ({prog} --help lists the flags)") from None
+        where = "the recipe's keys" if "config file" in str(e) else "flags or stray arguments"
+        raise UsageError(f"{where} that {prog} does not take: {unused.group(0)} (the command's own argument comes "
+                         f"first: `{usage}`; {prog} --help lists the flags)") from None  # fmt: skip
     for config in parsed:
         check_ranges(config)
     return parsed
@@ -180,6 +188,9 @@ def _type_name(expected) -> str:
 @dataclass
 class RewardArguments:
     """The frozen student, the text format and the RLT reward's coefficients (spec §2.7; RL-run defaults)."""
+
+    #: Least value of each numeric flag (`check_ranges`).
+    MINIMUMS: ClassVar[dict[str, int]] = {"reward_token_budget": 1}
 
     student: str = field(
         default="smollm2-135m",
@@ -507,6 +518,9 @@ class _DeviceDefaults:
         if self.max_steps == 0 or self.max_steps < -1:  # transformers would train one step, or every epoch
             raise UsageError(f"--max_steps {self.max_steps}: give a positive count, or -1 to train num_train_epochs")
         # what torch or TRL would otherwise meet mid-run (a traceback), or train on (inf: every weight NaN, "saved")
+        temperature = getattr(self, "temperature", 1.0)  # sampling, in GRPO (also the KL's teacher temperature)
+        if not 0 < temperature < math.inf:
+            raise UsageError(f"--temperature must be a finite number > 0, got {temperature}")
         if not (math.isfinite(self.learning_rate) and self.learning_rate >= 0):
             raise UsageError(f"--learning_rate must be a finite number >= 0, got {self.learning_rate}")
         if self.max_steps == -1 and not self.num_train_epochs > 0:

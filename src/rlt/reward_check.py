@@ -60,6 +60,10 @@ class CheckRewardArguments(DeviceArguments):
     seed: int = field(default=0, metadata={"help": "Seed of the shuffle and the bootstrap."})
     out: str = field(default="runs/check_reward.json", metadata={"help": "JSON report; a .md table beside it."})
 
+    def __post_init__(self):
+        if not all(0 <= scale < math.inf for scale in self.kl_scales):
+            raise UsageError(f"--kl_scales must be finite numbers >= 0, got {self.kl_scales}")
+
 
 # ------------------------------------------------------------------------------------------------ the sources
 

@@ -166,7 +166,9 @@ class DistillArguments:
 def run_distill(model_args: ModelConfig, distill_args: DistillArguments, config: RLTSFTConfig) -> SFTTrainer | None:
     traces = Path(distill_args.traces)
     if not traces.is_file():
-        raise DataError(f"--traces {traces}: no such file")
+        raise DataError(f"--traces {traces}: {'a directory, not a traces file' if traces.is_dir() else 'no such file'}")
+    if traces.stat().st_size == 0:
+        raise DataError(f"--traces {traces}: the file is empty")
     traces_digest = file_digest(traces)  # new or re-collected traces: another run
     check_run(config, "student distillation", {"model": model_identity(model_args.model_name_or_path),
               "traces": traces_digest})  # fmt: skip

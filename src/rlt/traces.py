@@ -42,7 +42,7 @@ class TracesArguments(DeviceArguments):
     def __post_init__(self):
         if not 0 < self.top_p <= 1:
             raise UsageError(f"--top_p must be in (0, 1], got {self.top_p}")
-        if Path(self.out).suffix not in (".jsonl", ".parquet"):
+        if not Path(self.out).is_dir() and Path(self.out).suffix not in (".jsonl", ".parquet"):
             raise UsageError(f"--out {self.out}: traces are written as .jsonl or .parquet")
 
     teacher: str = field(default="runs/cpu/train", metadata={"help": "Teacher: Hub id, local path or smollm2-135m."})
