@@ -625,3 +625,23 @@ def test_usage_mistakes_name_what_the_user_gave_and_exit_2(tmp_path, capsys, arg
         argv += ["--output_dir", str(tmp_path / "run")]
     code, err = run_cli(argv, capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["score", "NULL"], "row 0, column 'solution': null, where text belongs"),  # before: "missing"
+        (["inspect", "TXT"], "scored.txt: rlt reads .jsonl, .json, .parquet and .csv files"),  # before: a Hub lookup
+        (["warmup", "--config", "DIR"], "a directory, where a YAML recipe belongs"),  # before: a bare Errno 21
+        (["coldstart", "--format_weight", "nan"], "--format_weight must be a finite number >= 0, got nan"),  # taken
+    ],
+)
+def test_what_the_second_review_also_found(tmp_path, capsys, argv, message):
+    (tmp_path / "null.jsonl").write_text(json.dumps({**GOOD, "solution": None, "explanation": "e"}) + "\n")
+    (tmp_path / "scored.txt").write_text("not rows\n")
+    names = {"NULL": "null.jsonl", "TXT": "scored.txt", "DIR": "."}
+    argv = [str(tmp_path / names[a]) if a in names else a for a in argv]
+    if argv[0] in ("warmup", "coldstart"):
+        argv += ["--output_dir", str(tmp_path / "run")]
+    code, err = run_cli([*argv, *(["--out", str(tmp_path / "o.jsonl")] if argv[0] == "score" else [])], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from trl import GRPOConfig, SFTConfig
@@ -43,6 +44,9 @@ def parse(dataclass_types: tuple, argv: list[str], command: str | None = None, p
         at = argv.index("--config") + 1
         if at == len(argv):
             raise UsageError("--config needs the path of a YAML recipe")
+        if not Path(argv[at]).is_file():
+            raise UsageError(f"--config {argv[at]}: {'a directory' if Path(argv[at]).is_dir() else 'no such file'}, "
+                             "where a YAML recipe belongs")  # fmt: skip
         _check_recipe(argv[at], dataclass_types)
     try:
         parsed = parser.parse_args_and_config(argv)
@@ -594,6 +598,8 @@ class ColdStartConfig(_DeviceDefaults, _Resumable, GRPOConfig):
     )  # fmt: skip
 
     def __post_init__(self):
+        if not 0 <= self.format_weight < math.inf:
+            raise UsageError(f"--format_weight must be a finite number >= 0, got {self.format_weight}")
         # the format term's weight becomes TRL's reward_weights (correctness 1), here once, not when a run starts
         if self.format_weight:
             weights = [1.0, self.format_weight]

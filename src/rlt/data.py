@@ -48,6 +48,8 @@ def text_field(row: dict, column: str, *, optional: bool = False, number: bool =
     if column not in row or row[column] is None:
         if optional:
             return None
+        if column in row:
+            raise DataError("null, where text belongs", column=column)
         raise DataError(f"missing (columns present: {sorted(row)})", column=column)
     value = row[column]
     if number and isinstance(value, int | float) and not isinstance(value, bool) and isfinite(value):
@@ -318,6 +320,8 @@ def _read_source(
         except Exception as e:  # datasets wraps a parse error in its own exception types
             cause = e.__cause__ or e
             raise DataError(f"{path}: not a readable {path.suffix} table ({type(cause).__name__}: {cause})") from e
+    elif path.is_file():  # a local file of another kind would be looked up as a Hub dataset id
+        raise DataError(f"{path}: rlt reads .jsonl, .json, .parquet and .csv files")
     else:
         try:
             ds = datasets.load_dataset(source, subset, split=split)
