@@ -69,3 +69,44 @@ def test_accelerate_configs_are_valid_yaml(config):
     values = yaml.safe_load(config.read_text())
     assert values["distributed_type"] in {"MULTI_GPU", "DEEPSPEED", "FSDP"}
     assert values["num_processes"] >= 1
+
+
+def readme_commands() -> list[list[str]]:
+    """Every `.venv/bin/rlt ...` line of the README's bash blocks (continuations joined, comments dropped), with the
+    block's shell variables filled in."""
+    import re
+    import shlex
+
+    readme = (RECIPES.parent / "README.md").read_text(encoding="utf-8")
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", readme, re.S):
+        text = block.replace("\\\n", " ")
+        variables = dict(re.findall(r'^(\w+)="?([^"\n#]*?)"?\s*(?:#.*)?$', text, re.M))
+        for line in text.splitlines():
+            if line.startswith(".venv/bin/rlt "):
+                for name, value in variables.items():
+                    line = line.replace(f"${name}", value)
+                line = line.split("  #")[0]
+                commands.append(shlex.split(line)[1:])
+    return commands
+
+
+def test_every_rlt_command_in_the_readme_parses():
+    """The README's commands take the flags they are given (the review: `rlt score --skip_invalid` was documented
+    and rejected): each parses, recipes and ranges checked, as the command would parse it."""
+    from rlt.configs import InspectArguments, ScoreArguments
+    from rlt.demo import DemoArguments
+    from rlt.reward_check import CheckRewardArguments
+
+    configs = COMMAND_CONFIGS | {"score": (ScoreArguments,), "inspect": (InspectArguments,), "demo": (DemoArguments,),
+                                 "check-reward": (CheckRewardArguments, DataArguments, FormatArguments,
+                                                  RewardArguments)}  # fmt: skip
+    commands = readme_commands()
+    assert len(commands) >= 15 and {c[0] for c in commands} >= {"score", "train", "traces", "eval", "plot"}
+    for command, *argv in commands:
+        if command == "plot":
+            assert 1 <= len(argv) <= 2 and not argv[0].startswith("-")
+            continue
+        if command in ("score", "inspect") and not argv[0].startswith("-"):
+            argv = ["--rows", *argv]
+        _parse(configs[command], argv)
