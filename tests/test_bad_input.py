@@ -645,3 +645,21 @@ def test_what_the_second_review_also_found(tmp_path, capsys, argv, message):
         argv += ["--output_dir", str(tmp_path / "run")]
     code, err = run_cli([*argv, *(["--out", str(tmp_path / "o.jsonl")] if argv[0] == "score" else [])], capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["score", "ROWS", "--out", "ROWS/scored.jsonl"], "rows.jsonl is a file, not a directory"),  # bare Errno 17
+        (["train", "--output_dir", "ROWS"], "rows.jsonl is a file; give a directory"),  # bare Errno
+        (["train", "--report_to", "wandbb"], "--report_to wandbb: not one of none, all, "),  # a traceback
+        (["plot", ".", "ROWS"], "rows.jsonl is a file; give a directory for the PNGs"),  # bare Errno 17
+    ],
+)
+def test_paths_and_reporters_that_cannot_work_are_named(tmp_path, capsys, argv, message):
+    (tmp_path / "rows.jsonl").write_text(json.dumps({**GOOD, "explanation": "e"}) + "\n")
+    argv = [a.replace("ROWS", str(tmp_path / "rows.jsonl")) for a in argv]
+    if argv[:2] == ["train", "--report_to"]:
+        argv += ["--output_dir", str(tmp_path / "run")]
+    code, err = run_cli(argv, capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1

@@ -23,6 +23,9 @@ def _output_file(path: str, *inputs: str) -> Path:
     out = Path(path)
     if out.is_dir():
         raise UsageError(f"--out {path} is a directory; give a file path")
+    blocking = next((parent for parent in out.parents if parent.is_file()), None)
+    if blocking is not None:
+        raise UsageError(f"--out {path}: {blocking} is a file, not a directory")
     for source in inputs:
         if out.exists() and Path(source).is_file() and out.resolve() == Path(source).resolve():
             raise UsageError(f"--out {path} is the input file {source}; write to another file")
@@ -174,6 +177,8 @@ def plot(argv: list[str]) -> int:
         return 0
     if not argv or argv[0].startswith("-") or len(argv) > 2:
         raise UsageError(f"usage: rlt plot RUN_DIR [OUT_DIR] (got {' '.join(argv) or 'nothing'})")
+    if len(argv) == 2 and Path(argv[1]).is_file():
+        raise UsageError(f"OUT_DIR {argv[1]} is a file; give a directory for the PNGs")
     written = plot_run(argv[0], argv[1] if len(argv) > 1 else None)
     print("\n".join(str(p) for p in written))
     return 0

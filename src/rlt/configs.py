@@ -521,6 +521,15 @@ class _DeviceDefaults:
 
         if self.max_steps == 0 or self.max_steps < -1:  # transformers would train one step, or every epoch
             raise UsageError(f"--max_steps {self.max_steps}: give a positive count, or -1 to train num_train_epochs")
+        from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+        if Path(self.output_dir).is_file():
+            raise UsageError(f"--output_dir {self.output_dir} is a file; give a directory")
+        reporters = [self.report_to] if isinstance(self.report_to, str) else self.report_to or []
+        unknown = sorted(set(reporters) - set(INTEGRATION_TO_CALLBACK) - {"all", "none"})
+        if unknown:
+            raise UsageError(f"--report_to {' '.join(unknown)}: not one of none, all, "
+                             f"{', '.join(sorted(INTEGRATION_TO_CALLBACK))}")  # fmt: skip
         # what torch or TRL would otherwise meet mid-run (a traceback), or train on (inf: every weight NaN, "saved")
         temperature = getattr(self, "temperature", 1.0)  # sampling, in GRPO (also the KL's teacher temperature)
         if not 0 < temperature < math.inf:
