@@ -545,6 +545,13 @@ def test_an_interrupted_score_continues_where_it_stopped(tmp_path, model_dir, ca
     whole = [json.loads(line) for line in (tmp_path / "whole.jsonl").read_text().splitlines()]
     assert [r["explanation"] for r in resumed] == [f"e {i}" for i in range(4)]
     assert [r["reward"] for r in resumed] == pytest.approx([r["reward"] for r in whole], abs=1e-5)
+    # interrupted again after two rows, then rerun asking for one: one row, not the two kept
+    calls.clear()
+    with monkeypatch.context() as patch:
+        patch.setattr(RLTReward, "score_texts", interrupted_second_round)
+        assert run_cli([*argv, "--out", str(tmp_path / "again.jsonl")], capsys)[0] == 130
+    assert main([*argv, "--out", str(tmp_path / "again.jsonl"), "--limit", "1"]) == 0
+    assert len((tmp_path / "again.jsonl").read_text().splitlines()) == 1
 
 
 def test_trls_deprecated_gradient_checkpointing_call_does_not_warn_on_every_run():

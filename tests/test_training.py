@@ -290,7 +290,7 @@ def test_a_resumed_run_keeps_each_steps_samples_once(workdir, tmp_path):
     assert main(argv) == 0
     samples = tmp_path / "rl" / "completions.jsonl"
     lost = json.loads(samples.read_text().splitlines()[0]) | {"step": 1}  # a step the killed run never saved
-    samples.write_text(samples.read_text() + json.dumps(lost) + "\n")
+    samples.write_text(samples.read_text() + json.dumps(lost) + "\n" + '{"step": 1, "quest')  # and a torn line
     argv[argv.index("--max_steps") + 1] = "2"
     assert main(argv) == 0  # resumes from checkpoint-1
     steps = [json.loads(line)["step"] for line in samples.read_text().splitlines()]

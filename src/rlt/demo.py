@@ -36,7 +36,7 @@ class DemoArguments:
     quick: bool = field(
         default=False,
         metadata={"help": "Tiny settings (in runs/demo-quick unless --output_dir is given): the same wiring in a few "
-                  "minutes; a flag given with it keeps its value."},
+                  "minutes; a flag given with it at other than its default keeps its value."},
     )  # fmt: skip
     output_dir: str = field(default="runs/demo", metadata={"help": "Where every stage writes; the report too."})
     resume: bool = field(

@@ -107,7 +107,8 @@ def hf_generate(
 
     A batch samples in one random stream, seeded with its first prompt's seed (`seeds`, else `config.seed` and the
     batch's position): the same batches draw the same samples, also when a resumed run starts at a batch boundary,
-    as it does after a kill (rows are saved per batch). torch's global random state is left as it was.
+    as it does after a kill (rows are saved per batch). torch's CPU random state and the model's device's are left
+    as they were.
     """
     if prompts:
         check_generation_fits(model, min(config.batch_size, len(prompts)),

@@ -125,9 +125,9 @@ def write_page(rows: list[dict], out: str | Path, source: str) -> Path:
 
 
 def scoring_settings(args):
-    """The settings to rescore `args.rows` with, and how to say so on the page: a training run's own (its starting
-    teacher, student and reward coefficients, from the rlt_provenance.json beside its completions.jsonl) unless
-    `--run_settings false`, else the flags'."""
+    """The settings to rescore `args.rows` with, how to say so on the page, and whether they are the run's own (its
+    starting teacher, student and reward coefficients, from the rlt_provenance.json beside its completions.jsonl;
+    not `--run_settings false`). The tag style and prompts are the flags' either way."""
     from dataclasses import replace
 
     from rlt.provenance import read_record
@@ -135,14 +135,15 @@ def scoring_settings(args):
 
     record = read_record(Path(args.rows).parent / RUN_RECORD) if args.run_settings else None
     if not record or "teacher_spec" not in record:  # not a run's file, or an older rlt's run
-        return args, f"with --teacher {args.teacher}, --student {args.student} and the reward flags"
+        return args, f"with --teacher {args.teacher}, --student {args.student} and the reward flags", False
     reward = record["settings"]["reward"]
     args = replace(args, teacher=record["teacher_spec"], student=record["student_spec"],
                    teacher_temperature=reward["teacher_temperature"],
                    **{k: reward[k] for k in ("solution_coeffs", "kl_coeffs", "student_temperature",
                                              "missing_end_tag_penalty", "schulman_kl", "teacher_entropy")})  # fmt: skip
-    return args, (f"with the run's starting teacher {args.teacher}, its student {args.student} and its reward "
-                  "coefficients; training scored each row with the policy of its step (logged_reward)")  # fmt: skip
+    how = (f"with the run's starting teacher {args.teacher}, its student {args.student} and its reward coefficients; "
+           "training scored each row with the policy of its step (logged_reward)")  # fmt: skip
+    return args, how, True
 
 
 def inspect_file(args, out: Path) -> tuple[int, int]:
@@ -162,7 +163,9 @@ def inspect_file(args, out: Path) -> tuple[int, int]:
             texts = [to_score(rows[i]) for i in todo]
         except ValueError as e:
             raise DataError(str(e), row=todo[0]) from None
-        args, how = scoring_settings(args)
+        args, how, own_run = scoring_settings(args)
+        if not own_run:  # the sampled ids are the run's teacher's tokens: another teacher reads the text
+            texts = [{k: v for k, v in text.items() if k not in ("prompt_ids", "completion_ids")} for text in texts]
         reward = load_reward(args.teacher, args, args.tag_style(), args.teacher_temperature, args,
                              args.trust_remote_code)  # fmt: skip
         done = [record for records, _ in scored_rounds(reward, texts, args.batch_rows, True) for record in records]

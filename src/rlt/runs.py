@@ -58,7 +58,7 @@ def finished_step(config) -> int | None:
 
 #: The training arguments that shape what a run learns, recorded with the model, data and reward each command
 #: names: a rerun into the run's output_dir with other values is refused. Not max_steps: a larger one continues a
-#: finished run.
+#: finished run (a run trained by epochs too: give it --max_steps past its last step).
 TRAINING_SETTINGS = (
     "learning_rate", "lr_scheduler_type", "warmup_ratio", "warmup_steps", "weight_decay", "optim", "adam_beta1",
     "adam_beta2", "adam_epsilon", "max_grad_norm", "num_train_epochs", "per_device_train_batch_size",

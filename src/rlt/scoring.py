@@ -78,9 +78,10 @@ def scored_rounds(
             bar.update(len(chunk))
 
 
-def resumable_scores(partial: Path, provenance: dict) -> list[dict]:
-    """The rows an interrupted `rlt score` finished in `partial`, when the same settings and input produced them
-    (else none: the file is started over). A torn last line is dropped."""
+def resumable_scores(partial: Path, provenance: dict, most: int) -> list[dict]:
+    """The rows (at most `most`) an interrupted `rlt score` finished in `partial`, when the same settings and input
+    produced them (else none: the file is started over); `partial` is left holding just those. A torn last line is
+    dropped."""
     from rlt.provenance import read_record
 
     settings = json.loads(json.dumps(provenance["settings"], default=str))  # as the record reads back
@@ -92,6 +93,7 @@ def resumable_scores(partial: Path, provenance: dict) -> list[dict]:
             done.append(json.loads(line))
         except json.JSONDecodeError:
             break
+    done = done[:most]  # a rerun with a smaller --limit takes what it asks
     partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in done), encoding="utf-8")
     logger.info("continuing %s: %d rows already scored", partial, len(done))
     return done
@@ -124,7 +126,7 @@ def score_file(args: ScoreArguments, out: Path) -> tuple[dict[str, float], int, 
     # Scores go to a side file that replaces --out only when complete: a failed or interrupted run leaves an
     # existing --out untouched, and the rounds it finished in OUT.partial, which the same command continues.
     partial = out.with_name(out.name + ".partial")
-    done = resumable_scores(partial, provenance)
+    done = resumable_scores(partial, provenance, len(rows))
     write_record(sidecar(partial), provenance)
     breakdowns, start = [RewardBreakdown.from_dict(record) for record in done], time.perf_counter()
     try:

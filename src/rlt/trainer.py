@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
+from transformers.trainer_utils import get_last_checkpoint
 from trl import GRPOTrainer, ModelConfig, get_peft_config
 from trl.models import prepare_deepspeed, unwrap_model_for_generation
 from trl.trainer.utils import pad
@@ -154,12 +155,20 @@ class RLTGRPOTrainer(ChatGRPOTrainer):
         # Resumed from checkpoint-N (or started over: N = 0), the run samples steps N, N+1, ... again: rows that a
         # killed run wrote for them go, so that completions.jsonl holds each step once.
         start = 0
+        if resume_from_checkpoint is True:  # transformers' "the newest checkpoint in output_dir"
+            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
         if resume_from_checkpoint:
             state = json.loads((Path(resume_from_checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
             start = state["global_step"]
         if self._samples_path.exists():
             rows = self._samples_path.read_text(encoding="utf-8").splitlines(keepends=True)
-            kept = [row for row in rows if json.loads(row)["step"] < start]
+            kept = []
+            for row in rows:  # a kill mid-write leaves a torn last line: it goes too
+                try:
+                    if json.loads(row)["step"] < start:
+                        kept.append(row)
+                except json.JSONDecodeError:
+                    break
             if len(kept) < len(rows):
                 tmp = self._samples_path.with_name(self._samples_path.name + ".tmp")
                 tmp.write_text("".join(kept), encoding="utf-8")
