@@ -41,7 +41,7 @@ def score(argv: list[str]) -> int:
     (args,) = _parse((ScoreArguments,), argv, "score", "ROWS.jsonl")
     if not args.rows:
         raise UsageError("give the rows to score, e.g. `rlt score rows.jsonl --out scored.jsonl`")
-    out = _output_file(args.out)
+    out = _output_file(args.out, args.rows)
     summary, count, seconds = score_file(args, out)
     print(f"scored {count} rows in {seconds:.1f} s ({count / seconds:.2f} rows/s) -> {out}")
     for name, value in summary.items():

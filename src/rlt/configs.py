@@ -71,7 +71,7 @@ def check_ranges(config) -> None:
     for cls in reversed(type(config).__mro__):
         minimums |= vars(cls).get("MINIMUMS", {})
     for name, low in minimums.items():
-        value = getattr(config, name)
+        value = getattr(config, name, None)  # a flag the class lacks (SFT has no completion length) passes
         values = [] if value is None else value if isinstance(value, list | tuple) else [value]
         if any(v < low for v in values):
             raise UsageError(f"--{name} must be at least {low}, got {value}")
@@ -516,6 +516,9 @@ class _DeviceDefaults:
     fp32 there. Without a GPU, also set `use_cpu`, so that several processes (`accelerate launch --multi_gpu
     --num_processes N`) form a gloo DDP group instead of N unrelated runs."""
 
+    #: Least value of each numeric flag (`check_ranges`).
+    MINIMUMS: ClassVar[dict[str, int]] = {"per_device_train_batch_size": 1, "max_completion_length": 1}
+
     def __post_init__(self):
         import torch
 
@@ -538,9 +541,7 @@ class _DeviceDefaults:
             raise UsageError(f"--learning_rate must be a finite number >= 0, got {self.learning_rate}")
         if self.max_steps == -1 and not self.num_train_epochs > 0:
             raise UsageError(f"--num_train_epochs {self.num_train_epochs} trains nothing (with --max_steps -1)")
-        for name in ("per_device_train_batch_size", "max_completion_length"):
-            if getattr(self, name, 1) is not None and getattr(self, name, 1) < 1:
-                raise UsageError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        check_ranges(self)
         if not torch.cuda.is_available():
             self.use_cpu = True
         if self.bf16 is None:

@@ -94,12 +94,17 @@ def check_settings(path: Path, provenance: dict, what: str, remedy: str) -> None
         recorded = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: not valid JSON ({e.msg}); {remedy}") from None
-    old, new = _flat(recorded.get("settings", {})), _flat(_plain(provenance["settings"]))
-    # only what both record: a setting an older rlt did not record (or this one no longer does) cannot be compared
-    differ = [f"{key}: {old[key]!r} then, {new[key]!r} now" for key in sorted(old.keys() & new.keys())
-              if old[key] != new[key]]  # fmt: skip
+    differ = setting_differences(recorded, provenance)
     if differ:
         raise DataError(f"{what} was produced with other settings ({'; '.join(differ)}); {remedy}")
+
+
+def setting_differences(recorded: dict, provenance: dict) -> list[str]:
+    """Each setting with another value in `provenance` than in the `recorded` one, as "key: old then, new now".
+    Only what both record: a setting an older rlt did not record (or this one no longer does) cannot be compared."""
+    old, new = _flat(recorded.get("settings", {})), _flat(_plain(provenance["settings"]))
+    return [f"{key}: {old[key]!r} then, {new[key]!r} now" for key in sorted(old.keys() & new.keys())
+            if old[key] != new[key]]  # fmt: skip
 
 
 def _flat(settings: dict, prefix: str = "") -> dict:

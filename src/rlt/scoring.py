@@ -18,7 +18,6 @@ from pathlib import Path
 
 from rlt.configs import DeviceArguments, RewardArguments, ScoreArguments
 from rlt.data import DataError, read_rows, text_field
-from rlt.errors import UsageError
 from rlt.formats import TagStyle
 from rlt.provenance import sidecar
 from rlt.reward import RewardBreakdown, RLTReward, summarize
@@ -82,19 +81,14 @@ def resumable_scores(partial: Path, provenance: dict, most: int) -> list[dict]:
     """The rows (at most `most`) an interrupted `rlt score` finished in `partial`, when the same settings and input
     produced them (else none: the file is started over); `partial` is left holding just those. A torn last line is
     dropped."""
-    from rlt.provenance import read_record
+    from rlt.provenance import read_record, setting_differences
+    from rlt.traces import recover_jsonl, write_rows
 
-    settings = json.loads(json.dumps(provenance["settings"], default=str))  # as the record reads back
-    if not partial.exists() or (read_record(sidecar(partial)) or {}).get("settings") != settings:
+    record = read_record(sidecar(partial))
+    if not partial.exists() or record is None or setting_differences(record, provenance):
         return []
-    done = []
-    for line in partial.read_text(encoding="utf-8").splitlines():
-        try:
-            done.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    done = done[:most]  # a rerun with a smaller --limit takes what it asks
-    partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in done), encoding="utf-8")
+    done = recover_jsonl(partial)[:most]  # a rerun with a smaller --limit takes what it asks
+    write_rows(partial, done)
     logger.info("continuing %s: %d rows already scored", partial, len(done))
     return done
 
@@ -104,8 +98,6 @@ def score_file(args: ScoreArguments, out: Path) -> tuple[dict[str, float], int, 
     summary, the row count and the seconds it took. `out` is replaced only when complete."""
     from rlt.provenance import describe, file_digest, model_identity, write_record
 
-    if out.exists() and out.resolve() == Path(args.rows).resolve():
-        raise UsageError(f"--out {out} is the input file; write the scores to another file")
     rows = read_rows(args.rows)[: args.limit]
     if not rows:
         raise DataError(f"{args.rows}: no rows to score")

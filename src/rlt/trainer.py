@@ -32,6 +32,7 @@ from rlt.models import load_model
 from rlt.provenance import model_identity
 from rlt.reward import RewardConfig, RLTReward
 from rlt.runs import check_run, model_dtype, require_vllm, skip_finished, train_and_save
+from rlt.traces import recover_jsonl, write_rows
 
 logger = logging.getLogger(__name__)
 
@@ -160,19 +161,10 @@ class RLTGRPOTrainer(ChatGRPOTrainer):
         if resume_from_checkpoint:
             state = json.loads((Path(resume_from_checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))
             start = state["global_step"]
-        if self._samples_path.exists():
-            rows = self._samples_path.read_text(encoding="utf-8").splitlines(keepends=True)
-            kept = []
-            for row in rows:  # a kill mid-write leaves a torn last line: it goes too
-                try:
-                    if json.loads(row)["step"] < start:
-                        kept.append(row)
-                except json.JSONDecodeError:
-                    break
-            if len(kept) < len(rows):
-                tmp = self._samples_path.with_name(self._samples_path.name + ".tmp")
-                tmp.write_text("".join(kept), encoding="utf-8")
-                tmp.replace(self._samples_path)
+        rows = recover_jsonl(self._samples_path)  # a torn last line (a kill mid-write) is cut off first
+        kept = [row for row in rows if row["step"] < start]
+        if len(kept) < len(rows):
+            write_rows(self._samples_path, kept)
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
     def _place_student(self, student, args: RLTGRPOConfig):
