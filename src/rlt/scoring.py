@@ -20,7 +20,8 @@ from rlt.configs import DeviceArguments, RewardArguments, ScoreArguments
 from rlt.data import DataError, read_rows, text_field
 from rlt.formats import TagStyle
 from rlt.provenance import sidecar
-from rlt.reward import RewardBreakdown, RLTReward, summarize
+from rlt.reward import RewardBreakdown, RLTReward, scored_record, summarize
+from rlt.students import MultiStudentReward, Student, build_reward, student_names
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +40,11 @@ def load_reward(
     placement: DeviceArguments | None = None,
     trust_remote_code: bool = False,
     load: Callable[[str], tuple] | None = None,
-) -> RLTReward:
-    """The RLT reward between `teacher` and the frozen student `reward_args.student`, on `placement`'s device and
-    dtype; the teacher model is `reward.teacher`. One model object when both specs are the same. `load` replaces
-    loading a spec (the demo's cache of frozen models)."""
+) -> RLTReward | MultiStudentReward:
+    """The RLT reward between `teacher` and the frozen students `reward_args.student` (`RLTReward` for one,
+    `MultiStudentReward` for several), on `placement`'s device and dtype; the teacher model is `reward.teacher`.
+    One model object per distinct spec, the teacher's included. `load` replaces loading a spec (the demo's cache of
+    frozen models)."""
     from rlt.models import load_model
 
     config = reward_args.reward_config(teacher_temperature)  # a bad coefficient fails before any model loads
@@ -53,15 +55,19 @@ def load_reward(
         def load(spec: str) -> tuple:
             return load_model(spec, dtype, device, trust_remote_code)
 
-    teacher_model, tokenizer = load(teacher)
-    student, student_tokenizer = (
-        (teacher_model, tokenizer) if reward_args.student == teacher else load(reward_args.student)
-    )
-    return RLTReward(student, tokenizer, teacher_model, config, style, student_tokenizer)
+    loaded = {teacher: load(teacher)}
+    for spec in reward_args.student:
+        if spec not in loaded:
+            loaded[spec] = load(spec)
+    students = [Student(name, *loaded[spec], weight) for name, spec, weight in
+                zip(student_names(reward_args.student), reward_args.student, reward_args.student_weight_list(),
+                    strict=True)]  # fmt: skip
+    teacher_model, tokenizer = loaded[teacher]
+    return build_reward(students, tokenizer, teacher_model, config, style)
 
 
 def scored_rounds(
-    reward: RLTReward, rows: list[dict], batch_rows: int, details: bool
+    reward: RLTReward | MultiStudentReward, rows: list[dict], batch_rows: int, details: bool
 ) -> Iterator[tuple[list[dict], list[RewardBreakdown]]]:
     """Score `rows` (question, solution, explanation) in rounds of `batch_rows`, with a progress bar: each round's
     rows with their components (and, with `details`, the ids, spans and per-token numbers), and its breakdowns."""
@@ -71,7 +77,7 @@ def scored_rounds(
         for begin in range(0, len(rows), batch_rows):
             chunk = rows[begin : begin + batch_rows]
             scored, samples = reward.score_texts(chunk, per_token=details)
-            records = [{**row, **b.to_dict(), **(sample.to_dict() if details and b.aligned else {})}
+            records = [{**row, **scored_record(b, sample, details)}
                        for row, b, sample in zip(chunk, scored, samples, strict=True)]  # fmt: skip
             yield records, scored
             bar.update(len(chunk))
@@ -112,7 +118,7 @@ def score_file(args: ScoreArguments, out: Path) -> tuple[dict[str, float], int, 
 
     out.parent.mkdir(parents=True, exist_ok=True)
     provenance = describe("scored rows", {
-        "teacher": model_identity(args.teacher), "student": model_identity(args.student),
+        "teacher": model_identity(args.teacher), "student": args.student_identity(),
         "reward": asdict(reward.config), "style": reward.style.identity, "details": args.details,
         "rows": f"{args.rows} sha256:{file_digest(args.rows)}"})  # fmt: skip
     # Scores go to a side file that replaces --out only when complete: a failed or interrupted run leaves an

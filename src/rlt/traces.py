@@ -30,6 +30,7 @@ from rlt.formats import student_messages, teacher_prompt
 from rlt.generation import Sampler, SamplingConfig, hf_sampler, prompt_seeds
 from rlt.provenance import check_settings, content_key, describe, model_identity, sidecar, write_record
 from rlt.reward import RLTReward
+from rlt.students import MultiStudentReward, reward_identity, student_rewards
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ class JsonlAppender:
 def collect_traces(
     problems: list[Problem],
     teacher,
-    reward: RLTReward,
+    reward: RLTReward | MultiStudentReward,
     out: Path,
     sampling: SamplingConfig,
     num_samples: int = 1,
@@ -174,12 +175,15 @@ def row_keys(problems: list[Problem]) -> list[str]:
     return keys
 
 
-def traces_provenance(teacher, reward: RLTReward, sampling: SamplingConfig, data: dict | None = None) -> dict:
+def traces_provenance(
+    teacher, reward: RLTReward | MultiStudentReward, sampling: SamplingConfig, data: dict | None = None
+) -> dict:
     """What makes a trace row what it is: teacher and student weights, reward, format and sampling (compared on
     resume), and the data it came from (recorded)."""
-    teacher_dir, student_dir = teacher.name_or_path, reward.student.name_or_path
+    teacher_dir, student_dirs = teacher.name_or_path, [r.student.name_or_path for r in student_rewards(reward)]
+    student_dir = student_dirs[0] if len(student_dirs) == 1 else student_dirs
     sampled = {k: v for k, v in asdict(sampling).items() if k != "batch_size"}
-    settings = {"teacher": model_identity(teacher_dir), "student": model_identity(student_dir),
+    settings = {"teacher": model_identity(teacher_dir), "student": reward_identity(reward),
                 "reward": asdict(reward.config), "style": reward.style.identity, "sampling": sampled}  # fmt: skip
     return describe("traces", settings, teacher_path=teacher_dir, student_path=student_dir, data=data)
 
@@ -213,7 +217,7 @@ def _batched(iterator, size: int):
         yield batch
 
 
-def _score_batch(problems, keys, jobs, prompts, batch, teacher, reward: RLTReward) -> list[dict]:
+def _score_batch(problems, keys, jobs, prompts, batch, teacher, reward: RLTReward | MultiStudentReward) -> list[dict]:
     batch_problems = [problems[jobs[j][0]] for j, _ in batch]
     samples = reward.align_sampled([p.question for p in batch_problems], [p.solution for p in batch_problems],
                                    [prompts[j] for j, _ in batch], [ids for _, ids in batch])  # fmt: skip

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict
 from pathlib import Path
@@ -32,6 +33,7 @@ from rlt.models import load_model
 from rlt.provenance import model_identity
 from rlt.reward import RewardConfig, RLTReward
 from rlt.runs import check_run, model_dtype, require_vllm, skip_finished, train_and_save
+from rlt.students import Student, build_reward, student_names, student_rewards
 from rlt.traces import recover_jsonl, write_rows
 
 logger = logging.getLogger(__name__)
@@ -111,12 +113,13 @@ def rank_unscoreable_last(rewards: torch.Tensor, group_size: int, margin: float 
 
 
 class RLTGRPOTrainer(ChatGRPOTrainer):
-    """GRPO on a teacher, rewarded by a frozen student's understanding of the solution."""
+    """GRPO on a teacher, rewarded by a frozen student's understanding of the solution: `student` is a model (with
+    `student_tokenizer`, default the teacher's), or several `rlt.students.Student`s whose rewards are averaged."""
 
     def __init__(
         self,
         model,
-        student,
+        student: torch.nn.Module | Sequence[Student],
         args: RLTGRPOConfig,
         train_dataset: Dataset,
         processing_class,
@@ -132,9 +135,8 @@ class RLTGRPOTrainer(ChatGRPOTrainer):
             raise ValueError(f"the reward's teacher temperature ({reward_config.teacher_temperature}) must be the "
                              f"sampling temperature ({args.temperature}): build it with "
                              "RewardArguments.reward_config(config.temperature)")  # fmt: skip
-        self.rlt_reward = RLTReward(
-            student, processing_class, config=reward_config, style=style, student_tokenizer=student_tokenizer
-        )
+        students = list(student) if isinstance(student, Sequence) else [Student("student", student, student_tokenizer)]
+        self.rlt_reward = build_reward(students, processing_class, config=reward_config, style=style)
         super().__init__(
             model=model,
             reward_funcs=[self.rlt_reward],
@@ -144,7 +146,8 @@ class RLTGRPOTrainer(ChatGRPOTrainer):
             peft_config=peft_config,
             callbacks=callbacks,
         )
-        self.rlt_reward.student = self._place_student(student, args)
+        for reward in student_rewards(self.rlt_reward):
+            reward.student = self._place_student(reward, args)
         rank = self.accelerator.process_index
         name = "completions.jsonl" if rank == 0 else f"completions.rank{rank}.jsonl"
         self._samples_path = Path(args.output_dir) / name
@@ -167,8 +170,9 @@ class RLTGRPOTrainer(ChatGRPOTrainer):
             write_rows(self._samples_path, kept)
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
-    def _place_student(self, student, args: RLTGRPOConfig):
-        """The frozen student where it computes; see README "GPUs" for what each placement costs in memory.
+    def _place_student(self, reward: RLTReward, args: RLTGRPOConfig):
+        """A frozen student where it computes (every student alike); see README "GPUs" for what each placement costs
+        in memory.
 
         By default a whole copy on every device, under DDP, ZeRO and FSDP alike: its forwards then need no other
         rank, so ranks whose samples differ in length or in how many can be scored never wait on each other.
@@ -176,9 +180,10 @@ class RLTGRPOTrainer(ChatGRPOTrainer):
         collective that every rank makes exactly once, whatever its inputs. `offload_student` keeps it in CPU
         memory and streams each layer in for its forward.
         """
+        student = reward.student
         if args.shard_student:  # under ZeRO-3, which RLTGRPOConfig checked
             engine = prepare_deepspeed(student, self.accelerator)
-            self.rlt_reward.student_access = lambda: unwrap_model_for_generation(engine, self.accelerator)
+            reward.student_access = lambda: unwrap_model_for_generation(engine, self.accelerator)
             return engine
         if args.offload_student:
             from accelerate import cpu_offload
@@ -309,12 +314,13 @@ def run_train(
             "model": model_identity(model_args.model_name_or_path),
             "data": asdict(data_args),
             "style": style.identity,
-            "student": model_identity(reward_args.student),
+            "student": reward_args.student_identity(),
             "reward": asdict(reward_config),
         },
         # kept on record, not compared: `rlt inspect` rescores the run's samples with them
         teacher_spec=model_args.model_name_or_path,
         student_spec=reward_args.student,
+        student_weights=reward_args.student_weights,
     )
     if skip_finished(config):
         return None
@@ -323,11 +329,13 @@ def run_train(
     teacher, tokenizer = load_model(model_args.model_name_or_path, dtype, "cpu", config.trust_remote_code)
     # A replicated student loads whole even in a ZeRO-3 run; a sharded one is partitioned as it loads.
     with nullcontext() if config.shard_student else whole_weights():
-        student, student_tokenizer = load_model(reward_args.student, dtype, "cpu", config.trust_remote_code)
+        students = [Student(name, *load_model(spec, dtype, "cpu", config.trust_remote_code), weight)
+                    for name, spec, weight in zip(student_names(reward_args.student), reward_args.student,
+                                                  reward_args.student_weight_list(), strict=True)]  # fmt: skip
     logger.info("RL on %d problems (%d invalid rows skipped)", len(train), skipped)
     trainer = RLTGRPOTrainer(
         model=teacher,
-        student=student,
+        student=students,
         args=config,
         train_dataset=rl_dataset(train, tokenizer, style),
         processing_class=tokenizer,
@@ -335,7 +343,6 @@ def run_train(
         style=style,
         peft_config=get_peft_config(model_args),
         callbacks=callbacks,
-        student_tokenizer=student_tokenizer,
     )
     train_and_save(trainer, tokenizer)
     return trainer
