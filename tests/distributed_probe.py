@@ -17,6 +17,8 @@ import torch
 import transformers
 from transformers import TrainerCallback
 
+from rlt.students import student_rewards
+
 #: Tokens whose log-probs under the trained policy are recorded (ids every tiny test vocabulary holds).
 PROBE_IDS = list(range(3, 40))
 
@@ -63,8 +65,9 @@ class Probe(TrainerCallback):
             "policy": holding(trainer.model),
         }
         reward = getattr(trainer, "rlt_reward", None)
-        if reward is not None:
-            self.record["student"] = {"class": type(reward.student).__name__, **holding(reward.student)}
+        if reward is not None:  # each student's placement; `student`: the first's
+            students = [{"class": type(r.student).__name__, **holding(r.student)} for r in student_rewards(reward)]
+            self.record["student"], self.record["students"] = students[0], students
 
     def on_train_end(self, args, state, control, **kwargs):
         # A forward through the wrapped model: under ZeRO-3 every rank takes part in gathering each layer.

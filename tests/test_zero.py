@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 from rlt.formats import student_messages
 from rlt.models import load_model
 from rlt.reward import AlignmentError, RLTReward
+from rlt.students import MultiStudentReward, Student
 from rlt.testing import save_tiny
 from tests.distributed_probe import PROBE_IDS, token_logprobs
 
@@ -218,6 +219,34 @@ def test_zero3_sharded_student_with_an_unscoreable_group_on_one_rank(root):
     assert [h["rlt/alignment_failures"] for h in logged] == [4, 4]
     assert logged[0]["rlt/reward"] == pytest.approx(sum(score for _, score in scored) / 4, abs=1e-4)
     assert all(h["rlt/solution_logprob_mean"] < 0 and h["rlt/kl_mean"] is not None for h in logged)
+    assert_saved_model_is_the_trained_policy(out, records, root / "teacher")
+
+
+def test_zero3_two_sharded_students_of_different_tokenizers(root):
+    """Several students are placed like one: under `--shard_student true` each is partitioned and gathered once per
+    scoring call, every rank entering each gather; the logged rewards are the offline two-student scores."""
+    launch(root / "zero3.yaml", train_argv(root, "z3_two", "student", "rows.jsonl", "--student",
+                                           str(root / "byte_student"), "--shard_student", "true"))  # fmt: skip
+    out = root / "z3_two"
+    records = probes(out)
+    assert_zero(records, 3)
+    for r in records:
+        assert len(r["students"]) == 2
+        for student in r["students"]:
+            assert student["class"] == "DeepSpeedEngine" and student["partitioned"] == student["parameters"]
+            assert student["elements_in_module"] == 0 and student["elements_in_this_rank_slice"] > 0
+    samples = samples_at_step_0(out)
+    teacher, tokenizer = load_model(str(root / "teacher"))
+    panel = MultiStudentReward([Student(name, *load_model(str(root / name))) for name in ("student", "byte_student")],
+                               tokenizer, teacher)  # fmt: skip
+    offline, _ = panel.score_texts([{**s, "explanation": s["completion"]} for s in samples])
+    assert len(samples) == 8 and all(b.aligned for b in offline)
+    assert all(abs(b.reward - s["reward"]) <= 1e-4 for b, s in zip(offline, samples, strict=True))
+    logged = [h for h in json.loads((out / "trainer_state.json").read_text())["log_history"] if "rlt/reward" in h]
+    assert logged[0]["rlt/reward"] == pytest.approx(sum(b.reward for b in offline) / 8, abs=1e-4)
+    for name in ("student", "byte_student"):
+        own = sum(b.students[name].reward for b in offline) / 8
+        assert logged[0][f"rlt/{name}/reward"] == pytest.approx(own, abs=1e-4)
     assert_saved_model_is_the_trained_policy(out, records, root / "teacher")
 
 
