@@ -250,3 +250,21 @@ def test_grpo_with_two_students_logs_each_and_rewards_equal_offline(models):
     assert all(set(r["students"]) == {"student", "byte_student"} for r in data["rows"])
     for r, s in zip(data["rows"], first, strict=False):
         assert r["combined"] == pytest.approx(s["reward"], abs=1e-3)  # rounded to 4 places on the page
+
+
+def test_traces_with_two_students_and_a_resume_against_other_students_is_refused(models, capsys):
+    out = models / "traces.jsonl"
+    argv = ["traces", "--teacher", str(models / "teacher"), "--student", str(models / "student"), "--student",
+            str(models / "byte_student"), "--dataset", str(models / "rows.jsonl"), "--out", str(out),
+            "--max_new_tokens", "8", "--device", "cpu"]  # fmt: skip
+    assert main(argv) == 0
+    traces = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(traces) == len(rows())
+    for row in traces:  # each student's numbers beside the combined reward; the distillation chat is one
+        assert set(row["students"]) == {"student", "byte_student"} and row["messages"][-1]["role"] == "assistant"
+        if row["aligned"]:
+            expected = sum(own["reward"] for own in row["students"].values()) / 2
+            assert row["reward"] == pytest.approx(expected, abs=1e-5)
+    # the same file, continued against one student only, is another reward: refused, naming the setting
+    assert main(argv[:5] + argv[7:]) == 2
+    assert "student" in capsys.readouterr().err

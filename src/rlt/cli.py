@@ -32,6 +32,13 @@ def _output_file(path: str, *inputs: str) -> Path:
     return out
 
 
+def _print_summary(summary: dict[str, float]) -> None:
+    """Each mean of `reward.summarize` on a line, the names in one column (with several students, theirs too)."""
+    width = max(22, *map(len, summary))
+    for name, value in summary.items():
+        print(f"  {name:<{width}} {value:.4f}")
+
+
 def score(argv: list[str]) -> int:
     from rlt.configs import ScoreArguments
     from rlt.scoring import score_file
@@ -44,8 +51,7 @@ def score(argv: list[str]) -> int:
     out = _output_file(args.out, args.rows)
     summary, count, seconds = score_file(args, out)
     print(f"scored {count} rows in {seconds:.1f} s ({count / seconds:.2f} rows/s) -> {out}")
-    for name, value in summary.items():
-        print(f"  {name:<22} {value:.4f}")
+    _print_summary(summary)
     if summary.get("kl_mean", 0.0) < 0:
         print(
             "  kl_mean < 0: each token's term is a one-sample log-ratio, log p_teacher - log p_student, which "
@@ -125,8 +131,7 @@ def traces(argv: list[str]) -> int:
     print(f"{len(rows)} traces for {len({r['key'] for r in rows})} questions in {out}")
     if selected:
         print(f"best of {args.num_samples} per question -> {selected}")
-    for name, value in summarize([RewardBreakdown.from_dict(r) for r in rows]).items():
-        print(f"  {name:<22} {value:.4f}")
+    _print_summary(summarize([RewardBreakdown.from_dict(r) for r in rows]))
     return 0
 
 

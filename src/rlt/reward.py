@@ -577,8 +577,8 @@ def logged_values(breakdown: RewardBreakdown) -> dict[str, float]:
         "kl_edge_tokens_dropped": float(breakdown.kl_edge_tokens_dropped),
     }
     values = {name: derived[name] if name in derived else getattr(breakdown, name) for name in LOGGED}
-    for student, own in (breakdown.students or {}).items():
-        values |= {f"{student}/{name}": value for name, value in logged_values(own).items()}
+    for student, own in (breakdown.students or {}).items():  # the match rate is the teacher's: logged once
+        values |= {f"{student}/{name}": value for name, value in logged_values(own).items() if name != "match_rate"}
     return values
 
 
