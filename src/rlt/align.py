@@ -21,15 +21,17 @@ character over several tokens; their offsets overlap and no boundary is placed i
 
 from __future__ import annotations
 
+import itertools
 import json
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import asdict, dataclass, field
+from functools import cached_property, lru_cache
 
 import numpy as np
 
 from rlt.errors import UsageError
+from rlt.formats import TagStyle, parse_explanation, student_segments, teacher_prompt
 
 Span = tuple[int, int]  # [start, end): token indices into a sequence, or characters into a text
 
@@ -212,3 +214,202 @@ def align_explanation(
     in_chunks = int((chunks[:, :, 1] - chunks[:, :, 0]).sum())
     touching = teacher.tokens_touching(teacher_chars) + student.tokens_touching(student_chars)
     return ExplanationAlignment(teacher_span, student_span, chunks, touching - in_chunks)
+
+
+# -------------------------------------------------------------------------------- samples: both sequences of one
+
+
+@dataclass
+class AlignedSample:
+    """Token ids of both sequences and what the reward reads in them (the `--details` columns).
+
+    Spans are [start, end) token indices, and the log-prob of token i comes from the logits at i − 1. `kl_chunks`
+    pairs a teacher token range with a student token range that cover the same explanation characters, in order.
+    """
+
+    teacher_input_ids: list[int]
+    teacher_explanation_span: Span
+    student_input_ids: list[int]
+    student_explanation_span: Span
+    student_solution_span: Span
+    kl_chunks: np.ndarray  # [n, 2, 2], or the same as nested lists when read back from JSON
+    matched: bool
+    kl_edge_tokens_dropped: int = 0
+    explanation: str = field(default="", repr=False)  # the text both models read as the explanation
+
+    def to_dict(self) -> dict:
+        details = asdict(self)
+        del details["explanation"]  # a scored row already holds the completion it came from
+        details["kl_chunks"] = np.asarray(self.kl_chunks).tolist()
+        return details
+
+
+class AlignmentError(ValueError):
+    """Why a sample cannot be scored."""
+
+
+@dataclass(frozen=True)
+class _Completion:
+    text: str
+    tokens: TokenizedText  # the teacher's completion tokens and their characters in `text`
+
+
+class SampleAligner:
+    """Both sequences of a sample and what the reward reads in them, for one teacher tokenizer and one student's:
+    where the teacher's turn and its explanation end, the student's chat around the explanation and the solution,
+    the spans and KL chunks (`align_explanation`), and whether the models can read them (`check_fits`)."""
+
+    def __init__(self, tokenizer, student_tokenizer, style: TagStyle):
+        if getattr(student_tokenizer, "chat_template", None) is None:
+            raise UsageError("the student's tokenizer has no chat template; the student reads the explanation in one")
+        self.tokenizer, self.student_tokenizer, self.style = tokenizer, student_tokenizer, style
+        # Where the teacher's turn ends: its special tokens, including added ones flagged special (e.g. <|eot_id|>).
+        added = getattr(tokenizer, "added_tokens_decoder", {})
+        self._special_ids = set(tokenizer.all_special_ids) | {i for i, token in added.items() if token.special}
+        self._student_turn = lru_cache(maxsize=4096)(self._student_turn_uncached)
+        self.encoded_prompt = lru_cache(maxsize=4096)(self._encode_prompt)
+
+    def _encode_prompt(self, prompt: str) -> tuple[int, ...]:
+        return tuple(encode(self.tokenizer, prompt))  # as the trainer does (`RLTGRPOTrainer._tokenize_prompts`)
+
+    def _student_turn_uncached(self, question: str) -> tuple[str, str, str]:
+        segments = student_segments(self.student_tokenizer, question, self.style)
+        return segments.prefix, segments.middle, segments.suffix
+
+    def explanation_end(self, completion: _Completion) -> tuple[int, bool]:
+        """How many leading characters of the completion are the explanation, and whether its closing tag was found.
+
+        The teacher's turn ends at its first special token (eos, padding); the explanation ends at the first
+        closing tag within the turn, or with the turn when there is none.
+        """
+        tokens = completion.tokens
+        turn_end = next(
+            (start for t, (start, _) in zip(tokens.ids, tokens.offsets, strict=True) if t in self._special_ids),
+            len(completion.text),
+        )
+        parsed = parse_explanation(completion.text[:turn_end], self.style)
+        return parsed.end, parsed.matched
+
+    def _align(
+        self,
+        questions: Sequence[str],
+        solutions: Sequence[str],
+        prompt_ids: Sequence[Sequence[int]],
+        completions: Sequence[_Completion | None],
+        models: tuple,
+    ) -> list[AlignedSample | AlignmentError]:
+        """Both sequences of every sample, the student chats tokenised in one call; an error where one fails."""
+        layouts, texts = [], []
+        for question, solution, completion in zip(questions, solutions, completions, strict=True):
+            end, matched = self.explanation_end(completion) if completion else (0, False)
+            explanation = completion.text[:end] if completion else ""
+            prefix, middle, suffix = self._student_turn(question)
+            texts.append(prefix + explanation + middle + solution + suffix)
+            solution_start = len(prefix) + end + len(middle)
+            layouts.append((explanation, matched, len(prefix), (solution_start, solution_start + len(solution))))
+        samples: list[AlignedSample | AlignmentError] = []
+        students = tokenize_texts(self.student_tokenizer, texts)
+        for prompt, completion, student, layout in zip(prompt_ids, completions, students, layouts, strict=True):
+            try:
+                if completion is None:
+                    raise AlignmentError("the sampled ids could not be placed in their decoded text")
+                samples.append(self._sample(list(prompt), completion, student, *layout, models))
+            except AlignmentError as e:
+                samples.append(e)
+        return samples
+
+    def _sample(
+        self,
+        prompt_ids: list[int],
+        completion: _Completion,
+        student: TokenizedText,
+        explanation: str,
+        matched: bool,
+        student_start: int,
+        solution_chars: Span,
+        models: tuple,
+    ) -> AlignedSample:
+        aligned = align_explanation(
+            completion.tokens, (0, len(explanation)), student, (student_start, student_start + len(explanation))
+        )
+        n = len(prompt_ids)  # the teacher's completion tokens follow its prompt
+        sample = AlignedSample(
+            teacher_input_ids=prompt_ids + completion.tokens.ids,
+            teacher_explanation_span=(aligned.teacher_span[0] + n, aligned.teacher_span[1] + n),
+            student_input_ids=student.ids,
+            student_explanation_span=aligned.student_span,
+            student_solution_span=student.tokens_within(solution_chars),
+            kl_chunks=aligned.chunks + np.array([[n, n], [0, 0]]),
+            matched=matched,
+            kl_edge_tokens_dropped=aligned.dropped_tokens,
+            explanation=explanation,
+        )
+        check_fits(sample, *models)
+        return sample
+
+    def _located(self, completion_ids: Sequence[Sequence[int]]) -> list[_Completion | None]:
+        return [_Completion(*found) if found else None for found in sampled_texts(self.tokenizer, completion_ids)]
+
+    def align_sampled(
+        self,
+        questions: Sequence[str],
+        solutions: Sequence[str],
+        prompt_ids: Sequence[Sequence[int]],
+        completion_ids: Sequence[Sequence[int]],
+        models: tuple = (None, None),
+    ) -> list[AlignedSample | AlignmentError]:
+        """Align sampled completions (the teacher's own ids); the AlignmentError where a sample cannot be scored.
+        `models` (student, teacher) are checked to fit each sample."""
+        return self._align(questions, solutions, prompt_ids, self._located(completion_ids), models)
+
+    def align_texts(self, rows: Sequence[dict], models: tuple = (None, None)) -> list[AlignedSample | AlignmentError]:
+        """Align free-text rows (`question`, `solution`, `explanation` = the raw completion), each tokenised once."""
+        texts = [r["explanation"] for r in rows]
+        completions = [_Completion(*pair) for pair in zip(texts, tokenize_texts(self.tokenizer, texts), strict=True)]
+        prompts = [self.encoded_prompt(teacher_prompt(self.tokenizer, r["question"], r["solution"], self.style))
+                   for r in rows]  # fmt: skip
+        return self._align([r["question"] for r in rows], [r["solution"] for r in rows], prompts, completions, models)
+
+    def explanation_of(self, completion_ids: Sequence[int]) -> str:
+        """The explanation text of sampled ids, as the student reads it (whether or not the sample can be scored):
+        up to the closing tag, within the teacher's turn (its first special token, eos included, ends it)."""
+        (completion,) = self._located([completion_ids])
+        if completion is None:  # ids whose characters cannot be placed: the turn's text, decoded as a whole
+            turn = list(itertools.takewhile(lambda t: t not in self._special_ids, completion_ids))
+            return parse_explanation(decode(self.tokenizer, turn), self.style).text
+        return completion.text[: self.explanation_end(completion)[0]]
+
+
+def check_fits(sample: AlignedSample, student, teacher) -> None:
+    """Raise AlignmentError for what the models cannot score: too long, or ids outside their vocabulary (a model
+    that is None, the teacher during RL, is not checked)."""
+    for name, model, ids in (
+        ("student", student, sample.student_input_ids),
+        ("teacher", teacher, sample.teacher_input_ids),
+    ):
+        # through a DeepSpeed engine (a sharded student), whose own `config` is DeepSpeed's
+        config = getattr(getattr(model, "module", model), "config", None)
+        limit = getattr(config, "max_position_embeddings", None)
+        if limit is not None and len(ids) > limit:
+            raise AlignmentError(f"{name} sequence of {len(ids)} tokens exceeds the model's {limit} positions")
+        vocab = getattr(config, "vocab_size", None)
+        if vocab is not None and ids and not 0 <= min(ids) <= max(ids) < vocab:
+            raise AlignmentError(f"{name} sequence holds token ids outside the model's vocabulary of {vocab}")
+    if not sample.student_explanation_span[0] >= 1 or not sample.teacher_explanation_span[0] >= 1:
+        raise AlignmentError("an explanation span starts at token 0 and has no context to be scored from")
+
+
+def token_texts(tokenizer, ids: Sequence[int]) -> list[str]:
+    """Each token's text: what it adds to the decoded sequence, decoded incrementally. A character split over
+    byte-level tokens appears whole at the token that completes it (the ones before add ""), not as replacement
+    characters in each."""
+    pieces, prefix, read = [], 0, 0
+    for i in range(len(ids)):
+        before = tokenizer.decode(ids[prefix:read])
+        after = tokenizer.decode(ids[prefix : i + 1])
+        if len(after) > len(before) and not after.endswith("\ufffd"):
+            pieces.append(after[len(before) :])
+            prefix, read = read, i + 1
+        else:
+            pieces.append("")
+    return pieces

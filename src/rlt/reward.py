@@ -8,21 +8,19 @@ located by character offsets, so teacher and student may use different tokenizer
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from rlt.align import TokenizedText, align_explanation, decode, encode, sampled_texts, tokenize_texts
+from rlt.align import AlignedSample, AlignmentError, SampleAligner, Span, token_texts
 from rlt.errors import UsageError
-from rlt.formats import STRATOS, TagStyle, get_style, parse_explanation, student_segments, teacher_prompt
-from rlt.logprobs import Span, span_logprobs
+from rlt.formats import STRATOS, TagStyle, get_style
+from rlt.logprobs import span_logprobs
 
 
 @dataclass(frozen=True)
@@ -166,41 +164,6 @@ def r_ss(breakdown: RewardBreakdown, config: RewardConfig) -> float:
     return a_mean * breakdown.solution_logprob_mean + a_min * breakdown.solution_logprob_min
 
 
-@dataclass
-class AlignedSample:
-    """Token ids of both sequences and what the reward reads in them (the `--details` columns).
-
-    Spans are [start, end) token indices, and the log-prob of token i comes from the logits at i − 1. `kl_chunks`
-    pairs a teacher token range with a student token range that cover the same explanation characters, in order.
-    """
-
-    teacher_input_ids: list[int]
-    teacher_explanation_span: Span
-    student_input_ids: list[int]
-    student_explanation_span: Span
-    student_solution_span: Span
-    kl_chunks: np.ndarray  # [n, 2, 2], or the same as nested lists when read back from JSON
-    matched: bool
-    kl_edge_tokens_dropped: int = 0
-    explanation: str = field(default="", repr=False)  # the text both models read as the explanation
-
-    def to_dict(self) -> dict:
-        details = asdict(self)
-        del details["explanation"]  # a scored row already holds the completion it came from
-        details["kl_chunks"] = np.asarray(self.kl_chunks).tolist()
-        return details
-
-
-class AlignmentError(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class _Completion:
-    text: str
-    tokens: TokenizedText  # the teacher's completion tokens and their characters in `text`
-
-
 def _chunk_sums(logprobs: torch.Tensor, span_start: int, ranges: torch.Tensor) -> torch.Tensor:
     """Sum of the log-probs over each token range ([n, 2]); `logprobs` holds the span starting at token `span_start`."""
     # float64 running sums: a difference of two fp32 sums over thousands of tokens would lose ~1e-4.
@@ -292,114 +255,13 @@ class RLTReward(RewardFunction):
         self.student_tokenizer = student_tokenizer or tokenizer
         self.config = config or RewardConfig()
         self.style = get_style(style)
-        if getattr(self.student_tokenizer, "chat_template", None) is None:
-            raise UsageError("the student's tokenizer has no chat template; the student reads the explanation in one")
-        # Where the teacher's turn ends: its special tokens, including added ones flagged special (e.g. <|eot_id|>).
-        added = getattr(tokenizer, "added_tokens_decoder", {})
-        self._special_ids = set(tokenizer.all_special_ids) | {i for i, token in added.items() if token.special}
+        self.aligner = SampleAligner(tokenizer, self.student_tokenizer, self.style)
         # How scoring reaches the student: a context yielding the model. The trainer sets it for a student sharded
         # by ZeRO-3 (gathered whole once per `score` call, the call every rank makes whatever its inputs).
         self.student_access: Callable[[], AbstractContextManager[nn.Module]] = lambda: nullcontext(self.student)
-        self._student_turn = lru_cache(maxsize=4096)(self._student_turn_uncached)
-        self.encoded_prompt = lru_cache(maxsize=4096)(self._encode_prompt)
+        self.encoded_prompt = self.aligner.encoded_prompt
 
     # ------------------------------------------------------------------------------------------ alignment
-
-    def _encode_prompt(self, prompt: str) -> tuple[int, ...]:
-        return tuple(encode(self.tokenizer, prompt))  # as the trainer does (`RLTGRPOTrainer._tokenize_prompts`)
-
-    def _student_turn_uncached(self, question: str) -> tuple[str, str, str]:
-        segments = student_segments(self.student_tokenizer, question, self.style)
-        return segments.prefix, segments.middle, segments.suffix
-
-    def _explanation_end(self, completion: _Completion) -> tuple[int, bool]:
-        """How many leading characters of the completion are the explanation, and whether its closing tag was found.
-
-        The teacher's turn ends at its first special token (eos, padding); the explanation ends at the first
-        closing tag within the turn, or with the turn when there is none.
-        """
-        tokens = completion.tokens
-        turn_end = next(
-            (start for t, (start, _) in zip(tokens.ids, tokens.offsets, strict=True) if t in self._special_ids),
-            len(completion.text),
-        )
-        parsed = parse_explanation(completion.text[:turn_end], self.style)
-        return parsed.end, parsed.matched
-
-    def _align(
-        self,
-        questions: Sequence[str],
-        solutions: Sequence[str],
-        prompt_ids: Sequence[Sequence[int]],
-        completions: Sequence[_Completion | None],
-    ) -> list[AlignedSample | AlignmentError]:
-        """Both sequences of every sample, the student chats tokenised in one call; an error where one fails."""
-        layouts, texts = [], []
-        for question, solution, completion in zip(questions, solutions, completions, strict=True):
-            end, matched = self._explanation_end(completion) if completion else (0, False)
-            explanation = completion.text[:end] if completion else ""
-            prefix, middle, suffix = self._student_turn(question)
-            texts.append(prefix + explanation + middle + solution + suffix)
-            solution_start = len(prefix) + end + len(middle)
-            layouts.append((explanation, matched, len(prefix), (solution_start, solution_start + len(solution))))
-        samples: list[AlignedSample | AlignmentError] = []
-        students = tokenize_texts(self.student_tokenizer, texts)
-        for prompt, completion, student, layout in zip(prompt_ids, completions, students, layouts, strict=True):
-            try:
-                if completion is None:
-                    raise AlignmentError("the sampled ids could not be placed in their decoded text")
-                samples.append(self._sample(list(prompt), completion, student, *layout))
-            except AlignmentError as e:
-                samples.append(e)
-        return samples
-
-    def _sample(
-        self,
-        prompt_ids: list[int],
-        completion: _Completion,
-        student: TokenizedText,
-        explanation: str,
-        matched: bool,
-        student_start: int,
-        solution_chars: Span,
-    ) -> AlignedSample:
-        aligned = align_explanation(
-            completion.tokens, (0, len(explanation)), student, (student_start, student_start + len(explanation))
-        )
-        n = len(prompt_ids)  # the teacher's completion tokens follow its prompt
-        sample = AlignedSample(
-            teacher_input_ids=prompt_ids + completion.tokens.ids,
-            teacher_explanation_span=(aligned.teacher_span[0] + n, aligned.teacher_span[1] + n),
-            student_input_ids=student.ids,
-            student_explanation_span=aligned.student_span,
-            student_solution_span=student.tokens_within(solution_chars),
-            kl_chunks=aligned.chunks + np.array([[n, n], [0, 0]]),
-            matched=matched,
-            kl_edge_tokens_dropped=aligned.dropped_tokens,
-            explanation=explanation,
-        )
-        self._check_fits(sample)
-        return sample
-
-    def _check_fits(self, sample: AlignedSample) -> None:
-        """Raise AlignmentError for what the models cannot score: too long, or ids outside their vocabulary."""
-        for name, model, ids in (
-            ("student", self.student, sample.student_input_ids),
-            ("teacher", self.teacher, sample.teacher_input_ids),
-        ):
-            # through a DeepSpeed engine (a sharded student), whose own `config` is DeepSpeed's
-            config = getattr(getattr(model, "module", model), "config", None)
-            limit = getattr(config, "max_position_embeddings", None)
-            if limit is not None and len(ids) > limit:
-                raise AlignmentError(f"{name} sequence of {len(ids)} tokens exceeds the model's {limit} positions")
-            vocab = getattr(config, "vocab_size", None)
-            if vocab is not None and ids and not 0 <= min(ids) <= max(ids) < vocab:
-                raise AlignmentError(f"{name} sequence holds token ids outside the model's vocabulary of {vocab}")
-        if not sample.student_explanation_span[0] >= 1 or not sample.teacher_explanation_span[0] >= 1:
-            raise AlignmentError("an explanation span starts at token 0 and has no context to be scored from")
-
-    def _located(self, completion_ids: Sequence[Sequence[int]]) -> list[_Completion | None]:
-        return [_Completion(*found) if found else None for found in sampled_texts(self.tokenizer, completion_ids)]
 
     def align_sampled(
         self,
@@ -408,34 +270,28 @@ class RLTReward(RewardFunction):
         prompt_ids: Sequence[Sequence[int]],
         completion_ids: Sequence[Sequence[int]],
     ) -> list[AlignedSample | AlignmentError]:
-        """Align sampled completions (the teacher's own ids); the AlignmentError where a sample cannot be scored."""
-        return self._align(questions, solutions, prompt_ids, self._located(completion_ids))
+        """Align sampled completions (the teacher's own ids); the AlignmentError where a sample cannot be scored
+        (`SampleAligner.align_sampled`, checked against this reward's models)."""
+        return self.aligner.align_sampled(questions, solutions, prompt_ids, completion_ids, self._models())
 
     def align_texts(self, rows: Sequence[dict]) -> list[AlignedSample | AlignmentError]:
         """Align free-text rows (`question`, `solution`, `explanation` = the raw completion), each tokenised once."""
-        texts = [r["explanation"] for r in rows]
-        completions = [_Completion(*pair) for pair in zip(texts, tokenize_texts(self.tokenizer, texts), strict=True)]
-        prompts = [self.encoded_prompt(teacher_prompt(self.tokenizer, r["question"], r["solution"], self.style))
-                   for r in rows]  # fmt: skip
-        return self._align([r["question"] for r in rows], [r["solution"] for r in rows], prompts, completions)
-
-    def explanation_of(self, completion_ids: Sequence[int]) -> str:
-        """The explanation text of sampled ids, as the student reads it (whether or not the sample can be scored):
-        up to the closing tag, within the teacher's turn (its first special token, eos included, ends it)."""
-        (completion,) = self._located([completion_ids])
-        if completion is None:  # ids whose characters cannot be placed: the turn's text, decoded as a whole
-            turn = list(itertools.takewhile(lambda t: t not in self._special_ids, completion_ids))
-            return parse_explanation(decode(self.tokenizer, turn), self.style).text
-        return completion.text[: self._explanation_end(completion)[0]]
+        return self.aligner.align_texts(rows, self._models())
 
     def align_ids(
         self, question: str, solution: str, prompt_ids: Sequence[int], completion_ids: Sequence[int]
     ) -> AlignedSample:
         """One sampled completion, aligned; AlignmentError when it cannot be scored."""
-        (result,) = self._align([question], [solution], [prompt_ids], self._located([completion_ids]))
+        (result,) = self.align_sampled([question], [solution], [prompt_ids], [completion_ids])
         if isinstance(result, AlignmentError):
             raise result
         return result
+
+    def explanation_of(self, completion_ids: Sequence[int]) -> str:
+        return self.aligner.explanation_of(completion_ids)
+
+    def _models(self) -> tuple[nn.Module | None, nn.Module | None]:
+        return self.student, self.teacher
 
     # ------------------------------------------------------------------------------------------- scoring
 
@@ -538,19 +394,7 @@ class RLTReward(RewardFunction):
         or not finite): JSON-ready, parallel lists."""
 
         def tokens(span: Span) -> list[str]:
-            # Each token's text is what it adds to the decoded span, decoded incrementally: a character split over
-            # byte-level tokens appears whole at the token that completes it (the ones before add ""), not as
-            # replacement characters in each.
-            ids, pieces, prefix, read = sample.student_input_ids[span[0] : span[1]], [], 0, 0
-            for i in range(len(ids)):
-                before = self.student_tokenizer.decode(ids[prefix:read])
-                after = self.student_tokenizer.decode(ids[prefix : i + 1])
-                if len(after) > len(before) and not after.endswith("\ufffd"):
-                    pieces.append(after[len(before) :])
-                    prefix, read = read, i + 1
-                else:
-                    pieces.append("")
-            return pieces
+            return token_texts(self.student_tokenizer, sample.student_input_ids[span[0] : span[1]])
 
         def values(t: torch.Tensor) -> list[float | None]:
             return [v if math.isfinite(v) else None for v in t.tolist()]
