@@ -16,10 +16,10 @@ from pathlib import Path
 
 from reward_throughput import GSM8K, build_rows  # sibling script: run as `python benchmarks/alignment_cost.py`
 
-from rlt.align import encode
-from rlt.formats import teacher_prompt
 from rlt.models import load_tokenizer
 from rlt.reward import RLTReward
+from rlt.reward.align import encode
+from rlt.reward.formats import teacher_prompt
 from rlt.testing import tiny_model
 
 

@@ -1,7 +1,7 @@
 """Does RL make a better teacher? Countdown with search traces, the paper's framing, judged by what students solve.
 
 The setting of the paper at small scale (issue 23): the teacher is shown a countdown question and its worked
-solution; its warm-up target is a search trace that ends on that solution's path (`rlt.countdown.search_trace`);
+solution; its warm-up target is a search trace that ends on that solution's path (`rlt.data.countdown.search_trace`);
 RL with the RLT reward then trains it against a frozen SmolLM2-135M student that must predict the whole worked
 solution after reading the explanation. A teacher is judged by fresh SmolLM2-135M students distilled on its
 explanations: pass@1 and pass@k on held-out problems by the exact checker, paired per problem, over seeds.
@@ -49,7 +49,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rlt.countdown import Search
+from rlt.data.countdown import Search
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("warmup", "rl", "traces", "students", "judge")
@@ -77,7 +77,7 @@ PRESETS = {
 
 def write_rows(work: Path, plan: dict, dataset: str) -> dict[str, Path]:
     """The four disjoint parts of one generated list, as countdown rows with search traces."""
-    from rlt.countdown import generate, parse_spec
+    from rlt.data.countdown import generate, parse_spec
 
     parts = ("warmup", "rl", "distill", "heldout")
     total = sum(plan[p] for p in parts)
@@ -104,7 +104,7 @@ def run_warmup_job(work: Path, plan: dict, rows: dict) -> None:
     from trl import ModelConfig
 
     from rlt.configs import DataArguments, FormatArguments, RLTSFTConfig, parse
-    from rlt.sft import run_warmup
+    from rlt.train.sft import run_warmup
 
     overrides = {"model_name_or_path": plan["student"], "dataset": rows["warmup"], "adapter": "countdown",
                  "holdout": 0, "output_dir": work / "warmup", "max_steps": plan["warmup_steps"],
@@ -119,7 +119,7 @@ def run_rl_job(work: Path, plan: dict, rows: dict, scale: float, deadline: float
     from trl import ModelConfig
 
     from rlt.configs import DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig, parse
-    from rlt.trainer import run_train
+    from rlt.train.trainer import run_train
 
     class StopAt(TrainerCallback):
         """Ends training at a wall-clock time (the model is saved as after the last step): a lent GPU is timed."""
@@ -162,10 +162,10 @@ def device_and_dtype():
 def run_traces_job(work: Path, plan: dict, rows: dict, teacher: str, scale: float) -> None:
     """The teacher explains the distillation problems (RL teachers twice) and the held-out problems, scored by its
     own training reward (the RL teacher's KL scale; the paper's for the warm-up teacher)."""
-    from rlt.generation import SamplingConfig
     from rlt.models import load_model
     from rlt.reward import RewardConfig, RLTReward
-    from rlt.traces import collect_traces
+    from rlt.sampling.generation import SamplingConfig
+    from rlt.sampling.traces import collect_traces
 
     device, dtype = device_and_dtype()
     model, tokenizer = load_model(str(work / teacher), dtype, device)
@@ -181,8 +181,8 @@ def run_traces_job(work: Path, plan: dict, rows: dict, teacher: str, scale: floa
 
 def arm_rows(work: Path, rows: dict, arm: str, plan: dict) -> list[dict]:
     """Student-format chats of the arm: one per distillation problem."""
-    from rlt.formats import student_messages
-    from rlt.traces import best_and_worst, recover_jsonl
+    from rlt.reward.formats import student_messages
+    from rlt.sampling.traces import best_and_worst, recover_jsonl
 
     problems = problems_of(rows["distill"])[: plan.get("students_distill")]
     if arm in ("generator traces", "solutions only"):
@@ -204,8 +204,8 @@ def run_student_job(work: Path, plan: dict, rows: dict, arm: str, seed: int) -> 
     from trl import ModelConfig
 
     from rlt.configs import RLTSFTConfig, parse
-    from rlt.sft import DistillArguments, run_distill
-    from rlt.traces import write_rows as write_trace_rows
+    from rlt.sampling.traces import write_rows as write_trace_rows
+    from rlt.train.sft import DistillArguments, run_distill
 
     slug = measure_path(work, arm, seed).stem
     spec = plan["student"]
@@ -228,7 +228,7 @@ def measure_job(work: Path, plan: dict, rows: dict, spec: str, name: str, seed: 
     held-out problems, its record kept per problem for pairing over seeds."""
     from teaching_distill import measure_student  # a sibling script, importable once this one runs
 
-    from rlt.generation import SamplingConfig
+    from rlt.sampling.generation import SamplingConfig
 
     problems, k = problems_of(rows["heldout"])[: plan.get("students_heldout")], plan["thoughts"]
     sampling = SamplingConfig(plan["thought_tokens"], 0.7, 1.0, plan["generate_batch"], seed)
@@ -246,7 +246,7 @@ def run_judge_job(work: Path, plan: dict) -> None:
     distilled on the generator's traces): its r_SS terms per explanation, beside the reward student's."""
     from rlt.models import load_model
     from rlt.reward import RewardConfig, RLTReward
-    from rlt.traces import recover_jsonl
+    from rlt.sampling.traces import recover_jsonl
 
     device, dtype = device_and_dtype()
     # the first student distilled on the generator's traces
@@ -367,8 +367,8 @@ def run_job(job: str, work: Path, plan: dict) -> None:
 
 def summarize(work: Path, plan: dict, log: dict) -> dict:
     """Per arm pass@1 / pass@k / solution log-prob over seeds; paired differences; the teachers' explanations."""
-    from rlt.evaluate import pass_at_k
-    from rlt.stats import bootstrap, paired, seeded_difference
+    from rlt.measure.evaluate import pass_at_k
+    from rlt.measure.stats import bootstrap, paired, seeded_difference
 
     arms = arms_of(plan)
     measured = {}
@@ -412,8 +412,8 @@ def summarize(work: Path, plan: dict, log: dict) -> dict:
 def teacher_stats(work: Path, plan: dict) -> dict:
     """On the held-out problems, per teacher: the reward and its components (unscoreable left out and counted), how
     long its explanations are, how many back-ups they make, and how often they copy a line of the shown solution."""
-    from rlt.stats import paired
-    from rlt.traces import recover_jsonl
+    from rlt.measure.stats import paired
+    from rlt.sampling.traces import recover_jsonl
 
     stats = {"generator": explanation_stats(generator_rows(work))}
     judge = json.loads((work / "judge.json").read_text()) if (work / "judge.json").exists() else {}
@@ -452,7 +452,7 @@ def generator_rows(work: Path) -> list[dict]:
 def explanation_stats(rows: list[dict]) -> dict:
     """What the explanations' text shows: length, back-ups, true arithmetic, whether they reach the target and walk
     the shown solution's path, whether they copy one of its lines."""
-    from rlt.countdown import arithmetic, copies_solution_line, walks_solution_path
+    from rlt.data.countdown import arithmetic, copies_solution_line, walks_solution_path
 
     explanations = [r["explanation"] for r in rows]
     true, stated = map(sum, zip(*map(arithmetic, explanations), strict=True))

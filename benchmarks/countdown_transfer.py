@@ -14,7 +14,7 @@ Distillation uses recipes/cpu/distill.yaml and RL recipes/cpu/coldstart.yaml, as
 student is measured on held-out countdown problems (`--holdout 100` of the generated 1000, the first
 `--problems` of them) by the exact checker, pass@k from `--thoughts` sampled answers per problem, and by the
 continuous measure of the teaching benchmark: the mean log-prob of the reference answer statement after the
-student's own sampled thought (`rlt.evaluate.solution_logprob_after_own_thought`), paired per problem with 95 %
+student's own sampled thought (`rlt.measure.evaluate.solution_logprob_after_own_thought`), paired per problem with 95 %
 bootstrap intervals. Results are written after every student, so an interrupted run keeps what it measured.
 
     python benchmarks/countdown_transfer.py --teacher runs/demo/rl --out benchmarks/results/countdown_transfer.json
@@ -36,13 +36,13 @@ from teaching_distill import (  # a sibling script: run from benchmarks/ or as a
 )
 from trl import ModelConfig
 
-from rlt.coldstart import run_coldstart
 from rlt.configs import ColdStartConfig, DataArguments, FormatArguments, parse
-from rlt.formats import student_messages
-from rlt.generation import SamplingConfig
 from rlt.models import load_model
 from rlt.reward import RewardConfig, RLTReward
-from rlt.traces import collect_traces
+from rlt.reward.formats import student_messages
+from rlt.sampling.generation import SamplingConfig
+from rlt.sampling.traces import collect_traces
+from rlt.train.coldstart import run_coldstart
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "cpu"
 PAIRS = [("teacher traces", "not trained"), ("generator solutions", "not trained"), ("RL only", "not trained"),

@@ -29,7 +29,7 @@ import torch
 import transformers
 from transformers import AutoModelForCausalLM, CompileConfig, GenerationConfig
 
-from rlt.countdown import generate
+from rlt.data.countdown import generate
 from rlt.models import load_model, resolve
 
 

@@ -19,7 +19,7 @@ from rlt.data import Problem
 from rlt.models import load_model
 from rlt.reward import RLTReward
 from rlt.testing import tiny_model, tiny_tokenizer
-from rlt.trainer import RLTGRPOTrainer, rl_dataset
+from rlt.train.trainer import RLTGRPOTrainer, rl_dataset
 
 PROBLEMS = [Problem(f"What is {i} + {i + 1}?", f"{i} + {i + 1} = {2 * i + 1}.", str(2 * i + 1)) for i in range(8)]
 

@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rlt.plots import log_history
+from rlt.tools.plots import log_history
 
 PARTS = {"generation": "rlt/seconds_generation", "teacher log-probs": "rlt/seconds_teacher_logprobs",
          "student scoring": "rlt/seconds_student_scoring"}  # fmt: skip

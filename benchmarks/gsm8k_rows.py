@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from rlt.data import load_problems
-from rlt.formats import PADDING, STRATOS
+from rlt.reward.formats import PADDING, STRATOS
 
 
 def gsm8k_rows(source: str, n: int) -> list[dict]:

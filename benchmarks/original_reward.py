@@ -5,10 +5,10 @@ time from a checkout the user names (nothing of it is copied here) and fed the c
 (spec §1.5), with the RL run's settings: coefficients [1, 0.01] / [3, 0.03], reductions [mean, min] / [mean, max],
 no normalisation, student and teacher temperature 0.7, missing-tag penalty -1, teacher entropy included.
 
-Both implementations see the same strings: the teacher prompt is `rlt.formats.teacher_prompt` (ending after the
+Both implementations see the same strings: the teacher prompt is `rlt.reward.formats.teacher_prompt` (ending after the
 opening explanation tag and its padding), the completion is the row's explanation (ending with the closing tag),
 the student system prompt is rlt's, and the original's tagged solution is rlt's `solution_block`, so its student
-chat equals `rlt.formats.student_text`. Per row the script records both sets of components, checks that the texts
+chat equals `rlt.reward.formats.student_text`. Per row the script records both sets of components, checks that the texts
 and token ids agree, shows which characters only one side scores, and splits each component's difference into a
 span effect (the original's own per-token log-probs reduced over the characters rlt scores instead of its own) and
 a residual (the rest: how each side tokenises the sequences, batching, float rounding).
@@ -43,7 +43,9 @@ from typing import Any
 import torch
 from gsm8k_rows import gsm8k_rows  # sibling script: run as `python benchmarks/original_reward.py`
 
-from rlt.formats import (
+from rlt.models import load_model
+from rlt.reward import RewardConfig, RLTReward
+from rlt.reward.formats import (
     PADDING,
     STRATOS,
     parse_explanation,
@@ -52,8 +54,6 @@ from rlt.formats import (
     student_text,
     teacher_prompt,
 )
-from rlt.models import load_model
-from rlt.reward import RewardConfig, RLTReward
 
 Span = tuple[int, int]  # [start, end): token indices, or characters
 GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "test.jsonl"

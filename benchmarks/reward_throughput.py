@@ -31,9 +31,9 @@ from pathlib import Path
 import torch
 
 from rlt.data import load_problems
-from rlt.formats import PADDING, STRATOS, student_text, teacher_prompt
-from rlt.logprobs import micro_batches, pad_right
 from rlt.reward import RewardConfig, RLTReward, rlt_reward
+from rlt.reward.formats import PADDING, STRATOS, student_text, teacher_prompt
+from rlt.reward.logprobs import micro_batches, pad_right
 
 GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "test.jsonl"
 END = STRATOS.explanation[1]

@@ -13,7 +13,7 @@ import argparse
 import json
 import statistics
 
-from rlt.countdown import Search, generate
+from rlt.data.countdown import Search, generate
 from rlt.models import load_tokenizer
 
 SETTINGS = [(0, 1), (1, 1), (2, 1), (2, 2), (3, 2)]

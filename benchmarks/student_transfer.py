@@ -2,11 +2,11 @@
 
 Three RL teachers start from the demo's warm-up teacher and train with the CPU recipe (recipes/cpu/train.yaml, same
 seed and steps), rewarded by SmolLM2-135M alone (A), by Gemma-3-270M alone (B, another family: 262k-token
-vocabulary, its own turn markers), and by both (A+B, equal weights; `rlt.students`). Each of them and the warm-up
+vocabulary, its own turn markers), and by both (A+B, equal weights; `rlt.reward.students`). Each of them and the warm-up
 teacher writes `--samples` explanations per held-out CHAMP problem (the recipe's split, same sampling seed); the
 reference explanation and no explanation are the fixed sources. Every explanation is read by A and by B
-(`rlt.teaching.measure`: r_SS, the answer's log-prob, reward and KL, as written and with answer statements
-stripped) and compared per problem with 95 % paired bootstrap intervals (`rlt.teaching.compare`).
+(`rlt.measure.teaching.measure`: r_SS, the answer's log-prob, reward and KL, as written and with answer statements
+stripped) and compared per problem with 95 % paired bootstrap intervals (`rlt.measure.teaching.compare`).
 
 The transfer question: read by B, is the A+B teacher at least as good as the A-only teacher (which never saw B)?
 Read by A, is it at least as good as the B-only teacher? And what does each single-student teacher gain on its own
@@ -29,13 +29,13 @@ from pathlib import Path
 
 import torch
 
-from rlt import teaching
 from rlt.cli import main as rlt
 from rlt.configs import DataArguments
-from rlt.formats import STRATOS
-from rlt.generation import SamplingConfig
+from rlt.measure import teaching
 from rlt.models import load_model
 from rlt.reward import RewardConfig, RLTReward
+from rlt.reward.formats import STRATOS
+from rlt.sampling.generation import SamplingConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "cpu" / "train.yaml"

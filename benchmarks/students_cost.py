@@ -24,10 +24,10 @@ from pathlib import Path
 
 import torch
 
-from rlt.logprobs import span_logprobs
 from rlt.models import load_model
 from rlt.reward import RewardConfig
-from rlt.students import Student, build_reward
+from rlt.reward.logprobs import span_logprobs
+from rlt.reward.students import Student, build_reward
 
 GSM8K = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "test.jsonl"
 CONFIGS = {"A": ["A"], "B": ["B"], "A+A": ["A", "A"], "A+B": ["A", "B"]}

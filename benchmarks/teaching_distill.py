@@ -12,9 +12,9 @@ are distilled (recipes/cpu/distill.yaml) with `--seeds` training seeds each on:
 
 None of these students is the reward's student, so a teacher that hacked its reward gains nothing here for free.
 Each student, and the undistilled one, is measured on held-out problems by the mean log-prob of the gold solution
-after `--thoughts` of its own sampled thoughts (`rlt.evaluate.solution_logprob_after_own_thought`; the sampling seed
-is the training seed), and by pass@k from the same draws. Arms are compared per problem, with a 95 % interval over
-problems and training seeds together (`rlt.stats.seeded_difference`).
+after `--thoughts` of its own sampled thoughts (`rlt.measure.evaluate.solution_logprob_after_own_thought`; the
+sampling seed is the training seed), and by pass@k from the same draws. Arms are compared per problem, with a 95 %
+interval over problems and training seeds together (`rlt.measure.stats.seeded_difference`).
 
     python benchmarks/teaching_distill.py --warmup runs/demo/warmup --rl runs/demo/rl \\
         --out benchmarks/results/teaching_distill_champ_seeds.json
@@ -35,14 +35,14 @@ from teaching_quality import recipe_split  # a sibling script: run as `python be
 from trl import ModelConfig
 
 from rlt.configs import DataArguments, RLTSFTConfig, parse
-from rlt.evaluate import pass_at_k, solution_logprob_after_own_thought
-from rlt.formats import student_messages
-from rlt.generation import SamplingConfig
+from rlt.measure.evaluate import pass_at_k, solution_logprob_after_own_thought
+from rlt.measure.stats import bootstrap, ci, paired, seeded_difference
 from rlt.models import load_model
 from rlt.reward import RewardConfig, RLTReward
-from rlt.sft import DistillArguments, run_distill
-from rlt.stats import bootstrap, ci, paired, seeded_difference
-from rlt.traces import best_and_worst, collect_traces, write_rows
+from rlt.reward.formats import student_messages
+from rlt.sampling.generation import SamplingConfig
+from rlt.sampling.traces import best_and_worst, collect_traces, write_rows
+from rlt.train.sft import DistillArguments, run_distill
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "cpu"
 ARMS = ("warm-up teacher", "RL teacher", "RL best", "RL worst", "reference")

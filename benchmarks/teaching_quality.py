@@ -4,7 +4,7 @@ The frozen student (SmolLM2-135M) reads, before each held-out solution: nothing,
 worked solution, under the answer framing), the base model's explanation, the warm-up teacher's and the RL
 teacher's (`--samples` each per problem, same sampling seed). Every explanation is rescored as written and with its
 answer-stating sentences taken out, by the reward's student and by `--judge` (a student no teacher was trained
-against) when given; `rlt.teaching.compare` gives each source's r_SS, answer log-prob, reward and KL with 95 %
+against) when given; `rlt.measure.teaching.compare` gives each source's r_SS, answer log-prob, reward and KL with 95 %
 bootstrap intervals and the paired differences that decide: RL − warm-up (isolates RL), RL − base, warm-up − base,
 reference − none.
 
@@ -28,12 +28,12 @@ from pathlib import Path
 
 import torch
 
-from rlt import teaching
 from rlt.configs import DataArguments
-from rlt.formats import STRATOS
-from rlt.generation import SamplingConfig
+from rlt.measure import teaching
 from rlt.models import load_model
 from rlt.reward import RewardConfig, RLTReward
+from rlt.reward.formats import STRATOS
+from rlt.sampling.generation import SamplingConfig
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "cpu" / "train.yaml"
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from rlt.align import decode as spell
 from rlt.reward import AlignedSample, RewardConfig
+from rlt.reward.align import decode as spell
 
 
 def reference_logprobs(model, ids: list[int], span: tuple[int, int], temperature: float) -> torch.Tensor:

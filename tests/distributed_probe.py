@@ -17,7 +17,7 @@ import torch
 import transformers
 from transformers import TrainerCallback
 
-from rlt.students import student_rewards
+from rlt.reward.students import student_rewards
 
 #: Tokens whose log-probs under the trained policy are recorded (ids every tiny test vocabulary holds).
 PROBE_IDS = list(range(3, 40))
@@ -25,7 +25,7 @@ PROBE_IDS = list(range(3, 40))
 
 def token_logprobs(model: torch.nn.Module, ids: list[int]) -> list[float]:
     """log p(ids[i] | ids[:i]) for i ≥ 1, with dropout off (LoRA's would make it random)."""
-    from rlt.logprobs import eval_mode
+    from rlt.reward.logprobs import eval_mode
 
     tokens = torch.tensor([ids])
     with eval_mode(model), torch.no_grad():

@@ -1,4 +1,4 @@
-"""Character-offset alignment between a teacher and a student that tokenise differently (rlt.align)."""
+"""Character-offset alignment between a teacher and a student that tokenise differently (rlt.reward.align)."""
 
 import math
 
@@ -6,11 +6,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from benchmarks.verify_scored import recompute
-from rlt.align import TokenizedText, align_explanation, sampled_texts, tokenize_texts
-from rlt.formats import student_segments, student_text, teacher_prompt
 from rlt.reward import AlignmentError, RewardConfig, RLTReward
-from rlt.sft import chat_examples, chat_prompt_completion
+from rlt.reward.align import TokenizedText, align_explanation, sampled_texts, tokenize_texts
+from rlt.reward.formats import student_segments, student_text, teacher_prompt
 from rlt.testing import LoggedMetrics, tiny_model, tiny_tokenizer
+from rlt.train.sft import chat_examples, chat_prompt_completion
 from tests.test_reliability import completion_text
 from tests.test_reward import ADVERSARIAL, END, QUESTION, SOLUTION, assert_alignment, assert_components
 
@@ -131,7 +131,7 @@ def test_sampled_text_places_every_token(tokenizer):
 
 def test_reward_distillation_and_eval_read_the_same_student_tokens(tokenizer):
     """The reward scores the ids `rlt distill` trains on, and `rlt eval` prompts with their prefix."""
-    from rlt.formats import student_messages, student_prompt
+    from rlt.reward.formats import student_messages, student_prompt
 
     reward = RLTReward(tiny_model(0), tokenizer, tiny_model(1))
     (_,), (sample,) = reward.score_texts(
@@ -162,7 +162,7 @@ def test_offsets_ignore_padding_left_on_the_backend(tokenizer):
 
 
 def test_distillation_drops_a_chat_whose_answer_starts_past_max_length(tokenizer):
-    from rlt.formats import student_messages
+    from rlt.reward.formats import student_messages
 
     pair = chat_prompt_completion(tokenizer, student_messages(QUESTION, "Because.", SOLUTION))
     (tokens,) = tokenize_texts(tokenizer, ["".join(pair)])

@@ -6,18 +6,18 @@ import json
 import pytest
 import torch
 
-from rlt.align import tokenize_texts
 from rlt.cli import main
 from rlt.data import DataError, load_problems, to_problems
 from rlt.errors import UsageError
-from rlt.evaluate import EvalArguments, evaluate_student
-from rlt.formats import get_style
-from rlt.generation import SamplingConfig
+from rlt.measure.evaluate import EvalArguments, evaluate_student
 from rlt.models import load_model
 from rlt.reward import RewardConfig, RLTReward
-from rlt.sft import warmup_examples
+from rlt.reward.align import tokenize_texts
+from rlt.reward.formats import get_style
+from rlt.sampling.generation import SamplingConfig
+from rlt.sampling.traces import recover_jsonl
 from rlt.testing import save_tiny, tiny_model, tiny_tokenizer
-from rlt.traces import recover_jsonl
+from rlt.train.sft import warmup_examples
 
 GOOD = {"question": "What is 1 + 1?", "solution": "1 + 1 = 2.", "answer": "2"}
 GOOD_ROW = {
@@ -448,7 +448,7 @@ def test_flags_out_of_range_or_unknown_are_usage_errors_before_any_work(tmp_path
 
 def test_the_demo_takes_resume_false_as_its_own_error_message_suggests():
     from rlt.configs import parse
-    from rlt.demo import DemoArguments
+    from rlt.tools.demo import DemoArguments
 
     (args,) = parse((DemoArguments,), ["--resume", "false"])  # before: "arguments are not used" (exit 2)
     assert args.resume is False
@@ -465,12 +465,12 @@ def test_a_scalar_where_two_coefficients_belong_is_a_usage_error(tmp_path, model
 
 def test_a_bug_keeps_its_traceback_and_is_not_called_a_usage_error(tmp_path, monkeypatch):
     """Before, every ValueError (and OSError) from anywhere became a one-line usage error with exit 2."""
-    import rlt.scoring
+    import rlt.measure.scoring
 
     def broken(*args, **kwargs):
         raise ValueError("an internal invariant broke")
 
-    monkeypatch.setattr(rlt.scoring, "score_file", broken)
+    monkeypatch.setattr(rlt.measure.scoring, "score_file", broken)
     with pytest.raises(ValueError, match="an internal invariant broke"):
         main(["score", "rows.jsonl", "--out", str(tmp_path / "scored.jsonl")])
 
@@ -494,7 +494,7 @@ def test_embedded_names_in_any_case():
 
 
 def test_quick_demo_has_its_own_directory_and_keeps_the_flags_given():
-    from rlt.demo import DemoArguments
+    from rlt.tools.demo import DemoArguments
 
     quick = DemoArguments(quick=True)
     # before: both wrote runs/demo, and the full demo then refused the quick run's checkpoints
@@ -505,10 +505,10 @@ def test_quick_demo_has_its_own_directory_and_keeps_the_flags_given():
 
 
 def test_score_says_what_a_negative_kl_estimate_means(tmp_path, monkeypatch, capsys):
-    import rlt.scoring
+    import rlt.measure.scoring
 
     summary = {"reward": 1.147, "kl_mean": -1.095}  # README's off-topic example row, as the review measured it
-    monkeypatch.setattr(rlt.scoring, "score_file", lambda args, out: (summary, 1, 1.0))
+    monkeypatch.setattr(rlt.measure.scoring, "score_file", lambda args, out: (summary, 1, 1.0))
     assert main(["score", "rows.jsonl", "--out", str(tmp_path / "scored.jsonl")]) == 0
     said = capsys.readouterr().out
     assert "kl_mean < 0: each token's term is a one-sample log-ratio" in said and "README, `rlt score`" in said

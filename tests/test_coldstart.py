@@ -8,11 +8,11 @@ import torch
 from safetensors.torch import load_file
 
 from rlt.cli import main
-from rlt.coldstart import CorrectnessReward, FormatReward, coldstart_dataset, follows_format, reward_functions
 from rlt.configs import ColdStartConfig, DataArguments
 from rlt.data import DataError, Problem
-from rlt.formats import R1, student_messages
+from rlt.reward.formats import R1, student_messages
 from rlt.testing import save_tiny, tiny_tokenizer
+from rlt.train.coldstart import CorrectnessReward, FormatReward, coldstart_dataset, follows_format, reward_functions
 
 FAST = ["--report_to", "none", "--activation_checkpointing", "false", "--logging_steps", "1", "--seed", "0"]
 

@@ -6,9 +6,9 @@ from fractions import Fraction
 import pytest
 
 from rlt.configs import DataArguments
-from rlt.countdown import DATASET_SIZE, MAX_NUMBER, MAX_TARGET, Countdown, generate, parse_spec
 from rlt.data import DataError, to_problems
-from rlt.evaluate import grade
+from rlt.data.countdown import DATASET_SIZE, MAX_NUMBER, MAX_TARGET, Countdown, generate, parse_spec
+from rlt.measure.evaluate import grade
 
 PROBLEM = Countdown((3, 5, 7), 50)
 

@@ -1,6 +1,6 @@
 import pytest
 
-from rlt.formats import (
+from rlt.reward.formats import (
     R1,
     STRATOS,
     extract_solution,

@@ -3,7 +3,7 @@ answer is right only when the yes or no is the whole of its first clause."""
 
 import pytest
 
-from rlt.evaluate import check_answer, grade
+from rlt.measure.evaluate import check_answer, grade
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from rlt.cli import main
-from rlt.inspector import final_answer_of, page_records, render, token_view
 from rlt.testing import save_tiny
+from rlt.tools.inspector import final_answer_of, page_records, render, token_view
 
 FAST_SCORE = ["--device", "cpu", "--student_temperature", "0.7"]
 SCREENSHOT = Path(__file__).resolve().parent / "artifacts" / "inspector.png"

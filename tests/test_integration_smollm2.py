@@ -6,9 +6,9 @@ import pytest
 
 from benchmarks.verify_scored import recompute
 from rlt.data import load_problems
-from rlt.formats import PADDING, STRATOS
 from rlt.models import load_model
 from rlt.reward import RLTReward
+from rlt.reward.formats import PADDING, STRATOS
 
 pytestmark = pytest.mark.integration
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from rlt.leakage import answer_forms, normalize, sentences, states_answer, strip_answer
+from rlt.measure.leakage import answer_forms, normalize, sentences, states_answer, strip_answer
 
 STATES = [  # (text, answer): the text states the answer
     ("The answer is 1.", "1"),

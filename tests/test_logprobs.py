@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-import rlt.logprobs
+import rlt.reward.logprobs
 from benchmarks.verify_scored import reference_logprobs
-from rlt.logprobs import micro_batches, span_logprobs
+from rlt.reward.logprobs import micro_batches, span_logprobs
 
 
 def _sequences(tokenizer):
@@ -15,7 +15,7 @@ def test_matches_full_logits_and_ignores_batching(student, tokenizer, monkeypatc
     sequences = _sequences(tokenizer)
     spans = [[(1, len(s)), (len(s) // 2 or 1, len(s))] for s in sequences]
     one_by_one = span_logprobs(student, sequences, spans, temperature=0.7, token_budget=1)
-    monkeypatch.setitem(rlt.logprobs.LOGIT_BUDGET, "cpu", 3 * student.config.vocab_size)  # 3 rows per head chunk
+    monkeypatch.setitem(rlt.reward.logprobs.LOGIT_BUDGET, "cpu", 3 * student.config.vocab_size)  # 3 rows per head chunk
     batched = span_logprobs(student, sequences, spans, temperature=0.7, token_budget=10_000)
     for seq, seq_spans, a, b in zip(sequences, spans, one_by_one, batched, strict=True):
         for span, x, y in zip(seq_spans, a, b, strict=True):
@@ -104,7 +104,7 @@ def test_a_head_whose_weight_is_a_zero3_placeholder_is_chunked_by_its_declared_s
     placeholder = PartitionedHead(head.in_features, head.out_features, bias=False)
     placeholder.weight = torch.nn.Parameter(torch.empty(0), requires_grad=False)
     monkeypatch.setattr(student, "get_output_embeddings", lambda: placeholder)
-    monkeypatch.setitem(rlt.logprobs.LOGIT_BUDGET, "cpu", 3 * head.out_features)  # 3 rows per head chunk
+    monkeypatch.setitem(rlt.reward.logprobs.LOGIT_BUDGET, "cpu", 3 * head.out_features)  # 3 rows per head chunk
     (seq,) = _sequences(tokenizer)[1:2]
     (got,) = span_logprobs(student, [seq], [[(1, len(seq))]], temperature=0.7)[0]
     torch.testing.assert_close(got, reference_logprobs(student, seq, (1, len(seq)), 0.7), atol=1e-5, rtol=0)
@@ -113,7 +113,7 @@ def test_a_head_whose_weight_is_a_zero3_placeholder_is_chunked_by_its_declared_s
 def test_logit_scale_follows_each_architecture_s_convention():
     from types import SimpleNamespace
 
-    from rlt.logprobs import logit_scale
+    from rlt.reward.logprobs import logit_scale
 
     def model(model_type="llama", **fields):
         config = SimpleNamespace(model_type=model_type, **fields)

@@ -9,11 +9,11 @@ from safetensors.torch import load_file
 
 from rlt.cli import main
 from rlt.data import Problem
-from rlt.evaluate import check_answer, final_answer, pass_at_k
-from rlt.generation import SamplingConfig
+from rlt.measure.evaluate import check_answer, final_answer, pass_at_k
 from rlt.reward import RLTReward
+from rlt.sampling.generation import SamplingConfig
+from rlt.sampling.traces import best_and_worst, collect_traces, recover_jsonl, select_best
 from rlt.testing import save_tiny, tiny_model, tiny_tokenizer
-from rlt.traces import best_and_worst, collect_traces, recover_jsonl, select_best
 
 PROBLEMS = [
     Problem(f"What is {i} times 2?", f"{i} * 2 = {2 * i}. The answer is {2 * i}.", str(2 * i)) for i in range(4)
@@ -242,9 +242,9 @@ def test_solution_logprob_after_own_thought_recomputed_independently():
     import torch
 
     from rlt.data import Problem
-    from rlt.evaluate import solution_logprob_after_own_thought
-    from rlt.formats import student_text
-    from rlt.generation import SamplingConfig
+    from rlt.measure.evaluate import solution_logprob_after_own_thought
+    from rlt.reward.formats import student_text
+    from rlt.sampling.generation import SamplingConfig
     from rlt.testing import tiny_model, tiny_tokenizer
 
     model, tokenizer = tiny_model(0), tiny_tokenizer()

@@ -9,7 +9,7 @@ import pytest
 from rlt.cli import main
 from rlt.configs import FormatArguments
 from rlt.data import DataError, to_problems
-from rlt.formats import STRATOS, student_messages, student_prompt, student_text, teacher_prompt
+from rlt.reward.formats import STRATOS, student_messages, student_prompt, student_text, teacher_prompt
 from rlt.testing import save_tiny, tiny_tokenizer
 
 STUDENT = "Answer as the model trained on these traces was taught to answer."

@@ -6,11 +6,11 @@ import pytest
 
 from rlt.cli import main
 from rlt.data import DataError, Problem
-from rlt.generation import SamplingConfig
 from rlt.provenance import content_key, model_fingerprint, sidecar
 from rlt.reward import RewardConfig, RLTReward
+from rlt.sampling.generation import SamplingConfig
+from rlt.sampling.traces import collect_traces
 from rlt.testing import save_tiny
-from rlt.traces import collect_traces
 
 PROBLEMS = [Problem(f"What is {a} + {a}?", f"{a} + {a} = {2 * a}.", str(2 * a)) for a in range(1, 5)]
 OTHER = [Problem(f"What is {a} * 3?", f"{a} * 3 = {3 * a}.", str(3 * a)) for a in range(1, 4)]

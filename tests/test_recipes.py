@@ -8,9 +8,9 @@ from trl import ModelConfig
 
 from rlt.configs import ColdStartConfig, DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig, RLTSFTConfig
 from rlt.configs import parse as _parse
-from rlt.evaluate import EvalArguments
-from rlt.sft import DistillArguments
-from rlt.traces import TracesArguments
+from rlt.measure.evaluate import EvalArguments
+from rlt.sampling.traces import TracesArguments
+from rlt.train.sft import DistillArguments
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 COMMAND_CONFIGS = {
@@ -95,8 +95,8 @@ def test_every_rlt_command_in_the_readme_parses():
     """The README's commands take the flags they are given (the review: `rlt score --skip_invalid` was documented
     and rejected): each parses, recipes and ranges checked, as the command would parse it."""
     from rlt.configs import InspectArguments, ScoreArguments
-    from rlt.demo import DemoArguments
-    from rlt.reward_check import CheckRewardArguments
+    from rlt.measure.reward_check import CheckRewardArguments
+    from rlt.tools.demo import DemoArguments
 
     configs = COMMAND_CONFIGS | {"score": (ScoreArguments,), "inspect": (InspectArguments,), "demo": (DemoArguments,),
                                  "check-reward": (CheckRewardArguments, DataArguments, FormatArguments,

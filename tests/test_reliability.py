@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rlt.cli import main
-from rlt.formats import STRATOS, teacher_prompt
 from rlt.reward import AlignedSample, RewardConfig, RLTReward
+from rlt.reward.formats import STRATOS, teacher_prompt
 from rlt.testing import LoggedMetrics, save_tiny, tiny_model, tiny_tokenizer
 
 QUESTION = "A farmer has 17 sheep and all but 9 run away. How many are left?"

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from benchmarks.verify_scored import recompute
-from rlt.align import decode as spell
-from rlt.formats import R1, STRATOS, student_text, teacher_prompt
 from rlt.reward import RewardConfig, RLTReward, rlt_reward
+from rlt.reward.align import decode as spell
+from rlt.reward.formats import R1, STRATOS, student_text, teacher_prompt
 from rlt.testing import LoggedMetrics, tiny_model, tiny_tokenizer
 
 QUESTION = "How many apples does she have left?"
@@ -40,7 +40,7 @@ def reward(student, teacher, tokenizer):
 
 
 def assert_alignment(sample, teacher_tokenizer, student_tokenizer, question, solution, completion, sampled=None):
-    """The invariants of a scored sample (rlt.align): natural student tokens, spans by the edge rule, chunks."""
+    """The invariants of a scored sample (rlt.reward.align): natural student tokens, spans by the edge rule, chunks."""
     explanation = sample.explanation
     # The student sequence is its own tokenizer's split of the distillation text, whole.
     text = student_text(student_tokenizer, question, explanation, solution)

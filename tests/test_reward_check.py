@@ -7,8 +7,7 @@ import pytest
 
 from rlt.cli import main
 from rlt.data import Problem, frame
-from rlt.reward import RewardBreakdown, RewardConfig
-from rlt.reward_check import (
+from rlt.measure.reward_check import (
     CheckRewardArguments,
     derangement,
     explanation_rows,
@@ -17,6 +16,7 @@ from rlt.reward_check import (
     rescored,
     summarize_sources,
 )
+from rlt.reward import RewardBreakdown, RewardConfig
 from rlt.testing import save_tiny
 
 

@@ -11,7 +11,7 @@ from rlt.configs import RLTGRPOConfig
 from rlt.data import Problem
 from rlt.reward import RewardConfig, RLTReward
 from rlt.testing import tiny_model, tiny_tokenizer
-from rlt.trainer import RLTGRPOTrainer, dropout_active, rl_dataset, whole_weights
+from rlt.train.trainer import RLTGRPOTrainer, dropout_active, rl_dataset, whole_weights
 
 PROBLEMS = [Problem(f"What is {i} + {i + 1}?", f"{i} + {i + 1} = {2 * i + 1}.", str(2 * i + 1)) for i in range(8)]
 END = "\n\n<|end_of_explanation|>"
@@ -210,8 +210,8 @@ def _leading_bos(ids, tokenizer) -> int:
 
 
 def test_prompts_carry_one_bos_in_every_stage(bos_tokenizer, tmp_path):
-    from rlt.formats import teacher_prompt, teacher_text
-    from rlt.sft import warmup_examples
+    from rlt.reward.formats import teacher_prompt, teacher_text
+    from rlt.train.sft import warmup_examples
 
     # the template's "<|im_start|>" BOS, then chatml's "<|im_start|>" role marker: two; a third is the added one
     problem = PROBLEMS[0]
@@ -236,9 +236,9 @@ def test_prompts_carry_one_bos_in_every_stage(bos_tokenizer, tmp_path):
 @pytest.mark.parametrize("failure", ["too long for the student", "ids that cannot be placed in their text"])
 def test_a_trace_row_that_cannot_be_scored_keeps_its_explanation_without_the_eos(failure, monkeypatch):
     import rlt.reward
-    from rlt.align import encode
-    from rlt.formats import teacher_prompt
-    from rlt.traces import _score_batch, row_keys
+    from rlt.reward.align import encode
+    from rlt.reward.formats import teacher_prompt
+    from rlt.sampling.traces import _score_batch, row_keys
 
     tokenizer = tiny_tokenizer()
     student = tiny_model(0)
@@ -303,8 +303,8 @@ def stand_in_vllm(monkeypatch):
 
 
 def test_vllm_samples_of_one_prompt_differ_and_reruns_repeat_them(stand_in_vllm, tmp_path):
-    from rlt.generation import SamplingConfig, VLLMSampler
-    from rlt.traces import collect_traces
+    from rlt.sampling.generation import SamplingConfig, VLLMSampler
+    from rlt.sampling.traces import collect_traces
 
     sampler = VLLMSampler("teacher-path", memory_share=0.5)
     sampling = SamplingConfig(max_new_tokens=8, temperature=0.7, batch_size=4)
@@ -321,7 +321,7 @@ def test_vllm_samples_of_one_prompt_differ_and_reruns_repeat_them(stand_in_vllm,
 
 
 def test_vllm_is_not_used_where_the_run_asks_for_the_cpu(stand_in_vllm, monkeypatch):
-    from rlt.generation import vllm_usable
+    from rlt.sampling.generation import vllm_usable
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert vllm_usable("auto", "cuda") and not vllm_usable("auto", "cpu") and not vllm_usable("false", "cuda")
@@ -330,8 +330,8 @@ def test_vllm_is_not_used_where_the_run_asks_for_the_cpu(stand_in_vllm, monkeypa
 
 
 def test_the_kv_cache_of_a_long_evaluation_is_computed_and_refused_where_it_cannot_fit(monkeypatch):
-    import rlt.generation
-    from rlt.generation import SamplingConfig, hf_generate, kv_cache_bytes
+    import rlt.sampling.generation
+    from rlt.sampling.generation import SamplingConfig, hf_generate, kv_cache_bytes
 
     qwen_7b = transformers_config("Qwen2Config", num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
                                   hidden_size=3584)  # fmt: skip
@@ -340,7 +340,7 @@ def test_the_kv_cache_of_a_long_evaluation_is_computed_and_refused_where_it_cann
     assert 120 < need / 1e9 < 125  # the paper eval recipe's batch on transformers' generate
     model, tokenizer = tiny_model(0), tiny_tokenizer()
     per_sequence = kv_cache_bytes(model.config, 1, 3 + 1000, torch.float32)
-    monkeypatch.setattr(rlt.generation, "free_memory", lambda device: 4 * per_sequence)
+    monkeypatch.setattr(rlt.sampling.generation, "free_memory", lambda device: 4 * per_sequence)
     with pytest.raises(ValueError, match=r"needs .* GiB of KV cache on cpu.*--use_vllm true"):
         list(hf_generate(model, tokenizer, [[1, 2, 3]] * 8, SamplingConfig(max_new_tokens=1000, batch_size=8)))
     assert (

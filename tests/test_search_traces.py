@@ -6,7 +6,8 @@ import re
 import pytest
 
 from rlt.configs import DataArguments
-from rlt.countdown import (
+from rlt.data import frame, to_problems
+from rlt.data.countdown import (
     Search,
     arithmetic,
     copies_solution_line,
@@ -15,7 +16,6 @@ from rlt.countdown import (
     solution_steps,
     walks_solution_path,
 )
-from rlt.data import frame, to_problems
 
 TRY = re.compile(r"Try (\d+) ([-+*/]) (\d+) = (\d+), left ([\d, ]+)\.$")
 BACK = re.compile(r"Back to ([\d, ]+)\.$")

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from rlt.stats import bootstrap, ci, paired, seeded_difference
+from rlt.measure.stats import bootstrap, ci, paired, seeded_difference
 
 
 def test_bootstrap_drops_missing_values_and_counts_them():

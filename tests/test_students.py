@@ -1,6 +1,6 @@
-"""Several students in one reward (`rlt.students`): one student is today's reward, the combined reward is the weighted
-mean of each student's, the teacher is read once, and two students whose tokenizers differ go through `rlt score`,
-GRPO (the rewards training logged equal offline scores) and `rlt inspect`."""
+"""Several students in one reward (`rlt.reward.students`): one student is today's reward, the combined reward is the
+weighted mean of each student's, the teacher is read once, and two students whose tokenizers differ go through `rlt
+score`, GRPO (the rewards training logged equal offline scores) and `rlt inspect`."""
 
 import json
 import math
@@ -10,7 +10,7 @@ import pytest
 from rlt.cli import main
 from rlt.models import load_model
 from rlt.reward import RLTReward
-from rlt.students import MultiStudentReward, Student, build_reward, student_names
+from rlt.reward.students import MultiStudentReward, Student, build_reward, student_names
 from rlt.testing import LoggedMetrics, save_tiny, tiny_model, tiny_tokenizer
 
 BYTE_VOCAB = 256 + 3  # a byte-level student: every character of the BPE teacher's tokens spells differently
@@ -86,7 +86,7 @@ def test_the_teacher_is_read_once_for_every_student(pair):
     def count(module, args, kwargs, out):
         calls.append((args[0] if args else kwargs["input_ids"]).shape[0])
 
-    handle = pair["teacher"].get_decoder().register_forward_hook(count, with_kwargs=True)  # rlt.logprobs runs it
+    handle = pair["teacher"].get_decoder().register_forward_hook(count, with_kwargs=True)  # rlt.reward.logprobs runs it
     try:
         single(pair, "a").score_texts(rows())
         one = sum(calls)
@@ -108,7 +108,7 @@ def test_a_sample_one_student_cannot_score_is_not_scored_and_says_which(pair):
     short.config.max_position_embeddings = fits  # student b reads the long question's chat in more positions
     prompt_ids, completion_ids = [], []
     for row in (rows()[0], long_row):
-        from rlt.formats import teacher_prompt
+        from rlt.reward.formats import teacher_prompt
 
         prompt = teacher_prompt(pair["tokenizer"], row["question"], row["solution"])
         prompt_ids.append(list(panel.encoded_prompt(prompt)))

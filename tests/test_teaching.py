@@ -6,8 +6,7 @@ import math
 import pytest
 
 from rlt.data import Problem
-from rlt.reward import RewardConfig, RLTReward
-from rlt.teaching import (
+from rlt.measure.teaching import (
     REWARD_STUDENT,
     VARIANTS,
     answer_logprob,
@@ -18,6 +17,7 @@ from rlt.teaching import (
     stripped_completion,
     verdict,
 )
+from rlt.reward import RewardConfig, RLTReward
 from rlt.testing import tiny_model
 
 PROBLEMS = [Problem(f"Q{i}", f"The answer is {i + 10}.", answer=str(i + 10)) for i in range(6)]

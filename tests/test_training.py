@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 from rlt.cli import main
 from rlt.models import load_model
 from rlt.reward import RLTReward
-from rlt.sft import warmup_examples
 from rlt.testing import save_tiny
+from rlt.train.sft import warmup_examples
 
 FAST = ["--report_to", "none", "--activation_checkpointing", "false", "--logging_steps", "1", "--seed", "0"]
 
@@ -142,7 +142,7 @@ def test_an_unscoreable_group_is_ranked_below_the_scored_ones(workdir, tmp_path)
 
 
 def test_unscoreable_completions_sit_below_their_own_group():
-    from rlt.trainer import rank_unscoreable_last
+    from rlt.train.trainer import rank_unscoreable_last
 
     nan = float("nan")
     rewards = torch.tensor([-1.0, -2.0, nan, -3.0, nan, nan, nan, nan, -5.0, nan, -4.0, -6.0])
@@ -152,7 +152,7 @@ def test_unscoreable_completions_sit_below_their_own_group():
 
 
 def aligned_prompt(tokenizer, sample) -> str:
-    from rlt.formats import teacher_prompt
+    from rlt.reward.formats import teacher_prompt
 
     return teacher_prompt(tokenizer, sample["question"], sample["solution"])
 
@@ -225,7 +225,7 @@ def test_ddp_two_processes_each_score_their_slice(workdir):
 
 def test_step_breakdown_from_the_logged_timings(rl_run):
     from benchmarks.grpo_step import breakdown
-    from rlt.plots import log_history
+    from rlt.tools.plots import log_history
 
     result = breakdown(log_history(rl_run), skip_first=False)
     shares = result["median_share"]
@@ -242,7 +242,7 @@ def test_a_callback_can_stop_teacher_rl_and_the_model_is_saved(workdir, tmp_path
     from trl import ModelConfig
 
     from rlt.configs import DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig, parse
-    from rlt.trainer import run_train
+    from rlt.train.trainer import run_train
 
     class StopAfterTwo(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):

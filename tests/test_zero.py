@@ -19,10 +19,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rlt.formats import student_messages
 from rlt.models import load_model
 from rlt.reward import AlignmentError, RLTReward
-from rlt.students import MultiStudentReward, Student
+from rlt.reward.formats import student_messages
+from rlt.reward.students import MultiStudentReward, Student
 from rlt.testing import save_tiny
 from tests.distributed_probe import PROBE_IDS, token_logprobs
 

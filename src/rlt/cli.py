@@ -41,7 +41,7 @@ def _print_summary(summary: dict[str, float]) -> None:
 
 def score(argv: list[str]) -> int:
     from rlt.configs import ScoreArguments
-    from rlt.scoring import score_file
+    from rlt.measure.scoring import score_file
 
     if argv and not argv[0].startswith("-"):  # `rlt score ROWS.jsonl ...`
         argv = ["--rows", argv[0], *argv[1:]]
@@ -63,7 +63,7 @@ def score(argv: list[str]) -> int:
 
 def inspect(argv: list[str]) -> int:
     from rlt.configs import InspectArguments
-    from rlt.inspector import inspect_file
+    from rlt.tools.inspector import inspect_file
 
     if argv and not argv[0].startswith("-"):  # `rlt inspect FILE ...`
         argv = ["--rows", argv[0], *argv[1:]]
@@ -78,7 +78,7 @@ def inspect(argv: list[str]) -> int:
 
 def check_reward(argv: list[str]) -> int:
     from rlt.configs import DataArguments, FormatArguments, RewardArguments
-    from rlt.reward_check import CheckRewardArguments, run_check_reward
+    from rlt.measure.reward_check import CheckRewardArguments, run_check_reward
 
     parsed = _parse((CheckRewardArguments, DataArguments, FormatArguments, RewardArguments), argv, "check-reward")
     _output_file(parsed[0].out, parsed[1].dataset)
@@ -95,7 +95,7 @@ def warmup(argv: list[str]) -> int:
     from trl import ModelConfig
 
     from rlt.configs import DataArguments, FormatArguments, RLTSFTConfig
-    from rlt.sft import run_warmup
+    from rlt.train.sft import run_warmup
 
     parsed = _parse((ModelConfig, DataArguments, FormatArguments, RLTSFTConfig), argv, "warmup")
     model_args, data_args, format_args, config = parsed
@@ -109,7 +109,7 @@ def train(argv: list[str]) -> int:
     from trl import ModelConfig
 
     from rlt.configs import DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig
-    from rlt.trainer import run_train
+    from rlt.train.trainer import run_train
 
     parsed = _parse((ModelConfig, DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig), argv, "train")
     model_args, data_args, format_args, reward_args, config = parsed
@@ -122,7 +122,7 @@ def train(argv: list[str]) -> int:
 def traces(argv: list[str]) -> int:
     from rlt.configs import DataArguments, FormatArguments, RewardArguments
     from rlt.reward import RewardBreakdown, summarize
-    from rlt.traces import TracesArguments, run_traces
+    from rlt.sampling.traces import TracesArguments, run_traces
 
     parsed = _parse((TracesArguments, DataArguments, FormatArguments, RewardArguments), argv, "traces")
     args, data_args, format_args, reward_args = parsed
@@ -139,7 +139,7 @@ def distill(argv: list[str]) -> int:
     from trl import ModelConfig
 
     from rlt.configs import RLTSFTConfig
-    from rlt.sft import DistillArguments, run_distill
+    from rlt.train.sft import DistillArguments, run_distill
 
     model_args, distill_args, config = _parse((ModelConfig, DistillArguments, RLTSFTConfig), argv, "distill")
     _default_model(model_args)
@@ -151,8 +151,8 @@ def distill(argv: list[str]) -> int:
 def coldstart(argv: list[str]) -> int:
     from trl import ModelConfig
 
-    from rlt.coldstart import run_coldstart
     from rlt.configs import ColdStartConfig, DataArguments, FormatArguments
+    from rlt.train.coldstart import run_coldstart
 
     parsed = _parse((ModelConfig, DataArguments, FormatArguments, ColdStartConfig), argv, "coldstart")
     model_args, data_args, format_args, config = parsed
@@ -165,7 +165,7 @@ def coldstart(argv: list[str]) -> int:
 
 def evaluation(argv: list[str]) -> int:
     from rlt.configs import DataArguments, FormatArguments, RewardArguments
-    from rlt.evaluate import EvalArguments, run_eval
+    from rlt.measure.evaluate import EvalArguments, run_eval
 
     parsed = _parse((EvalArguments, DataArguments, FormatArguments, RewardArguments), argv, "eval")
     _output_file(parsed[0].out, parsed[1].dataset)
@@ -175,7 +175,7 @@ def evaluation(argv: list[str]) -> int:
 
 
 def plot(argv: list[str]) -> int:
-    from rlt.plots import plot_run
+    from rlt.tools.plots import plot_run
 
     if argv and argv[0] in ("-h", "--help"):
         print("usage: rlt plot RUN_DIR [OUT_DIR]\n\nPNG curves of a run's log history (default: RUN_DIR/plots).")
@@ -197,7 +197,7 @@ def _default_model(model_args) -> None:
 
 
 def demo(argv: list[str]) -> int:
-    from rlt.demo import DemoArguments, run_demo
+    from rlt.tools.demo import DemoArguments, run_demo
 
     (args,) = _parse((DemoArguments,), argv, "demo")
     report = run_demo(args)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from trl import GRPOConfig, SFTConfig
 
-from rlt import countdown
+from rlt.data import countdown
 from rlt.errors import UsageError
 from rlt.reward import RewardConfig
 
@@ -211,7 +211,8 @@ class RewardArguments:
         default_factory=lambda: ["smollm2-135m"],
         metadata={
             "help": "Student model: Hub id, local path, or an embedded name (smollm2-135m, gemma3-270m). Several "
-            "(`--student A --student B`, or a list in a recipe): the reward is their weighted mean (rlt.students).",
+            "(`--student A --student B`, or a list in a recipe): the reward is their weighted mean "
+            "(rlt.reward.students).",
             "action": _RepeatableList,
         },
     )
@@ -245,7 +246,7 @@ class RewardArguments:
     )
 
     def __post_init__(self):
-        from rlt.students import check_weights
+        from rlt.reward.students import check_weights
 
         if isinstance(self.student, str):  # a recipe's `student: NAME`
             self.student = [self.student]
@@ -264,8 +265,8 @@ class RewardArguments:
         return list(self.student_weights) if self.student_weights is not None else [1.0] * len(self.student)
 
     def student_identity(self):
-        """The students as provenance records them (`rlt.students.students_identity`)."""
-        from rlt.students import student_names, students_identity
+        """The students as provenance records them (`rlt.reward.students.students_identity`)."""
+        from rlt.reward.students import student_names, students_identity
 
         return students_identity(student_names(self.student), self.student, self.student_weight_list())
 
@@ -302,7 +303,7 @@ class FormatArguments:
         from dataclasses import replace
 
         from rlt.data import dataset_system_prompt
-        from rlt.formats import get_style
+        from rlt.reward.formats import get_style
 
         teacher = _prompt_text(self.teacher_system_prompt, "--teacher_system_prompt")
         student = _prompt_text(self.student_system_prompt, "--student_system_prompt") or dataset_system_prompt(problems)
@@ -350,7 +351,7 @@ class DeviceArguments:
 
     def torch_dtype(self):
         """--dtype as torch takes it; auto is bfloat16 on a GPU that supports it (half the memory of float32, the
-        precision training used), float32 elsewhere (a CPU emulates bfloat16, 19x slower)."""
+        precision training used), float32 elsewhere (a CPU emulates bfloat16, many times slower)."""
         import torch
 
         if self.dtype == "auto":
@@ -549,7 +550,7 @@ class DataArguments:
 
 
 class _DeviceDefaults:
-    """Defaults that follow the machine. TRL turns bf16 on by default, which a CPU emulates (19x slower here): use
+    """Defaults that follow the machine. TRL turns bf16 on by default, which a CPU emulates (many times slower): use
     fp32 there. Without a GPU, also set `use_cpu`, so that several processes (`accelerate launch --multi_gpu
     --num_processes N`) form a gloo DDP group instead of N unrelated runs."""
 

@@ -1,6 +1,6 @@
 """Tiny models for tests and benchmarks: a small-vocabulary BPE tokenizer trained on the RLT formats' own text and
 randomly initialised Llama-shaped models, built in seconds with no weights on disk (a 49k vocabulary makes a GRPO
-step ~18x slower on a CPU)."""
+step many times slower on a CPU)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def tiny_tokenizer(vocab_size: int = 1024) -> PreTrainedTokenizerBase:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from rlt.formats import STYLES, student_system_prompt, teacher_system_prompt
+    from rlt.reward.formats import STYLES, student_system_prompt, teacher_system_prompt
 
     corpus = [student_system_prompt(s) + teacher_system_prompt(s) + " ".join(s.all_tags) for s in STYLES.values()]
     corpus += ["0123456789 + - * / = ( ) . , ? The answer is 42. How many apples does she have left?"] * 4

@@ -6,7 +6,7 @@ the student answers in the student format (think section, then solution section)
 
     reward = correctness + format_weight * format
 
-    correctness  1 when the final answer checks, else 0: `rlt.evaluate.grade`, the check `rlt eval` reports
+    correctness  1 when the final answer checks, else 0: `rlt.measure.evaluate.grade`, the check `rlt eval` reports
                  (math-verify with its text fallback; countdown problems by their exact checker)
     format       1 when the completion opens and closes its think section and then writes a closed solution
                  section, else 0 (off unless --format_weight is set)
@@ -25,14 +25,14 @@ from datasets import Dataset
 from trl import ModelConfig, get_peft_config
 
 from rlt.configs import ColdStartConfig, DataArguments, FormatArguments
-from rlt.countdown import Countdown
 from rlt.data import DataError, Problem
-from rlt.evaluate import grade
-from rlt.formats import STRATOS, TagStyle, get_style, student_prompt
+from rlt.data.countdown import Countdown
+from rlt.measure.evaluate import grade
 from rlt.models import load_model
 from rlt.provenance import model_identity
-from rlt.runs import check_run, model_dtype, require_vllm, skip_finished, train_and_save
-from rlt.trainer import ChatGRPOTrainer
+from rlt.reward.formats import STRATOS, TagStyle, get_style, student_prompt
+from rlt.train.runs import check_run, model_dtype, require_vllm, skip_finished, train_and_save
+from rlt.train.trainer import ChatGRPOTrainer
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ A student answers in the student format; its final answer is the last solution s
 it has one) and is checked against the dataset's answer with math-verify. Free-form answers that math-verify
 cannot parse (CHAMP's "No", "3 is the only possible value" parses, "No" does not) fall back to a normalised-text
 comparison, where a yes or no must be the whole first clause ("No, because ..." matches "No", "No idea" does not);
-countdown answers are checked exactly by their own checker (`rlt.countdown`). The report says how many
+countdown answers are checked exactly by their own checker (`rlt.data.countdown`). The report says how many
 answers each method checked and how many could not be checked at all.
 """
 
@@ -21,15 +21,15 @@ from typing import ClassVar
 
 from math_verify import parse, verify
 
-from rlt.align import tokenize_texts
 from rlt.configs import DeviceArguments
-from rlt.countdown import Countdown
 from rlt.data import Problem, boxed_answer
+from rlt.data.countdown import Countdown
 from rlt.errors import UsageError
-from rlt.formats import STRATOS, TagStyle, extract_solution, get_style, student_prompt
-from rlt.generation import Sampler, SamplingConfig, hf_sampler
-from rlt.leakage import YES_NO
+from rlt.measure.leakage import YES_NO
 from rlt.models import DEFAULT_MODEL
+from rlt.reward.align import tokenize_texts
+from rlt.reward.formats import STRATOS, TagStyle, extract_solution, get_style, student_prompt
+from rlt.sampling.generation import Sampler, SamplingConfig, hf_sampler
 
 
 @dataclass
@@ -251,9 +251,9 @@ def solution_logprob_after_own_thought(
     thoughts; overall the mean over questions with a 95 % bootstrap interval. `correct` says per sample whether the
     student's own continuation past its thought answered right: pass@k from the same draws.
     """
-    from rlt.formats import student_segments
+    from rlt.measure.stats import bootstrap
     from rlt.reward import RewardConfig, RLTReward
-    from rlt.stats import bootstrap
+    from rlt.reward.formats import student_segments
 
     style = get_style(style)
     think_close = style.thought[1]
@@ -303,8 +303,8 @@ def run_eval(args: EvalArguments, data_args, format_args, reward_args) -> tuple[
     problems, written with its provenance to `args.out` and as a markdown table beside it; the results and table."""
     from dataclasses import asdict
 
-    from rlt.generation import vllm_usable
     from rlt.provenance import describe, model_identity
+    from rlt.sampling.generation import vllm_usable
 
     problems = data_args.select(args.part)
     use_vllm = vllm_usable(args.use_vllm, args.device)
@@ -324,10 +324,10 @@ def run_eval(args: EvalArguments, data_args, format_args, reward_args) -> tuple[
 
 def evaluate_teacher(problems: list[Problem], args: EvalArguments, reward_args, style, use_vllm: bool):
     """A teacher's explanations of `problems`, scored by the student's reward: the mean of each component."""
-    from rlt.generation import sampler_for
+    from rlt.measure.scoring import kl_temperature, load_reward
     from rlt.reward import RewardBreakdown, summarize
-    from rlt.scoring import kl_temperature, load_reward
-    from rlt.traces import collect_traces
+    from rlt.sampling.generation import sampler_for
+    from rlt.sampling.traces import collect_traces
 
     reward = load_reward(args.teacher, reward_args, style, kl_temperature(args.temperature), args)
     sampling = SamplingConfig(args.max_new_tokens, args.temperature, 1.0, args.batch_size, args.seed)
@@ -343,9 +343,9 @@ def evaluate_teacher(problems: list[Problem], args: EvalArguments, reward_args, 
 
 def evaluate_model(problems: list[Problem], args: EvalArguments, style, use_vllm: bool):
     """A student's accuracy on `problems` (`evaluate_student`), warning when it was distilled on any of them."""
-    from rlt.generation import sampler_for
     from rlt.models import load_model, load_tokenizer
-    from rlt.sft import distilled_on
+    from rlt.sampling.generation import sampler_for
+    from rlt.train.sft import distilled_on
 
     if not args.thought_samples and not any(p.answer for p in problems):
         raise UsageError(f"none of the {len(problems)} questions has a final answer to check accuracy against "

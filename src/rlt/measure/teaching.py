@@ -9,7 +9,8 @@ teachers are sampled with the same seed, so their samples share random numbers t
 Three safeguards make the comparison something RL cannot game by what it optimised:
 
     answer stripped   every explanation is also rescored without its sentences that state the final answer
-                      (`rlt.leakage`), on every problem: a gain that vanishes then was the statement, not teaching
+                      (`rlt.measure.leakage`), on every problem: a gain that vanishes then was the statement, not
+                      teaching
     judges            every explanation is read by the reward's own student and by any further judges: students
                       the teacher was not trained against, for which reward hacking does not carry over for free
     answer log-prob   beside r_SS, the student's mean log-prob of the answer's own tokens: r_SS averages over the
@@ -31,11 +32,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rlt.data import Problem
-from rlt.formats import PADDING
-from rlt.generation import SamplingConfig
-from rlt.leakage import states_answer, strip_answer
+from rlt.measure.leakage import states_answer, strip_answer
+from rlt.measure.stats import bootstrap, ci, paired, present
 from rlt.reward import RewardBreakdown, RLTReward, r_ss
-from rlt.stats import bootstrap, ci, paired, present
+from rlt.reward.formats import PADDING
+from rlt.sampling.generation import SamplingConfig
 
 METRICS = ("r_ss", "answer_logprob", "reward", "kl_mean")
 LOWER_IS_BETTER = {"kl_mean"}
@@ -60,7 +61,7 @@ def teacher_source(
     problems: Sequence[Problem], reward: RLTReward, path: Path, sampling: SamplingConfig, samples: int = 1
 ) -> list[dict]:
     """A teacher's samples (`samples` per problem; resumable at `path`), sorted by problem and sample."""
-    from rlt.traces import collect_traces
+    from rlt.sampling.traces import collect_traces
 
     rows = collect_traces(list(problems), reward.teacher, reward, path, sampling, num_samples=samples)
     return sorted(rows, key=lambda r: (r["index"], r["sample"]))
@@ -101,7 +102,7 @@ def measure(rows: Sequence[dict], problems: Sequence[Problem], reward: RLTReward
     A stripped explanation is no longer text the teacher sampled, so its KL (and the reward built on it) would
     measure the edit, not the teacher: only r_SS and the answer's log-prob are kept for it. A sample with nothing to
     strip is scored once and counts for both variants."""
-    from rlt.scoring import scored_rounds
+    from rlt.measure.scoring import scored_rounds
 
     texts, stripped = [], []
     for row in rows:

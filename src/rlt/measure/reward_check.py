@@ -32,11 +32,11 @@ from typing import ClassVar
 from rlt.configs import DeviceArguments
 from rlt.data import Problem
 from rlt.errors import UsageError
-from rlt.formats import get_style
-from rlt.leakage import states_answer, strip_answer
+from rlt.measure.leakage import states_answer, strip_answer
+from rlt.measure.stats import bootstrap, ci, paired
+from rlt.measure.teaching import completion
 from rlt.reward import RewardBreakdown, RewardConfig, RLTReward, combine, r_ss
-from rlt.stats import bootstrap, ci, paired
-from rlt.teaching import completion
+from rlt.reward.formats import get_style
 
 
 @dataclass
@@ -203,8 +203,8 @@ def check_reward(
     end_tag = get_style(reward.style).explanation[1]
     rows = explanation_rows(pairs, end_tag, args.seed)
     if args.sample_teacher:
-        from rlt.generation import SamplingConfig
-        from rlt.traces import collect_traces
+        from rlt.sampling.generation import SamplingConfig
+        from rlt.sampling.traces import collect_traces
 
         journal = Path(args.out).with_suffix(".teacher.jsonl")
         sampling = SamplingConfig(args.max_new_tokens, args.temperature, 1.0, 8, args.seed)
@@ -272,7 +272,7 @@ def write_report(report: dict, out: str | Path) -> str:
 def run_check_reward(args: CheckRewardArguments, data_args, format_args, reward_args) -> str:
     """`rlt check-reward`: the ranking check on every problem of the dataset, written to `args.out` (JSON, and a
     markdown table beside it); the table."""
-    from rlt.scoring import load_reward
+    from rlt.measure.scoring import load_reward
 
     train, held_out, _ = data_args.load()
     reward = load_reward(args.teacher, reward_args, format_args.tag_style(train + held_out), args.temperature, args)

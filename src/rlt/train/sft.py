@@ -5,8 +5,8 @@ Both train only a completion: the warm-up the explanation (with its closing tag 
 prompt; the distillation the student's whole answer — think section holding the explanation, then the solution —
 after the system prompt and question. The teacher's examples are tokenised the way RL samples it, the prompt alone
 (as TRL tokenises it) and then the completion. The student's chat is tokenised whole, no special tokens added, the
-same ids the RLT reward scores and `rlt eval` prompts with (`rlt.align.tokenize_texts`); its answer is every token
-inside the assistant's reply. The warm-up explanation is the row's reasoning trace when it has one, else the
+same ids the RLT reward scores and `rlt eval` prompts with (`rlt.reward.align.tokenize_texts`); its answer is every
+token inside the assistant's reply. The warm-up explanation is the row's reasoning trace when it has one, else the
 solution itself; under the answer framing (`rlt.data.frame`, the default for rows without a trace) that is the
 worked solution while the teacher is shown only the final answer, so the warm-up is not a copy task.
 """
@@ -23,14 +23,14 @@ from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 from trl import ModelConfig, SFTTrainer, get_peft_config
 
-from rlt.align import encode, tokenize_texts
 from rlt.configs import DataArguments, FormatArguments, RLTSFTConfig
 from rlt.data import DataError, Problem
 from rlt.errors import UsageError
-from rlt.formats import TagStyle, teacher_text
 from rlt.models import load_model
 from rlt.provenance import content_key, file_digest, model_identity, read_record, sidecar
-from rlt.runs import check_run, model_dtype, skip_finished, train_and_save
+from rlt.reward.align import encode, tokenize_texts
+from rlt.reward.formats import TagStyle, teacher_text
+from rlt.train.runs import check_run, model_dtype, skip_finished, train_and_save
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def chat_examples(
     pairs: list[tuple[str, str]], tokenizer: PreTrainedTokenizerBase, max_length: int | None
 ) -> tuple[list[dict], int]:
     """(prompt, completion) chats tokenised whole; the completion is every token that lies inside its characters
-    (the edge rule of `rlt.align`)."""
+    (the edge rule of `rlt.reward.align`)."""
     chats = tokenize_texts(tokenizer, [prompt + completion for prompt, completion in pairs])
     firsts = [tokens.tokens_within((len(p), len(p) + len(c)))[0] for (p, c), tokens in zip(pairs, chats, strict=True)]
     return _masked_examples(((tokens.ids, first) for tokens, first in zip(chats, firsts, strict=True)), max_length)

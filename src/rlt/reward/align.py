@@ -31,7 +31,7 @@ from functools import cached_property, lru_cache
 import numpy as np
 
 from rlt.errors import UsageError
-from rlt.formats import TagStyle, parse_explanation, student_segments, teacher_prompt
+from rlt.reward.formats import TagStyle, parse_explanation, student_segments, teacher_prompt
 
 Span = tuple[int, int]  # [start, end): token indices into a sequence, or characters into a text
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from rlt.errors import UsageError
-from rlt.logprobs import execution_device
+from rlt.reward.logprobs import execution_device
 
 
 @dataclass(frozen=True)

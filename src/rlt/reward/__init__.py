@@ -1,7 +1,7 @@
 """The RLT reward: how well a frozen student understands the solution after reading the teacher's explanation.
 
-The formula lives in `rlt_reward`; `RLTReward` builds both sequences, batches the forward passes and plugs into
-TRL. Which tokens are scored is decided in `rlt.align`: the student's chat is tokenised whole by the student's own
+The formula lives in `rlt_reward`; `RLTReward` builds both sequences, batches the forward passes and plugs into TRL.
+Which tokens are scored is decided in `rlt.reward.align`: the student's chat is tokenised whole by the student's own
 tokenizer (what it is distilled on and prompted with), the teacher's tokens are the ones it sampled, and both are
 located by character offsets, so teacher and student may use different tokenizers.
 """
@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlt.align import AlignedSample, AlignmentError, SampleAligner, Span, token_texts
 from rlt.errors import UsageError
-from rlt.formats import STRATOS, TagStyle, get_style
-from rlt.logprobs import span_logprobs
+from rlt.reward.align import AlignedSample, AlignmentError, SampleAligner, Span, token_texts
+from rlt.reward.formats import STRATOS, TagStyle, get_style
+from rlt.reward.logprobs import span_logprobs
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class RewardBreakdown:
     alignment_error: str | None = None  # why, when not aligned
     kl_edge_tokens_dropped: int = 0  # explanation tokens (teacher + student) outside every KL chunk
     per_token: dict | None = None  # `RLTReward.score(per_token=True)`: the numbers each reduction was taken over
-    students: dict[str, RewardBreakdown] | None = None  # several students (`rlt.students`): each one's own breakdown
+    students: dict[str, RewardBreakdown] | None = None  # several students (`rlt.reward.students`): each one's own
 
     def to_dict(self) -> dict:
         """JSON-ready: NaN components (empty spans) become None; per-token numbers only when they were asked for;
@@ -110,7 +110,7 @@ def rlt_reward(
 ) -> RewardBreakdown:
     r"""The RLT reward of one explanation (spec §2.6–2.8).
 
-    With the student's solution tokens s_1..s_m and the explanation o cut into KL chunks o_1..o_n (`rlt.align`:
+    With the student's solution tokens s_1..s_m and the explanation o cut into KL chunks o_1..o_n (`rlt.reward.align`:
     one token each when teacher and student tokenise it alike),
 
         l_j = log π_s^{τ_s}(s_j | q, o, s_<j)                             student, question + explanation
@@ -174,8 +174,8 @@ def _chunk_sums(logprobs: torch.Tensor, span_start: int, ranges: torch.Tensor) -
 
 class RewardFunction:
     """What an RLT reward offers on top of aligning and scoring samples: scoring rows of text, and TRL's
-    reward-function interface. `RLTReward` (one student) and `rlt.students.MultiStudentReward` (several) align and
-    score; this class reads their `align_sampled`, `align_texts`, `score` and `encoded_prompt`."""
+    reward-function interface. `RLTReward` (one student) and `rlt.reward.students.MultiStudentReward` (several)
+    align and score; this class reads their `align_sampled`, `align_texts`, `score` and `encoded_prompt`."""
 
     __name__ = "rlt"  # TRL names reward columns after this
 

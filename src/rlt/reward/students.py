@@ -5,10 +5,11 @@ The reward of an explanation is the weighted mean of each student's RLT reward (
     r = Σ_k w_k · r_k / Σ_k w_k,
 
 where student k reads the explanation in its own chat (its tokenizer, chat template and the run's student system
-prompt), is aligned to the teacher's tokens on its own (`rlt.align`), and gives its own r_SS and r_KL. The missing-tag
-penalty depends on the teacher's text alone, so it enters once. The teacher's log-probs over the explanation depend
-on the teacher's tokens alone: they are computed once and shared by every student. A sample that any student cannot
-score (too long for it, say) is not scored: a reward that left one student out would not be the same reward.
+prompt), is aligned to the teacher's tokens on its own (`rlt.reward.align`), and gives its own r_SS and r_KL. The
+missing-tag penalty depends on the teacher's text alone, so it enters once. The teacher's log-probs over the
+explanation depend on the teacher's tokens alone: they are computed once and shared by every student. A sample that
+any student cannot score (too long for it, say) is not scored: a reward that left one student out would not be the
+same reward.
 
 With one student this is exactly `RLTReward`, which is what the loaders build then.
 """
@@ -23,8 +24,8 @@ from pathlib import Path
 from torch import nn
 
 from rlt.errors import UsageError
-from rlt.formats import STRATOS, TagStyle
 from rlt.reward import AlignedSample, AlignmentError, RewardBreakdown, RewardConfig, RewardFunction, RLTReward
+from rlt.reward.formats import STRATOS, TagStyle
 
 #: The components of a breakdown that several students' are averaged into (weighted, like the reward).
 _AVERAGED = ("solution_logprob_mean", "solution_logprob_min", "kl_mean", "kl_max")

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from rlt.align import Span
+from rlt.reward.align import Span
 
 #: Largest number of logits (rows × vocab) materialised at once: 32M floats = 128 MB in fp32 on a CPU, where a
 #: small chunk keeps memory low at no cost in speed; 256M floats = 1 GB on a GPU, where fewer, larger kernels win.

@@ -22,15 +22,15 @@ from typing import ClassVar
 
 from tqdm.auto import tqdm
 
-from rlt.align import encode
 from rlt.configs import DeviceArguments
 from rlt.data import DataError, Problem
 from rlt.errors import UsageError
-from rlt.formats import student_messages, teacher_prompt
-from rlt.generation import Sampler, SamplingConfig, hf_sampler, prompt_seeds
 from rlt.provenance import check_settings, content_key, describe, model_identity, sidecar, write_record
 from rlt.reward import RLTReward
-from rlt.students import MultiStudentReward, reward_identity, student_rewards
+from rlt.reward.align import encode
+from rlt.reward.formats import student_messages, teacher_prompt
+from rlt.reward.students import MultiStudentReward, reward_identity, student_rewards
+from rlt.sampling.generation import Sampler, SamplingConfig, hf_sampler, prompt_seeds
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def collect_traces(
 ) -> list[dict]:
     """Generate, score and append every missing (question, sample) row; return all rows of `problems`, old and new,
     in (problem, sample) order. `sampler` draws the completions (default: transformers' generate on `teacher`;
-    `rlt.generation.VLLMSampler` on a GPU); `data` describes the dataset for the provenance record."""
+    `rlt.sampling.generation.VLLMSampler` on a GPU); `data` describes the dataset for the provenance record."""
     tokenizer, style = reward.tokenizer, reward.style
     if fresh:
         out.unlink(missing_ok=True)
@@ -293,9 +293,9 @@ def run_traces(args: TracesArguments, data_args, format_args, reward_args, out: 
     best sample in selected.EXT beside it. Returns the rows and the selected file."""
     from dataclasses import asdict
 
-    from rlt.generation import sampler_for, vllm_usable
+    from rlt.measure.scoring import kl_temperature, load_reward
     from rlt.provenance import read_record
-    from rlt.scoring import kl_temperature, load_reward
+    from rlt.sampling.generation import sampler_for, vllm_usable
 
     problems = data_args.select(args.part)
     journal = out.with_suffix(".jsonl")

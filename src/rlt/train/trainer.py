@@ -24,17 +24,17 @@ from trl import GRPOTrainer, ModelConfig, get_peft_config
 from trl.models import prepare_deepspeed, unwrap_model_for_generation
 from trl.trainer.utils import pad
 
-from rlt.align import encode
 from rlt.configs import DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig
 from rlt.data import Problem
-from rlt.formats import TagStyle, teacher_prompt
-from rlt.logprobs import eval_mode
 from rlt.models import load_model
 from rlt.provenance import model_identity
 from rlt.reward import RewardConfig, RLTReward
-from rlt.runs import check_run, model_dtype, require_vllm, skip_finished, train_and_save
-from rlt.students import Student, build_reward, student_names, student_rewards
-from rlt.traces import recover_jsonl, write_rows
+from rlt.reward.align import encode
+from rlt.reward.formats import TagStyle, teacher_prompt
+from rlt.reward.logprobs import eval_mode
+from rlt.reward.students import Student, build_reward, student_names, student_rewards
+from rlt.sampling.traces import recover_jsonl, write_rows
+from rlt.train.runs import check_run, model_dtype, require_vllm, skip_finished, train_and_save
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,8 @@ def rank_unscoreable_last(rewards: torch.Tensor, group_size: int, margin: float 
 
 class RLTGRPOTrainer(ChatGRPOTrainer):
     """GRPO on a teacher, rewarded by a frozen student's understanding of the solution: `student` is a model (with
-    `student_tokenizer`, default the teacher's), or several `rlt.students.Student`s whose rewards are averaged."""
+    `student_tokenizer`, default the teacher's), or several `rlt.reward.students.Student`s whose rewards are
+    averaged."""
 
     def __init__(
         self,

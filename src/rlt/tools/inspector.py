@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 
 from rlt.errors import UsageError
-from rlt.leakage import states_answer
+from rlt.measure.leakage import states_answer
 
 PER_TOKEN_COLUMNS = ("explanation_tokens", "explanation_token_logprobs", "solution_tokens", "solution_token_logprobs")
 COMPONENTS = ("reward", "solution_logprob_mean", "solution_logprob_min", "kl_mean", "kl_max")
@@ -143,7 +143,7 @@ def scoring_settings(args):
     from dataclasses import replace
 
     from rlt.provenance import read_record
-    from rlt.runs import RUN_RECORD
+    from rlt.train.runs import RUN_RECORD
 
     record = read_record(Path(args.rows).parent / RUN_RECORD) if args.run_settings else None
     if not record or "teacher_spec" not in record:  # not a run's file, or an older rlt's run
@@ -164,7 +164,7 @@ def inspect_file(args, out: Path) -> tuple[int, int]:
     import sys
 
     from rlt.data import DataError, read_rows
-    from rlt.scoring import load_reward, scored_rounds
+    from rlt.measure.scoring import load_reward, scored_rounds
 
     rows = read_rows(args.rows)[: args.limit]
     if not rows:

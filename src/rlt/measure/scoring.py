@@ -18,10 +18,10 @@ from pathlib import Path
 
 from rlt.configs import DeviceArguments, RewardArguments, ScoreArguments
 from rlt.data import DataError, read_rows, text_field
-from rlt.formats import TagStyle
 from rlt.provenance import sidecar
 from rlt.reward import RewardBreakdown, RLTReward, scored_record, summarize
-from rlt.students import MultiStudentReward, Student, build_reward, student_names
+from rlt.reward.formats import TagStyle
+from rlt.reward.students import MultiStudentReward, Student, build_reward, student_names
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def resumable_scores(partial: Path, provenance: dict, most: int) -> list[dict]:
     produced them (else none: the file is started over); `partial` is left holding just those. A torn last line is
     dropped."""
     from rlt.provenance import read_record, setting_differences
-    from rlt.traces import recover_jsonl, write_rows
+    from rlt.sampling.traces import recover_jsonl, write_rows
 
     record = read_record(sidecar(partial))
     if not partial.exists() or record is None or setting_differences(record, provenance):

@@ -25,7 +25,7 @@ from typing import ClassVar
 
 logger = logging.getLogger(__name__)
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "cpu"
+RECIPES = Path(__file__).resolve().parents[3] / "recipes" / "cpu"
 
 
 @dataclass
@@ -113,8 +113,8 @@ def run_demo(args: DemoArguments) -> Path:
 
     from rlt.configs import DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig, RLTSFTConfig
     from rlt.configs import parse as _parse
-    from rlt.sft import DistillArguments, run_distill, run_warmup
-    from rlt.trainer import run_train
+    from rlt.train.sft import DistillArguments, run_distill, run_warmup
+    from rlt.train.trainer import run_train
 
     out = Path(args.output_dir)
     stages = Stages()
@@ -192,7 +192,7 @@ def _frozen(spec: str):
 
 
 def _sampling(args: DemoArguments, temperature: float):
-    from rlt.generation import SamplingConfig
+    from rlt.sampling.generation import SamplingConfig
 
     return SamplingConfig(args.explanation_tokens, temperature, 1.0, args.batch_size, 42)
 
@@ -202,14 +202,14 @@ def _reward(args: DemoArguments, teacher_dir: Path, style, reward_args, rl_confi
     `student`, e.g. the judge)."""
     from dataclasses import replace
 
-    from rlt.scoring import load_reward
+    from rlt.measure.scoring import load_reward
 
     reward_args = replace(reward_args, student=[student], student_weights=None) if student else reward_args
     return load_reward(str(teacher_dir), reward_args, style, rl_config.temperature, load=_frozen)
 
 
 def collect(args, problems, teacher_dir, path: Path, style, reward_args, rl_config) -> list[dict]:
-    from rlt.traces import collect_traces
+    from rlt.sampling.traces import collect_traces
 
     reward = _reward(args, teacher_dir, style, reward_args, rl_config)
     return collect_traces(problems, reward.teacher, reward, path, _sampling(args, rl_config.temperature))
@@ -227,9 +227,9 @@ def distill_judge(args: DemoArguments, train, style, out_dir: Path, training: di
 
     from rlt.configs import RLTSFTConfig
     from rlt.configs import parse as _parse
-    from rlt.formats import student_messages
-    from rlt.sft import DistillArguments, run_distill
-    from rlt.traces import write_rows
+    from rlt.reward.formats import student_messages
+    from rlt.sampling.traces import write_rows
+    from rlt.train.sft import DistillArguments, run_distill
 
     path = out_dir.with_name("judge_traces.jsonl")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -241,8 +241,8 @@ def distill_judge(args: DemoArguments, train, style, out_dir: Path, training: di
 
 def compare_teachers(args, held_out, warmup_dir, rl_dir, judge: str, style, reward_args, rl_config) -> dict:
     """Per held-out question, each explanation source read by the reward's student and by the judge, as written and
-    with the answer statements stripped, paired (`rlt.teaching`)."""
-    from rlt import teaching
+    with the answer statements stripped, paired (`rlt.measure.teaching`)."""
+    from rlt.measure import teaching
 
     sampling = _sampling(args, rl_config.temperature)
     sources = teaching.fixed_sources(held_out, style.explanation[1])
@@ -262,7 +262,7 @@ def compare_teachers(args, held_out, warmup_dir, rl_dir, judge: str, style, rewa
 
 def greedy_accuracy(args: DemoArguments, model_spec: str, problems, style) -> dict:
     """Greedy pass@1 of a student on the held-out problems."""
-    from rlt.evaluate import EvalArguments, evaluate_student
+    from rlt.measure.evaluate import EvalArguments, evaluate_student
 
     model, tokenizer = _frozen(model_spec)
     eval_args = EvalArguments(model=model_spec, max_new_tokens=args.answer_tokens, batch_size=args.batch_size)
@@ -276,8 +276,8 @@ def greedy_accuracy(args: DemoArguments, model_spec: str, problems, style) -> di
 
 def write_report(out: Path, comparison, accuracy, stages: Stages, rl_steps: int, n_heldout: int, n_traces: int,
                  quick: bool = False):  # fmt: skip
-    from rlt.plots import plot_run
-    from rlt.teaching import markdown, verdict
+    from rlt.measure.teaching import markdown, verdict
+    from rlt.tools.plots import plot_run
 
     plots = out / "plots"
     curves = plot_run(out / "rl", plots)
@@ -307,7 +307,8 @@ def write_report(out: Path, comparison, accuracy, stages: Stages, rl_steps: int,
         "Two students read each explanation source before the solution: the reward's own frozen student, which RL "
         "optimised against, and the judge, a student neither teacher was trained against (distilled on the training "
         "problems' reference explanations unless `--judge` named another). Each reads every explanation as written "
-        "and with every sentence that states the final answer taken out (`rlt.leakage`): a gain that vanishes then "
+        "and with every sentence that states the final answer taken out (`rlt.measure.leakage`): a gain that vanishes "
+        "then "
         "was the statement, not teaching. r_SS: coefficient-weighted mean and min of the solution log-probs (higher: "
         "it follows). Answer log-prob: the mean over the answer's own tokens (the rest of the solution is the "
         'template "The answer is"). KL: teacher minus student log-prob over the explanation (lower: the student '

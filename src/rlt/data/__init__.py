@@ -14,10 +14,10 @@ from dataclasses import dataclass, field, replace
 from math import isfinite
 from pathlib import Path
 
-from rlt import countdown as countdown_task
-from rlt.countdown import Countdown
+from rlt.data import countdown as countdown_task
+from rlt.data.countdown import Countdown
 from rlt.errors import UsageError
-from rlt.formats import STYLES
+from rlt.reward.formats import STYLES
 
 
 @dataclass
@@ -193,10 +193,10 @@ def gpqa(row: dict) -> Problem:
     )
 
 
-def countdown(row: dict) -> Problem:
+def countdown_problem(row: dict) -> Problem:
     """Countdown rows: numbers (or nums) and target; question, answer expression and worked solution as
-    `rlt.countdown.generate` writes them, or, for rows with numbers and target only (TinyZero's
-    Countdown-Tasks-3to4), found by `rlt.countdown.solve`. A given answer must check. A `reasoning_trace` (the
+    `rlt.data.countdown.generate` writes them, or, for rows with numbers and target only (TinyZero's
+    Countdown-Tasks-3to4), found by `rlt.data.countdown.solve`. A given answer must check. A `reasoning_trace` (the
     generator's search) is kept, so `--framing auto` gives countdown the paper's framing."""
     column = "numbers" if "numbers" in row else "nums"
     numbers, target = row.get(column), row.get("target")
@@ -228,7 +228,7 @@ ADAPTERS: dict[str, Callable[..., Problem]] = {
     "stratos": stratos,
     "champ": champ,
     "gpqa": gpqa,
-    "countdown": countdown,
+    "countdown": countdown_problem,
 }
 
 
