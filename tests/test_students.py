@@ -144,8 +144,8 @@ def test_names_and_weights_from_flags():
     "argv, message",
     [
         (["--student", "x", "--student_weights", "1", "2"], "one weight per student: 1 student(s), 2 weight(s)"),
-        (["--student", "x", "y", "--student_weights", "0", "0"], "positive sum"),
-        (["--student", "x", "y", "--student_weights", "1", "-1"], ">= 0"),
+        (["--student", "x", "y", "--student_weights", "1", "0"], "must be finite numbers > 0"),
+        (["--student", "x", "y", "--student_weights", "1", "-1"], "> 0"),
     ],
 )
 def test_bad_student_flags_are_usage_errors(argv, message, capsys):
@@ -268,3 +268,44 @@ def test_traces_with_two_students_and_a_resume_against_other_students_is_refused
     # the same file, continued against one student only, is another reward: refused, naming the setting
     assert main(argv[:5] + argv[7:]) == 2
     assert "student" in capsys.readouterr().err
+
+
+def test_a_component_one_student_cannot_measure_is_averaged_over_the_others(pair):
+    """A KL is NaN for a student whose tokens hold no KL chunk: the combined KL is the others' (weights renormalised),
+    while the reward, a number for every student, stays the weighted mean."""
+    from rlt.reward import RewardBreakdown
+
+    panel = MultiStudentReward([pair["a"], pair["b"]], pair["tokenizer"], pair["teacher"])  # weights 0.75, 0.25
+    a = RewardBreakdown(-2.0, -1.0, -3.0, 0.5, 1.0, True, kl_edge_tokens_dropped=1)
+    b = RewardBreakdown(-6.0, -2.0, -4.0, math.nan, math.nan, True, kl_edge_tokens_dropped=2)
+    combined = panel._combined({"a": a, "b": b})
+    assert combined.reward == pytest.approx(0.75 * -2.0 + 0.25 * -6.0)
+    assert combined.solution_logprob_mean == pytest.approx(0.75 * -1.0 + 0.25 * -2.0)
+    assert combined.kl_mean == 0.5 and combined.kl_max == 1.0
+    assert combined.kl_edge_tokens_dropped == 3  # over every student
+
+
+BAD_RECIPES = [("student: 5\n", "--student takes model specs"), ("student: []\n", "--student takes model specs"),
+               ("student: [x, y]\nstudent_weights: 2\n", "one weight per student")]  # fmt: skip
+
+
+@pytest.mark.parametrize("recipe, message", BAD_RECIPES)
+def test_bad_student_recipes_are_usage_errors(recipe, message, tmp_path, capsys):
+    (tmp_path / "r.yaml").write_text(recipe)
+    assert main(["score", "rows.jsonl", "--config", str(tmp_path / "r.yaml")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_inspect_rescoring_two_student_traces_with_one_student_shows_the_new_scores(models):
+    """Before, the input rows' `students` block stayed beside the new single-student scores: every row was drawn
+    from the old block, "not aligned", with no tokens."""
+    traces = models / "traces_two.jsonl"
+    assert main(["traces", "--teacher", str(models / "teacher"), "--student", str(models / "student"), "--student",
+                 str(models / "byte_student"), "--dataset", str(models / "rows.jsonl"), "--out", str(traces),
+                 "--max_new_tokens", "8", "--device", "cpu"]) == 0  # fmt: skip
+    page = models / "one.html"
+    assert main(["inspect", str(traces), "--out", str(page), "--teacher", str(models / "teacher"), "--student",
+                 str(models / "student")]) == 0  # fmt: skip
+    data = json.loads(page.read_text().split('<script id="data" type="application/json">')[1].split("</script>")[0])
+    assert all("students" not in r for r in data["rows"])
+    assert any(r["aligned"] and r["explanation"] for r in data["rows"])

@@ -250,8 +250,11 @@ class RewardArguments:
 
         if isinstance(self.student, str):  # a recipe's `student: NAME`
             self.student = [self.student]
-        if not self.student or not all(isinstance(spec, str) and spec for spec in self.student):
+        specs = self.student if isinstance(self.student, list) else []
+        if not specs or not all(isinstance(spec, str) and spec for spec in specs):
             raise UsageError(f"--student takes model specs (Hub id, local path or embedded name), got {self.student!r}")
+        if isinstance(self.student_weights, int | float):  # a recipe's `student_weights: 2`
+            self.student_weights = [self.student_weights]
         if self.student_weights is not None:
             check_weights(self.student_weights, len(self.student))
         for name, reduced in (("solution_coeffs", "(mean, min)"), ("kl_coeffs", "(mean, max)")):

@@ -69,8 +69,9 @@ def check_weights(weights: Sequence[float], count: int) -> list[float]:
         raise UsageError(
             f"--student_weights takes one weight per student: {count} student(s), {len(weights)} weight(s)"
         )
-    if any(not math.isfinite(w) or w < 0 for w in weights) or not sum(weights) > 0:
-        raise UsageError(f"--student_weights must be finite numbers >= 0 with a positive sum, got {list(weights)}")
+    if any(not isinstance(w, int | float) or not math.isfinite(w) or w <= 0 for w in weights):
+        # a student of weight 0 would still cost its forwards, and could leave samples unscored: leave it out instead
+        raise UsageError(f"--student_weights must be finite numbers > 0, got {list(weights)}")
     return [w / sum(weights) for w in weights]
 
 
@@ -110,10 +111,7 @@ class MultiStudentReward(RewardFunction):
         if not students or len(set(names)) != len(names):
             raise UsageError(f"several students need distinct names, got {names}")
         self.weights = dict(zip(names, check_weights([s.weight for s in students], len(students)), strict=True))
-        self.rewards = {
-            s.name: RLTReward(s.model, tokenizer, teacher, config, style, student_tokenizer=s.tokenizer)
-            for s in students
-        }
+        self.rewards = {s.name: _student_reward(s, tokenizer, teacher, config, style) for s in students}
         self._first = next(iter(self.rewards.values()))  # what every student shares: teacher, tokenizer, config
 
     @property
@@ -189,17 +187,34 @@ class MultiStudentReward(RewardFunction):
         }  # fmt: skip
         return [self._combined({name: breakdowns[i] for name, breakdowns in own.items()}) for i in range(len(samples))]
 
+    def _weighted_mean(self, values: dict[str, float]) -> float:
+        """The weighted mean over the students whose value is a number (the weights renormalised over them); NaN when
+        none is. The reward is a number for every student; a component can be NaN for one (no KL chunk in its
+        tokens) and not another."""
+        finite = {name: v for name, v in values.items() if not math.isnan(v)}
+        if not finite:
+            return math.nan
+        return sum(self.weights[n] * v for n, v in finite.items()) / sum(self.weights[n] for n in finite)
+
     def _combined(self, own: dict[str, RewardBreakdown]) -> RewardBreakdown:
         unscored = [(name, b.alignment_error) for name, b in own.items() if not b.aligned]
         if unscored:
             combined = self.floor("; ".join(f"student {name}: {why}" for name, why in unscored))
         else:
-            weighted = {k: sum(self.weights[n] * getattr(b, k) for n, b in own.items()) for k in ("reward", *_AVERAGED)}
+            averaged = {k: self._weighted_mean({n: getattr(b, k) for n, b in own.items()})
+                        for k in ("reward", *_AVERAGED)}  # fmt: skip
             first = next(iter(own.values()))  # the closing tag is the teacher's: every student found the same
-            combined = replace(first, **weighted, per_token=None,
+            combined = replace(first, **averaged, per_token=None,
                                kl_edge_tokens_dropped=sum(b.kl_edge_tokens_dropped for b in own.values()))  # fmt: skip
         combined.students = own
         return combined
+
+
+def _student_reward(student: Student, tokenizer, teacher, config, style) -> RLTReward:
+    try:
+        return RLTReward(student.model, tokenizer, teacher, config, style, student_tokenizer=student.tokenizer)
+    except UsageError as e:
+        raise UsageError(f"student {student.name}: {e}") from None
 
 
 def build_reward(

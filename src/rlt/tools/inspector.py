@@ -84,7 +84,7 @@ def token_view(row: dict) -> tuple[list, list]:
 
 def student_view(row: dict) -> dict:
     """What the page shows of one student's reading of a row: its tokens shaded, its reward and components."""
-    aligned = row.get("aligned", True) and all(column in row for column in PER_TOKEN_COLUMNS)
+    aligned = row.get("aligned", True) and has_per_token(row)
     explanation, solution = token_view(row) if aligned else ([], [])
     components = {name: _finite(row.get(name)) for name in COMPONENTS}
     return {"explanation": explanation, "solution_tokens": solution, "aligned": bool(aligned),
@@ -183,7 +183,8 @@ def inspect_file(args, out: Path) -> tuple[int, int]:
         done = [record for records, _ in scored_rounds(reward, texts, args.batch_rows, True) for record in records]
         for i, record in zip(todo, done, strict=True):
             logged = {"logged_reward": rows[i]["reward"]} if "reward" in rows[i] else {}  # kept beside the new score
-            rows[i] = {**rows[i], **record, **logged}
+            own = {k: v for k, v in rows[i].items() if k != "students"}  # the students scoring here read it now
+            rows[i] = {**own, **record, **logged}
         note = f"{len(todo)} rows rescored here {how}"
         print(note, file=sys.stderr)
         source = f"{args.rows} · {note}"

@@ -136,6 +136,8 @@ class RLTGRPOTrainer(ChatGRPOTrainer):
             raise ValueError(f"the reward's teacher temperature ({reward_config.teacher_temperature}) must be the "
                              f"sampling temperature ({args.temperature}): build it with "
                              "RewardArguments.reward_config(config.temperature)")  # fmt: skip
+        if isinstance(student, Sequence) and student_tokenizer is not None:
+            raise ValueError("several students carry their own tokenizers (Student.tokenizer): no student_tokenizer")
         students = list(student) if isinstance(student, Sequence) else [Student("student", student, student_tokenizer)]
         self.rlt_reward = build_reward(students, processing_class, config=reward_config, style=style)
         super().__init__(
