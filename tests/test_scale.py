@@ -235,7 +235,7 @@ def test_prompts_carry_one_bos_in_every_stage(bos_tokenizer, tmp_path):
 
 @pytest.mark.parametrize("failure", ["too long for the student", "ids that cannot be placed in their text"])
 def test_a_trace_row_that_cannot_be_scored_keeps_its_explanation_without_the_eos(failure, monkeypatch):
-    import rlt.reward
+    import rlt.reward.align
     from rlt.reward.align import encode
     from rlt.reward.formats import teacher_prompt
     from rlt.sampling.traces import _score_batch, row_keys
@@ -245,7 +245,7 @@ def test_a_trace_row_that_cannot_be_scored_keeps_its_explanation_without_the_eos
     if failure == "too long for the student":
         student.config.max_position_embeddings = 20
     else:
-        monkeypatch.setattr(rlt.reward, "sampled_texts", lambda tokenizer, ids: [None] * len(ids))
+        monkeypatch.setattr(rlt.reward.align, "sampled_texts", lambda tokenizer, ids: [None] * len(ids))
     reward = RLTReward(student, tokenizer, teacher=tiny_model(1))
     problem = PROBLEMS[1]
     prompt = encode(tokenizer, teacher_prompt(tokenizer, problem.question, problem.solution))

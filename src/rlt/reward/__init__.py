@@ -238,6 +238,11 @@ class RLTReward(RewardFunction):
     `teacher` is the model whose log-probs enter the KL term: during RL the trainer sets it to the policy being
     trained; offline it is any teacher. `tokenizer` is the teacher's; the student may have its own
     (`student_tokenizer`, default: the same), in which case the KL is taken over chunks both tokenizers share.
+
+    Aligning samples is `rlt.reward.align.SampleAligner`'s job; this class holds the models and the tensors: the
+    teacher's two log-prob paths (the trainer's, or a forward here), the student's batched forwards, the formula's
+    inputs, and the per-token record of what each reduction read. Those share one set of tensors per call, which is
+    why they stay in one class of some 170 lines.
     """
 
     def __init__(

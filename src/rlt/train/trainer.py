@@ -5,6 +5,18 @@ hands the reward the trainer's own tensors: the prompt ids TRL generated from an
 log-probs of each sampled completion, computed by TRL's log-prob head at the sampling temperature. Nothing is
 re-tokenised from decoded text. GRPO loss, sampling, vLLM, reference sync, DDP / ZeRO / FSDP, checkpointing and
 logging are TRL's.
+
+The seam with TRL (pinned at 1.16.0; read these first at the next upgrade). `RLTGRPOTrainer` overrides four private
+methods of `GRPOTrainer` and relies on their call order within one step: `_generate` (the prompt ids, before the
+rewards), `_generate_and_score_completions` (one step's sampling and scoring), `_get_per_token_logps_and_entropies`
+(the policy's log-probs) and `_calculate_rewards`. When TRL computes the policy's log-probs itself before the
+rewards (`old_per_token_logps`: generation spans several optimiser steps, or vLLM importance sampling), the KL reuses
+them instead of a second forward; `_generate_and_score_completions` copies TRL's condition for that, and the first
+no-grad policy forward after it is taken as those log-probs. Guards: `tests/test_scale.py`
+(`test_the_kl_reuses_the_log_probs_trl_already_computed`: one policy forward, not two, and rewards equal offline
+scores; `test_log_probs_trl_masked_for_truncation_are_not_reused`), and the assertion in `_calculate_rewards` that
+`_generate` ran first. If TRL changes the condition or the order, these tests fail; deleting the capture costs one
+policy forward per step in those settings (BENCHMARKS §2 has its share of a step) and changes no reward.
 """
 
 from __future__ import annotations
