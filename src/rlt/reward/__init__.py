@@ -268,13 +268,8 @@ class RLTReward(RewardFunction):
 
     # ------------------------------------------------------------------------------------------ alignment
 
-    def align_sampled(
-        self,
-        questions: Sequence[str],
-        solutions: Sequence[str],
-        prompt_ids: Sequence[Sequence[int]],
-        completion_ids: Sequence[Sequence[int]],
-    ) -> list[AlignedSample | AlignmentError]:
+    def align_sampled(self, questions: Sequence[str], solutions: Sequence[str], prompt_ids: Sequence[Sequence[int]],
+                      completion_ids: Sequence[Sequence[int]]) -> list[AlignedSample | AlignmentError]:  # fmt: skip
         """Align sampled completions (the teacher's own ids); the AlignmentError where a sample cannot be scored
         (`SampleAligner.align_sampled`, checked against this reward's models)."""
         return self.aligner.align_sampled(questions, solutions, prompt_ids, completion_ids, self._models())
