@@ -76,10 +76,12 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return importlib.util.spec_from_loader(fullname, self) if fullname in MOVED else None
 
     def create_module(self, spec):
-        return importlib.import_module(MOVED[spec.name])
+        module = importlib.import_module(MOVED[spec.name])
+        spec.loader_state = module.__spec__  # the import system stamps the alias's spec on it: put the real one back
+        return module
 
-    def exec_module(self, module):
-        pass  # the module ran when it was imported under its own name
+    def exec_module(self, module):  # the module ran when it was imported under its own name
+        module.__spec__ = module.__spec__.loader_state
 
 
 sys.meta_path.append(_MovedModules())

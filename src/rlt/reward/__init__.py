@@ -256,15 +256,25 @@ class RLTReward(RewardFunction):
     ):
         self.student = student.eval().requires_grad_(False)
         self.teacher = teacher
-        self.tokenizer = tokenizer
-        self.student_tokenizer = student_tokenizer or tokenizer
         self.config = config or RewardConfig()
-        self.style = get_style(style)
-        self.aligner = SampleAligner(tokenizer, self.student_tokenizer, self.style)
+        self.aligner = SampleAligner(tokenizer, student_tokenizer or tokenizer, get_style(style))
         # How scoring reaches the student: a context yielding the model. The trainer sets it for a student sharded
         # by ZeRO-3 (gathered whole once per `score` call, the call every rank makes whatever its inputs).
         self.student_access: Callable[[], AbstractContextManager[nn.Module]] = lambda: nullcontext(self.student)
         self.encoded_prompt = self.aligner.encoded_prompt
+
+    # The tokenizers and the format are the aligner's, read from there so that the two can never disagree.
+    @property
+    def tokenizer(self):
+        return self.aligner.tokenizer
+
+    @property
+    def student_tokenizer(self):
+        return self.aligner.student_tokenizer
+
+    @property
+    def style(self) -> TagStyle:
+        return self.aligner.style
 
     # ------------------------------------------------------------------------------------------ alignment
 
