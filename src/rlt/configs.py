@@ -267,6 +267,14 @@ class RewardArguments:
         """Each student's weight as given (equal by default); the reward normalises them."""
         return list(self.student_weights) if self.student_weights is not None else [1.0] * len(self.student)
 
+    def load_students(self, load) -> list:
+        """The students as `rlt.reward.students.Student`s (name, model, tokenizer, weight), each spec's model and
+        tokenizer from `load(spec)`."""
+        from rlt.reward.students import Student, student_names
+
+        named = zip(student_names(self.student), self.student, self.student_weight_list(), strict=True)
+        return [Student(name, *load(spec), weight) for name, spec, weight in named]
+
     def student_identity(self):
         """The students as provenance records them (`rlt.reward.students.students_identity`)."""
         from rlt.reward.students import student_names, students_identity

@@ -21,7 +21,7 @@ from rlt.data import DataError, read_rows, text_field
 from rlt.provenance import sidecar
 from rlt.reward import RewardBreakdown, RLTReward, scored_record, summarize
 from rlt.reward.formats import TagStyle
-from rlt.reward.students import MultiStudentReward, Student, build_reward, student_names
+from rlt.reward.students import MultiStudentReward, build_reward
 
 logger = logging.getLogger(__name__)
 
@@ -59,11 +59,8 @@ def load_reward(
     for spec in reward_args.student:
         if spec not in loaded:
             loaded[spec] = load(spec)
-    students = [Student(name, *loaded[spec], weight) for name, spec, weight in
-                zip(student_names(reward_args.student), reward_args.student, reward_args.student_weight_list(),
-                    strict=True)]  # fmt: skip
     teacher_model, tokenizer = loaded[teacher]
-    return build_reward(students, tokenizer, teacher_model, config, style)
+    return build_reward(reward_args.load_students(loaded.__getitem__), tokenizer, teacher_model, config, style)
 
 
 def scored_rounds(

@@ -44,7 +44,7 @@ from rlt.reward import RewardConfig, RLTReward
 from rlt.reward.align import encode
 from rlt.reward.formats import TagStyle, teacher_prompt
 from rlt.reward.logprobs import eval_mode
-from rlt.reward.students import Student, build_reward, student_names, student_rewards
+from rlt.reward.students import Student, build_reward, student_rewards
 from rlt.sampling.traces import recover_jsonl, write_rows
 from rlt.train.runs import check_run, model_dtype, require_vllm, skip_finished, train_and_save
 
@@ -344,9 +344,7 @@ def run_train(
     teacher, tokenizer = load_model(model_args.model_name_or_path, dtype, "cpu", config.trust_remote_code)
     # A replicated student loads whole even in a ZeRO-3 run; a sharded one is partitioned as it loads.
     with nullcontext() if config.shard_student else whole_weights():
-        students = [Student(name, *load_model(spec, dtype, "cpu", config.trust_remote_code), weight)
-                    for name, spec, weight in zip(student_names(reward_args.student), reward_args.student,
-                                                  reward_args.student_weight_list(), strict=True)]  # fmt: skip
+        students = reward_args.load_students(lambda spec: load_model(spec, dtype, "cpu", config.trust_remote_code))
     logger.info("RL on %d problems (%d invalid rows skipped)", len(train), skipped)
     trainer = RLTGRPOTrainer(
         model=teacher,
