@@ -5,6 +5,8 @@ recipe first unless --run-dir points at an existing run. Peak RSS is measured wh
 
     python benchmarks/grpo_step.py --steps 6 --out benchmarks/results/grpo_step.json
     python benchmarks/grpo_step.py --run-dir runs/cpu/train --out benchmarks/results/grpo_step.json
+    python benchmarks/grpo_step.py --recipe recipes/micro/train.yaml --model runs/micro/warmup --student DIR \
+        --out benchmarks/results/grpo_step_micro.json      # other flags go to `rlt train`
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def main() -> None:
     parser.add_argument("--model", default="runs/cpu/warmup", help="Teacher to start from when running the recipe.")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--out", default="benchmarks/results/grpo_step.json")
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()  # anything else goes to `rlt train` (e.g. --student DIR)
 
     peak_rss_gb = None
     run_dir = args.run_dir
@@ -57,7 +59,7 @@ def main() -> None:
         run_dir = "runs/bench/grpo_step"
         command = [sys.executable, "-m", "rlt.cli", "train", "--config", args.recipe, "--model_name_or_path",
                    args.model, "--output_dir", run_dir, "--max_steps", str(args.steps), "--save_strategy", "no",
-                   "--report_to", "none", "--resume", "false"]  # fmt: skip
+                   "--report_to", "none", "--resume", "false", *extra]  # fmt: skip
         subprocess.run(command, check=True)
         peak_rss_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # kB on Linux
     result = {

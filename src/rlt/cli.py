@@ -131,7 +131,8 @@ def traces(argv: list[str]) -> int:
     print(f"{len(rows)} traces for {len({r['key'] for r in rows})} questions in {out}")
     if selected:
         print(f"best of {args.num_samples} per question -> {selected}")
-    _print_summary(summarize([RewardBreakdown.from_dict(r) for r in rows]))
+    if "reward" in rows[0]:  # a dataset's own text is unscored
+        _print_summary(summarize([RewardBreakdown.from_dict(r) for r in rows]))
     return 0
 
 

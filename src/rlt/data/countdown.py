@@ -408,21 +408,76 @@ def copies_solution_line(explanation: str, solution: str) -> bool:
     return any(line in explanation for line in _step_lines(solution))
 
 
+def _reachable_targets(values: tuple[int, ...], memo: dict) -> frozenset[int]:
+    """Every value all of `values` combine into through positive-integer steps (the generator's rule)."""
+    key = tuple(sorted(values))
+    if key not in memo:
+        if len(key) == 1:
+            memo[key] = frozenset(key)
+        else:
+            memo[key] = frozenset().union(*(_reachable_targets(after, memo) for *_, after in _moves(key)))
+    return memo[key]
+
+
+def distinct_problems(sizes: tuple[int, int] = DEFAULT_SIZES, max_number: int = MAX_NUMBER, at_least: int = 0) -> int:
+    """How many distinct problems (numbers as a multiset, target) `generate` can draw: 859 for two numbers up to 25.
+
+    With `at_least`, the count may stop early once it is certain to exceed it: every multiset of numbers whose sum is
+    a valid target gives one problem, which bounds large spaces from below in milliseconds; only a space near
+    `at_least` is enumerated (memoised over sub-pools)."""
+    from itertools import combinations_with_replacement
+
+    low, high = sizes
+    # multisets of `size` numbers in 1..max_number by their sum (a sum always exceeds each number: a valid target)
+    by_sum_bound = 0
+    for size in range(low, high + 1):
+        ways = [[0] * (MAX_TARGET + 1) for _ in range(size + 1)]  # ways[k][s]: k numbers, non-decreasing, sum s
+        ways[0][0] = 1
+        for number in range(1, max_number + 1):
+            for k in range(1, size + 1):
+                for total in range(number, MAX_TARGET + 1):
+                    ways[k][total] += ways[k - 1][total - number]
+        by_sum_bound += sum(ways[size][2:])
+    if at_least and by_sum_bound > at_least:
+        return by_sum_bound
+    memo: dict = {}
+    count = 0
+    for size in range(low, high + 1):
+        for numbers in combinations_with_replacement(range(1, max_number + 1), size):
+            targets = _reachable_targets(numbers, memo)
+            count += sum(1 for t in targets if 1 <= t <= MAX_TARGET and t not in numbers)
+    return count
+
+
 def generate(
-    count: int, sizes: tuple[int, int] = DEFAULT_SIZES, seed: int = 0, search: Search | None = Search()
+    count: int,
+    sizes: tuple[int, int] = DEFAULT_SIZES,
+    seed: int = 0,
+    search: Search | None = Search(),
+    max_number: int = MAX_NUMBER,
 ) -> list[dict]:
-    """`count` distinct problems with `sizes[0]`..`sizes[1]` numbers each, as dataset rows: question, solution
-    (worked), answer (a verified expression), numbers, target, and with `search` a `reasoning_trace` that searches
-    its way to that solution (`search_trace`). The same seed gives the same rows everywhere; the problems and their
-    solutions do not depend on `search`."""
+    """`count` distinct problems with `sizes[0]`..`sizes[1]` numbers each, drawn from 1..`max_number`, as dataset
+    rows: question, solution (worked), answer (a verified expression), numbers, target, and with `search` a
+    `reasoning_trace` that searches its way to that solution (`search_trace`). The same seed gives the same rows
+    everywhere; the problems and their solutions do not depend on `search`. A count beyond the distinct problems
+    that exist is refused at once (the draw would never end)."""
     low, high = sizes
     if not 2 <= low <= high <= 8:
         raise UsageError(f"countdown sizes must satisfy 2 <= low <= high <= 8, got {low}-{high}")
-    rng = random.Random(f"countdown:{seed}:{low}-{high}")
+    if not 2 <= max_number <= MAX_TARGET:
+        raise UsageError(f"countdown numbers are drawn from 1..max_number, with 2 <= max_number <= {MAX_TARGET}; "
+                         f"got {max_number}")  # fmt: skip
+    exist = distinct_problems(sizes, max_number, at_least=count)
+    if count > exist:
+        raise UsageError(f"countdown with {low}-{high} numbers up to {max_number} has {exist} distinct problems; "
+                         f"{count} asked (--countdown_problems)")  # fmt: skip
+    # the default range keeps the key it always had, so the default problems never change
+    key = f"countdown:{seed}:{low}-{high}" + ("" if max_number == MAX_NUMBER else f":max{max_number}")
+    rng = random.Random(key)
     rows, seen = [], set()
     size = rng.randint(low, high)  # drawn per problem, kept until a problem of that size is found: even shares
     while len(rows) < count:
-        numbers = [rng.randint(1, MAX_NUMBER) for _ in range(size)]
+        numbers = [rng.randint(1, max_number) for _ in range(size)]
         solved = solve_randomly(numbers, rng)
         if solved is None:
             continue

@@ -226,6 +226,8 @@ def evaluate_student(
                 problems[index].countdown,
                 style,
             )[0]
+        for record, count in zip(records, correct, strict=True):
+            record["samples_correct"] = count  # of num_samples: per-question pass@k, paired across students
         for k in args.k:
             if k > args.num_samples:
                 raise UsageError(f"pass@{k} needs num_samples >= {k}, got {args.num_samples}")

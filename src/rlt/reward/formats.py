@@ -59,7 +59,17 @@ R1 = TagStyle(
     solution=("<solution>", "</solution>"),
     explanation=("<explanation>", "</explanation>"),
 )
-STYLES = {style.name: style for style in (STRATOS, R1)}
+# The micro-world's (`rlt.micro`): R1's tags with one-line prompts, since a model built from scratch on two cores reads
+# every prompt token at every step and has no use for the instructions' prose.
+MICRO = TagStyle(
+    name="micro",
+    thought=R1.thought,
+    solution=R1.solution,
+    explanation=R1.explanation,
+    teacher_system="Explain how to find this solution.",
+    student_system="Think it through, then solve.",
+)
+STYLES = {style.name: style for style in (STRATOS, R1, MICRO)}
 
 
 def get_style(name: str | TagStyle) -> TagStyle:

@@ -46,7 +46,11 @@ class TracesArguments(DeviceArguments):
         if not Path(self.out).is_dir() and Path(self.out).suffix not in (".jsonl", ".parquet"):
             raise UsageError(f"--out {self.out}: traces are written as .jsonl or .parquet")
 
-    teacher: str = field(default="runs/cpu/train", metadata={"help": "Teacher: Hub id, local path or smollm2-135m."})
+    teacher: str = field(
+        default="runs/cpu/train",
+        metadata={"help": "Teacher: Hub id, local path or smollm2-135m; or dataset:trace / dataset:solution, the "
+                  "dataset's own reasoning trace or worked solution as the explanation (no model, unscored)."},
+    )  # fmt: skip
     out: str = field(
         default="runs/traces/traces.jsonl",
         metadata={"help": "Output .jsonl (appended, resumable) or .parquet (written at the end from a .jsonl)."},
@@ -276,6 +280,7 @@ def write_rows(path: Path, rows: list[dict], provenance: dict | None = None) -> 
     """Write rows as Parquet (`.parquet`) or JSONL, replacing the file atomically: readers see the old or the new
     file, never half of one. `provenance` goes beside it (`sidecar`)."""
     tmp = path.with_name(path.name + ".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".parquet":
         import pandas as pd
 
@@ -285,6 +290,31 @@ def write_rows(path: Path, rows: list[dict], provenance: dict | None = None) -> 
     tmp.replace(path)
     if provenance is not None:
         write_record(sidecar(path), provenance)
+
+
+#: Explanations no model writes, for students distilled without a teacher: the dataset's own reasoning trace (the
+#: expert's: R1's in Stratos, the search in countdown) or its worked solution (Stream of Search's optimal path).
+DATASET_TEACHERS = {
+    "dataset:trace": lambda problem: problem.reasoning_trace,
+    "dataset:solution": lambda problem: problem.solution,
+}
+
+
+def dataset_traces(problems: list[Problem], teacher: str, style, out: Path, data: dict) -> list[dict]:
+    """The traces file of a `DATASET_TEACHERS` source: one row per problem, its explanation the dataset's text, in
+    the same student chat as a teacher's (unscored: no teacher sampled it)."""
+    explanation_of = DATASET_TEACHERS[teacher]
+    rows = []
+    for index, (key, problem) in enumerate(zip(row_keys(problems), problems, strict=True)):
+        explanation = explanation_of(problem)
+        if not explanation:
+            raise DataError(f"--teacher {teacher}: problem {index} has no {teacher.split(':')[1]} "
+                            f"({problem.question[:60]!r})")  # fmt: skip
+        rows.append({"key": key, "index": index, "sample": 0, "question": problem.question,
+                     "solution": problem.solution, "answer": problem.answer, "explanation": explanation,
+                     "messages": student_messages(problem.question, explanation, problem.solution, style)})  # fmt: skip
+    write_rows(out, rows, describe("traces", {"teacher": teacher, "style": style.identity}, data=data))
+    return rows
 
 
 def run_traces(args: TracesArguments, data_args, format_args, reward_args, out: Path) -> tuple[list[dict], Path | None]:
@@ -302,11 +332,13 @@ def run_traces(args: TracesArguments, data_args, format_args, reward_args, out: 
     for path in {out, journal}:
         if path.exists() and path.resolve() == Path(data_args.dataset).resolve():
             raise UsageError(f"--out {args.out} would write the traces into the dataset {data_args.dataset}")
-    use_vllm = vllm_usable(args.use_vllm, args.device)
     style = format_args.tag_style(problems)
+    data = {**asdict(data_args), "part": args.part, "questions": len(problems)}
+    if args.teacher in DATASET_TEACHERS:
+        return dataset_traces(problems, args.teacher, style, out, data), None
+    use_vllm = vllm_usable(args.use_vllm, args.device)
     reward = load_reward(args.teacher, reward_args, style, kl_temperature(args.temperature), args)
     sampling = SamplingConfig(args.max_new_tokens, args.temperature, args.top_p, args.batch_size, args.seed)
-    data = {**asdict(data_args), "part": args.part, "questions": len(problems)}
     with sampler_for(use_vllm, args.teacher, args.dtype) as sampler:
         rows = collect_traces(problems, reward.teacher, reward, journal, sampling, args.num_samples, sampler,
                               args.fresh, data)  # fmt: skip

@@ -1,0 +1,281 @@
+"""The micro-world's base model: a tiny Llama built from scratch on text that teaches the facts, not the skill.
+
+In the paper every model starts pretrained: Qwen2.5 knows arithmetic before R1's traces teach it to search. A model
+from scratch must get that knowledge somewhere, and on two cores arithmetic is what it learns last (probes in
+`shared/notes`). So the base reads a corpus the countdown generator writes, over the numbers the world's problems
+use, holding what a pretrained model would know and nothing of the task:
+
+    facts        every operation of a pair of numbers, in random order:  "9 + 3 = 12, 9 - 3 = 6, 9 * 3 = 27."
+    bookkeeping  a pool, one operation on it, the pool after:            "9, 3, 5: 9 - 3 = 6, left 5, 6."
+    copying      a list, repeated:                                       "12, 5, 40. Again: 12, 5, 40."
+    reading      a question, restated:                                   "Make 30 from ... Numbers 9, 3, 5. Target 30."
+                                                                         "Make 30 from ... Target 30, numbers 9, 3, 5."
+
+The pairs are drawn uniformly from every pair a search over the world's problems can reach, and the pools from the
+world's numbers, so every fact a search trace can state is in the corpus, the rare ones as often as the common. A
+pretrained model can also read a question and say what it asks; none can have seen its solution: no trace, worked
+solution or answer is in the corpus. What to try, when to stop and how to write the answer is what distillation has to teach.
+
+`build` trains it with transformers' Trainer (seeded: the same weights for the same seed on one machine) and
+`ensure_base` caches it under the embedded name, like the GGUF models in `rlt.models`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import resource
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from rlt.data import countdown
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class World:
+    """The micro-world's problem range: how many numbers a problem has and how large they are."""
+
+    sizes: tuple[int, int] = (3, 3)
+    max_number: int = 8
+
+    @property
+    def dataset(self) -> str:
+        low, high = self.sizes
+        return f"countdown:{low}" if low == high else f"countdown:{low}-{high}"
+
+
+@dataclass(frozen=True)
+class BaseRecipe:
+    """Everything that decides the base's weights: the world, the model's shape, the corpus and the training."""
+
+    world: World = World()
+    layers: int = 4
+    hidden: int = 192
+    heads: int = 3
+    block: int = 128  # tokens per training sequence (lines packed, cut at line ends)
+    batch: int = 32
+    steps: int = 1100
+    learning_rate: float = 3e-3
+    seed: int = 0
+
+    @property
+    def identity(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def _pair_facts(a: int, b: int, rng: random.Random) -> str:
+    moves = countdown._moves((a, b))
+    rng.shuffle(moves)
+    return ", ".join(f"{x} {op} {y} = {value}" for x, op, y, value, _ in moves) + "."
+
+
+def _pool_step(pool: tuple[int, ...], rng: random.Random) -> tuple[str, tuple[int, ...]]:
+    x, op, y, value, after = rng.choice(countdown._moves(pool))
+    listed = ", ".join(map(str, after))
+    return f"{', '.join(map(str, pool))}: {x} {op} {y} = {value}, left {listed}.", after
+
+
+def search_pairs(world: World) -> list[tuple[int, int]]:
+    """Every pair of numbers a search over the world's problems reaches (the last two left), larger first."""
+    from itertools import combinations_with_replacement
+
+    pairs, seen = set(), set()
+
+    def walk(pool: tuple[int, ...]) -> None:
+        if pool in seen:
+            return
+        seen.add(pool)
+        if len(pool) == 2:
+            pairs.add(tuple(sorted(pool, reverse=True)))
+            return
+        for *_, after in countdown._moves(pool):
+            walk(tuple(sorted(after)))
+
+    low, high = world.sizes
+    for size in range(low, high + 1):
+        for numbers in combinations_with_replacement(range(1, world.max_number + 1), size):
+            walk(numbers)
+    return sorted(pairs)
+
+
+def corpus_lines(world: World, count: int, seed: int) -> list[str]:
+    """`count` lines: 50 % the facts of a pair drawn uniformly from those a search can reach (the rare pairs deep in
+    a search, 56 and 7, as often as the common first ones), 15 % lists repeated and 15 % questions restated (reading
+    needs a copy from far back, which short lines never teach), 20 % bookkeeping (random walks from random draws of
+    the numbers)."""
+    rng = random.Random(f"micro-corpus:{seed}:{world}")
+    pairs = search_pairs(world)
+    low, high = world.sizes
+    lines = []
+    while len(lines) < count:
+        draw = rng.random()
+        if draw < 0.5:
+            lines.append(_pair_facts(*rng.choice(pairs), rng))
+            continue
+        if draw < 0.65:  # repeating a list from a varying distance back: copying by content, not by position
+            listed = ", ".join(str(rng.randint(1, world.max_number**2)) for _ in range(rng.randint(2, 12)))
+            lines.append(f"{listed}. Again: {listed}.")
+            continue
+        numbers = [rng.randint(1, world.max_number) for _ in range(rng.randint(low, high))]
+        if draw < 0.8:  # reading a question: restated (copied from ~25 tokens back), never solved
+            solved = countdown.solve_randomly(numbers, rng)
+            if solved is not None and solved[1] not in numbers and 1 <= solved[1] <= countdown.MAX_TARGET:
+                problem, listed = countdown.Countdown(tuple(numbers), solved[1]), ", ".join(map(str, numbers))
+                restated = f"Numbers {listed}. Target {solved[1]}." if rng.random() < 0.5 else \
+                    f"Target {solved[1]}, numbers {listed}."  # fmt: skip
+                lines.append(f"{problem.question} {restated}")
+            continue
+        pool = tuple(numbers)
+        while len(pool) > 2:
+            line, pool = _pool_step(pool, rng)
+            lines.append(line)
+    return lines[:count]
+
+
+def facts_of(world: World) -> dict[str, list[tuple[int, str, int, int]]]:
+    """The facts a search over the world's problems can state, "a op b = c" as (a, op, b, c): `first`, between
+    two of the numbers drawn, and `deeper`, on a pair a first move leaves (the last pair of a three-number search)."""
+    first = {m[:4] for a in range(1, world.max_number + 1) for b in range(1, a + 1) for m in countdown._moves((a, b))}
+    deeper = {m[:4] for pair in search_pairs(world) for m in countdown._moves(pair)} - first
+    return {"first": sorted(first), "deeper": sorted(deeper)}
+
+
+def fact_accuracy(model, tokenizer, world: World, batch: int = 256) -> dict[str, float]:
+    """The share of the world's facts whose result the model predicts greedily after "a op b =", by kind
+    (`facts_of`); results past MAX_INTEGER (several tokens) are left out."""
+    from rlt.micro.tokenizer import MAX_INTEGER
+
+    accuracy = {}
+    for kind, facts in facts_of(world).items():
+        facts = [f for f in facts if f[3] <= MAX_INTEGER]
+        right = 0
+        for start in range(0, len(facts), batch):
+            chunk = facts[start : start + batch]
+            texts = [f"{a} {op} {b} =" for a, op, b, _ in chunk]
+            encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            with torch.no_grad():
+                predicted = model(**encoded).logits[:, -1].argmax(-1).tolist()
+            wanted = tokenizer.convert_tokens_to_ids([f" {c}" for *_, c in chunk])
+            right += sum(p == w for p, w in zip(predicted, wanted, strict=True))
+        accuracy[kind] = right / len(facts)
+    return accuracy
+
+
+def _blocks(lines: list[str], tokenizer, block: int) -> list[list[int]]:
+    """Lines tokenised and packed into sequences of at most `block` tokens, each starting at a line."""
+    blocks, current = [], []
+    for ids in tokenizer([line + "\n" for line in lines], add_special_tokens=False)["input_ids"]:
+        if current and len(current) + len(ids) > block:
+            blocks.append(current)
+            current = []
+        current = current + ids[:block]
+    return [*blocks, current] if current else blocks
+
+
+def model_config(recipe: BaseRecipe, tokenizer):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=recipe.hidden,
+        intermediate_size=3 * recipe.hidden,
+        num_hidden_layers=recipe.layers,
+        num_attention_heads=recipe.heads,
+        num_key_value_heads=recipe.heads,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+
+
+def build(recipe: BaseRecipe, output_dir: str | Path, progress: bool = True) -> dict:
+    """Train the base from scratch and save it (safetensors, tokenizer, `build.json`) to `output_dir`: the record."""
+    from transformers import DataCollatorForLanguageModeling, LlamaForCausalLM, Trainer, TrainingArguments, set_seed
+
+    from rlt.micro.tokenizer import build_tokenizer
+
+    started = time.time()
+    output_dir = Path(output_dir)
+    tokenizer = build_tokenizer()
+    tokens_needed = recipe.steps * recipe.batch * recipe.block
+    lines = corpus_lines(recipe.world, count=max(64, tokens_needed // 12), seed=recipe.seed)
+    blocks = _blocks(lines, tokenizer, recipe.block)
+    set_seed(recipe.seed)
+    model = LlamaForCausalLM(model_config(recipe, tokenizer))
+    args = TrainingArguments(
+        output_dir=str(output_dir / "trainer"),
+        max_steps=recipe.steps,
+        per_device_train_batch_size=recipe.batch,
+        learning_rate=recipe.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=max(1, recipe.steps // 20),
+        weight_decay=0.0,
+        seed=recipe.seed,
+        data_seed=recipe.seed,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=False,
+        save_strategy="no",
+        report_to="none",
+        logging_steps=max(1, recipe.steps // 20),
+        disable_tqdm=not progress,
+        dataloader_drop_last=True,
+    )
+    from datasets import Dataset
+
+    tokenizer.padding_side = "right"  # training pads after the text
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_dict({"input_ids": blocks}),
+        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+    )
+    result = trainer.train()
+    tokenizer.padding_side = "left"
+    model.eval()
+    facts = fact_accuracy(model, tokenizer, recipe.world)
+    model.save_pretrained(output_dir, safe_serialization=True)
+    tokenizer.save_pretrained(output_dir)
+    shutil.rmtree(output_dir / "trainer", ignore_errors=True)
+    record = {
+        "recipe": json.loads(recipe.identity),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "corpus": {"lines": len(lines), "blocks": len(blocks), "tokens": sum(map(len, blocks))},
+        "fact_accuracy": facts,
+        "final_loss": [h["loss"] for h in trainer.state.log_history if "loss" in h][-1],
+        "train_loss": result.training_loss,
+        "seconds": round(time.time() - started, 1),
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),  # the whole process's
+    }
+    (output_dir / "build.json").write_text(json.dumps(record, indent=1))
+    return record
+
+
+#: The embedded micro-world models, by name: what `--model_name_or_path countdown-tiny` (or --teacher, --student,
+#: --judge) builds on first use and reads from the cache after.
+RECIPES = {"countdown-tiny": BaseRecipe()}
+
+
+def ensure_base(name: str, cache: Path) -> Path:
+    """The cached base of an embedded micro-world name, built first when the cache lacks it or holds another recipe's
+    weights (a crash mid-build leaves only a `.partial` directory, which the next build replaces)."""
+    recipe, target = RECIPES[name], cache / name
+    record = target / "build.json"
+    if record.exists() and json.loads(record.read_text())["recipe"] == json.loads(recipe.identity):
+        return target
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    logger.warning("building the micro-world base %s from scratch into %s (once; about 12 minutes on 2 cores)",
+                   name, target)  # fmt: skip
+    build(recipe, partial)
+    shutil.rmtree(target, ignore_errors=True)
+    partial.replace(target)
+    return target
