@@ -67,7 +67,7 @@ def main() -> None:
     for name, teacher in SOURCES.items():
         source = work / "sources" / f"{name}.jsonl"
         if not source.exists():
-            rlt(timings, f"traces {name}", "traces", "--config", str(RECIPES / "sources.yaml"), "--teacher", teacher,
+            rlt(timings, f"traces {name}", "traces", "--config", str(RECIPES / "traces.yaml"), "--teacher", teacher,
                 "--out", str(source), *limit)  # fmt: skip
         for seed in args.seeds:
             student = work / "students" / f"{name}-{seed}"

@@ -32,6 +32,15 @@ def test_recipe_parses(recipe, tmp_path):
         assert (data_args.dataset, data_args.holdout, data_args.max_problems) == ("countdown", 100, 64)
         assert args.part == ("train" if command == "traces" else "holdout")
         return
+    if recipe.parent.name == "micro":  # every stage of the micro-world reads one split of one problem range
+        extra = [] if command in ("eval", "traces") else ["--output_dir", str(tmp_path)]
+        parsed = _parse(COMMAND_CONFIGS[command], ["--config", str(recipe), *extra])
+        data = next((p for p in parsed if isinstance(p, DataArguments)), None)
+        if data is not None:
+            split = (data.dataset, data.countdown_max_number, data.countdown_problems, data.holdout)
+            assert split == ("countdown:3", 8, 1375, 500)
+        assert all(p.style == "micro" for p in parsed if isinstance(p, FormatArguments))
+        return
     if command == "eval":
         args, data_args, *_ = _parse(COMMAND_CONFIGS[command], ["--config", str(recipe)])
         assert (args.max_new_tokens, data_args.dataset) == (32768, values["dataset"])

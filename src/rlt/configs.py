@@ -298,9 +298,7 @@ class RewardArguments:
 class FormatArguments:
     style: str = field(
         default="stratos",
-        metadata={
-            "help": "Tag style of the texts: stratos, r1, or micro (r1's tags, one-line prompts: the micro-world's)."
-        },
+        metadata={"help": "Tag style of the texts: stratos, r1 or micro (r1's tags, one-line prompts)."},
     )
     teacher_system_prompt: str | None = field(
         default=None,
@@ -491,10 +489,7 @@ class DataArguments:
     )
     countdown_max_number: int = field(
         default=countdown.MAX_NUMBER,
-        metadata={
-            "help": "countdown: numbers are drawn from 1 to this (countdown-tiny, the micro-world's base, "
-            "knows the arithmetic up to 8: recipes/micro)."
-        },
+        metadata={"help": "countdown: the largest number drawn (countdown-tiny knows 1..8)."},
     )
     search_traces: bool = field(
         default=True,

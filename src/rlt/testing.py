@@ -22,9 +22,10 @@ def tiny_tokenizer(vocab_size: int = 1024) -> PreTrainedTokenizerBase:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from rlt.reward.formats import STYLES, student_system_prompt, teacher_system_prompt
+    from rlt.reward.formats import R1, STRATOS, student_system_prompt, teacher_system_prompt
 
-    corpus = [student_system_prompt(s) + teacher_system_prompt(s) + " ".join(s.all_tags) for s in STYLES.values()]
+    # the two long-prompt styles only: the tiny vocabulary (and every test's sampled ids) stays what the tests know
+    corpus = [student_system_prompt(s) + teacher_system_prompt(s) + " ".join(s.all_tags) for s in (STRATOS, R1)]
     corpus += ["0123456789 + - * / = ( ) . , ? The answer is 42. How many apples does she have left?"] * 4
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

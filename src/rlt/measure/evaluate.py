@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from math_verify import parse, verify
+from tqdm.auto import tqdm
 
 from rlt.configs import DeviceArguments
 from rlt.data import Problem, boxed_answer
@@ -189,7 +190,7 @@ def evaluate_student(
     prompts = [tokens.ids for tokens in tokenize_texts(tokenizer, texts)]  # as distillation and the reward do
     greedy = SamplingConfig(args.max_new_tokens, 0.0, 1.0, args.batch_size, args.seed)
     records = []
-    for index, ids in sample(prompts, greedy):
+    for index, ids in tqdm(sample(prompts, greedy), total=len(prompts), desc="greedy answers", unit="answer"):
         completion = tokenizer.decode(ids, skip_special_tokens=True)
         correct, method, answer = grade(completion, problems[index].answer, problems[index].countdown, style)
         records.append({"index": index, "question": problems[index].question, "gold": problems[index].answer,
@@ -218,7 +219,7 @@ def evaluate_student(
         sampled = SamplingConfig(args.max_new_tokens, args.temperature, 1.0, args.batch_size, args.seed)
         repeated = [ids for ids in prompts for _ in range(args.num_samples)]
         correct = [0] * len(problems)
-        for j, ids in sample(repeated, sampled):
+        for j, ids in tqdm(sample(repeated, sampled), total=len(repeated), desc="sampled answers", unit="answer"):
             index = j // args.num_samples
             correct[index] += grade(
                 tokenizer.decode(ids, skip_special_tokens=True),

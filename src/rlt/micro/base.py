@@ -14,7 +14,8 @@ use, holding what a pretrained model would know and nothing of the task:
 The pairs are drawn uniformly from every pair a search over the world's problems can reach, and the pools from the
 world's numbers, so every fact a search trace can state is in the corpus, the rare ones as often as the common. A
 pretrained model can also read a question and say what it asks; none can have seen its solution: no trace, worked
-solution or answer is in the corpus. What to try, when to stop and how to write the answer is what distillation has to teach.
+solution or answer is in the corpus. What to try, when to stop and how to write the answer is what distillation has
+to teach.
 
 `build` trains it with transformers' Trainer (seeded: the same weights for the same seed on one machine) and
 `ensure_base` caches it under the embedded name, like the GGUF models in `rlt.models`.
@@ -273,7 +274,7 @@ def ensure_base(name: str, cache: Path) -> Path:
         return target
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    logger.warning("building the micro-world base %s from scratch into %s (once; about 12 minutes on 2 cores)",
+    logger.warning("building the micro-world base %s from scratch into %s (once; about 11 minutes on 2 cores)",
                    name, target)  # fmt: skip
     build(recipe, partial)
     shutil.rmtree(target, ignore_errors=True)
