@@ -46,11 +46,6 @@ class World:
     sizes: tuple[int, int] = (3, 3)
     max_number: int = 8
 
-    @property
-    def dataset(self) -> str:
-        low, high = self.sizes
-        return f"countdown:{low}" if low == high else f"countdown:{low}-{high}"
-
 
 @dataclass(frozen=True)
 class BaseRecipe:
@@ -79,8 +74,7 @@ def _pair_facts(a: int, b: int, rng: random.Random) -> str:
 
 def _pool_step(pool: tuple[int, ...], rng: random.Random) -> tuple[str, tuple[int, ...]]:
     x, op, y, value, after = rng.choice(countdown._moves(pool))
-    listed = ", ".join(map(str, after))
-    return f"{', '.join(map(str, pool))}: {x} {op} {y} = {value}, left {listed}.", after
+    return f"{countdown._listed(pool)}: {x} {op} {y} = {value}, left {countdown._listed(after)}.", after
 
 
 def search_pairs(world: World) -> list[tuple[int, int]]:
@@ -121,14 +115,14 @@ def corpus_lines(world: World, count: int, seed: int) -> list[str]:
             lines.append(_pair_facts(*rng.choice(pairs), rng))
             continue
         if draw < 0.65:  # repeating a list from a varying distance back: copying by content, not by position
-            listed = ", ".join(str(rng.randint(1, world.max_number**2)) for _ in range(rng.randint(2, 12)))
+            listed = countdown._listed(rng.randint(1, world.max_number**2) for _ in range(rng.randint(2, 12)))
             lines.append(f"{listed}. Again: {listed}.")
             continue
         numbers = [rng.randint(1, world.max_number) for _ in range(rng.randint(low, high))]
         if draw < 0.8:  # reading a question: restated (copied from ~25 tokens back), never solved
             solved = countdown.solve_randomly(numbers, rng)
             if solved is not None and solved[1] not in numbers and 1 <= solved[1] <= countdown.MAX_TARGET:
-                problem, listed = countdown.Countdown(tuple(numbers), solved[1]), ", ".join(map(str, numbers))
+                problem, listed = countdown.Countdown(tuple(numbers), solved[1]), countdown._listed(numbers)
                 restated = f"Numbers {listed}. Target {solved[1]}." if rng.random() < 0.5 else \
                     f"Target {solved[1]}, numbers {listed}."  # fmt: skip
                 lines.append(f"{problem.question} {restated}")

@@ -129,7 +129,7 @@ def hf_generate(
             mask[row, width - len(prompt) :] = 1
         sampling = {"do_sample": True, "temperature": config.temperature, "top_p": config.top_p, "top_k": 0}
         # A large batch of a small model spends most of a step copying its growing cache: a cache allocated once at
-        # full length halves the time of 128 micro-world answers on a CPU (BENCHMARKS §12c).
+        # full length halves the time of 128 micro-world answers on a CPU (BENCHMARKS §12d).
         cache = {"cache_implementation": "static"} if len(batch) >= STATIC_CACHE_BATCH else {}
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
             torch.manual_seed(seeds[start] if seeds is not None else config.seed + start)
