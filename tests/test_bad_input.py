@@ -195,6 +195,27 @@ def test_corrupt_jsonl_line_is_named(tmp_path, model_dir, capsys):
     assert code == 2 and "rows.jsonl:2: not valid JSON" in err
 
 
+@pytest.mark.parametrize("command", ["score", "train"])
+def test_a_line_that_is_not_utf8_is_named_with_its_byte(tmp_path, model_dir, capsys, command):
+    """Before: a UnicodeDecodeError traceback from `rlt score` and `rlt train`."""
+    rows = tmp_path / "rows.jsonl"
+    rows.write_bytes((json.dumps({**GOOD, "explanation": "e"}) + "\n").encode() + b'{"question": "caf\xe9"}\n')
+    argv = [str(rows)] if command == "score" else ["--dataset", str(rows), "--output_dir", str(tmp_path / "out")]
+    code, err = run_cli([command, *argv, "--teacher" if command == "score" else "--model_name_or_path", model_dir,
+                         "--student", model_dir], capsys)  # fmt: skip
+    assert code == 2 and "rows.jsonl:2: not UTF-8 (byte 0xe9 at column 18)" in err and "Traceback" not in err
+
+
+def test_eval_on_own_data_without_a_holdout_says_how_to_choose_the_part(tmp_path, model_dir, capsys):
+    """Before: "--part holdout selects no problem (holdout is 0)", with no hint of --holdout or --part all."""
+    rows = tmp_path / "mine.jsonl"
+    rows.write_text(json.dumps(GOOD) + "\n")
+    argv = ["eval", "--model", model_dir, "--dataset", str(rows), "--out", str(tmp_path / "e.json")]
+    code, err = run_cli(argv, capsys)
+    assert code == 2 and f"--part holdout selects no problem of {rows} (holdout is 0): --holdout N holds out" in err
+    assert "or --part all for every problem" in err
+
+
 def test_json_line_that_is_not_an_object(tmp_path, model_dir, capsys):
     rows = tmp_path / "rows.jsonl"
     rows.write_text("[1, 2]\n")
@@ -245,13 +266,14 @@ def test_score_never_destroys_a_file(tmp_path, model_dir, capsys, monkeypatch):
     def interrupted(self, rows, **options):
         raise KeyboardInterrupt
 
+    argv = ["score", str(rows), "--teacher", model_dir, "--student", model_dir, "--out", str(previous)]
+    assert run_cli(argv, capsys)[0] == 2  # a file rlt score did not write is not replaced without --overwrite
     with monkeypatch.context() as patch:
         patch.setattr(RLTReward, "score_texts", interrupted)
-        code, err = run_cli(["score", str(rows), "--teacher", model_dir, "--student", model_dir, "--out",
-                             str(previous)], capsys)  # fmt: skip
+        code, err = run_cli([*argv, "--overwrite"], capsys)
     assert code == 130 and err.strip().splitlines()[-1] == "rlt score: interrupted"  # Ctrl-C: one line, exit 130
     assert previous.read_text() == '{"kept": true}\n'
-    assert main(["score", str(rows), "--teacher", model_dir, "--student", model_dir, "--out", str(previous)]) == 0
+    assert main([*argv, "--overwrite"]) == 0
     assert "reward" in json.loads(previous.read_text()) and not (tmp_path / "previous.jsonl.partial").exists()
     record = json.loads((tmp_path / "previous.jsonl.provenance.json").read_text())  # what produced the scores
     assert record["kind"] == "scored rows" and record["settings"]["reward"]["kl_coeffs"] == [3.0, 0.03]
@@ -552,6 +574,35 @@ def test_an_interrupted_score_continues_where_it_stopped(tmp_path, model_dir, ca
         assert run_cli([*argv, "--out", str(tmp_path / "again.jsonl")], capsys)[0] == 130
     assert main([*argv, "--out", str(tmp_path / "again.jsonl"), "--limit", "1"]) == 0
     assert len((tmp_path / "again.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_finished_score_is_kept_unless_overwrite_and_every_numeric_setting_is_checked(tmp_path, model_dir, capsys,
+                                                                                        monkeypatch):  # fmt: skip
+    """Before: `rlt score --out` replaced earlier scores without a word, and a run resumed across --dtype."""
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({**GOOD, "explanation": f"e {i}"}) + "\n" for i in range(3)))
+    out = tmp_path / "scored.jsonl"
+    argv = ["score", str(rows), "--teacher", model_dir, "--student", model_dir, "--out", str(out)]
+    assert main(argv) == 0
+    first = out.read_text()
+    calls = []
+    monkeypatch.setattr(RLTReward, "score_texts", lambda *a, **k: calls.append(1))
+    assert main(argv) == 0 and calls == [] and out.read_text() == first  # the same settings: kept, nothing scored
+    code, err = run_cli([*argv, "--dtype", "bfloat16"], capsys)
+    assert code == 2 and "already holds scores (dtype: 'torch.float32' then, 'torch.bfloat16' now)" in err
+    code, err = run_cli([*argv, "--limit", "2"], capsys)
+    assert code == 2 and "(3 rows, 2 asked): give another --out, or --overwrite" in err
+    assert out.read_text() == first
+    monkeypatch.undo()
+    assert main([*argv, "--limit", "2", "--overwrite"]) == 0 and len(out.read_text().splitlines()) == 2
+    # an interrupted bfloat16 run is not continued in float32: the precisions would mix in one file
+    partial = tmp_path / "p.jsonl"
+    assert main([*argv[:-1], str(partial), "--dtype", "bfloat16", "--limit", "1"]) == 0
+    partial.rename(tmp_path / "p.jsonl.partial")
+    (tmp_path / "p.jsonl.provenance.json").rename(tmp_path / "p.jsonl.partial.provenance.json")
+    assert main([*argv[:-1], str(partial)]) == 0
+    rewards = [json.loads(line)["reward"] for line in partial.read_text().splitlines()]
+    assert rewards == pytest.approx([json.loads(line)["reward"] for line in first.splitlines()], abs=1e-6)
 
 
 def test_trls_deprecated_gradient_checkpointing_call_does_not_warn_on_every_run():

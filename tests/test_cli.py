@@ -152,6 +152,34 @@ def test_recipe_values_of_the_wrong_type_are_usage_errors(tmp_path, capsys, line
     assert f"rlt train: error: --config {recipe}: " in err and message in err and "Traceback" not in err
 
 
+def test_recipe_numbers_read_as_numbers_as_the_flags_do(tmp_path, monkeypatch):
+    """Before: `learning_rate: 3e-4` (YAML 1.1 reads an exponent without a dot as a string) was refused with
+    "expected a number, got '3e-4'", while `--learning_rate 3e-4` was taken."""
+    from trl import ModelConfig
+
+    from rlt.configs import DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig, parse
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"output_dir: {tmp_path}\nlearning_rate: 3e-4\nkl_coeffs: [3, 1E-2]\nbeta: 4e-2\n"
+                      "env:\n  RLT_RECIPE_PROBE: 7\n")  # fmt: skip
+    monkeypatch.delenv("RLT_RECIPE_PROBE", raising=False)
+    types = (ModelConfig, DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig)
+    *_, reward, config = parse(types, ["--config", str(recipe), "--max_steps", "2"], "train")
+    assert config.learning_rate == 3e-4 and reward.kl_coeffs == [3.0, 0.01] and config.beta == 0.04
+    assert config.max_steps == 2
+    assert __import__("os").environ["RLT_RECIPE_PROBE"] == "7"  # TRL's env: block still sets the variables
+    *_, config = parse(types, ["--config", str(recipe), "--learning_rate", "1e-5"], "train")
+    assert config.learning_rate == 1e-5  # flags still win
+
+
+@pytest.mark.parametrize("command", ["train", "warmup", "distill", "coldstart"])
+def test_training_without_an_output_dir_is_a_one_line_usage_error(command, capsys):
+    """Before: `TypeError: expected str, bytes or os.PathLike object, not NoneType` from Path(None)."""
+    assert main([command]) == 2
+    err = capsys.readouterr().err
+    assert f"rlt {command}: error: --output_dir is needed" in err and "Traceback" not in err
+
+
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
 def test_use_vllm_without_vllm_is_a_usage_error(tmp_path, capsys):
     """Before: TRL's ImportError traceback after the models were loaded."""

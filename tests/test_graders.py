@@ -59,7 +59,7 @@ def test_a_gold_that_says_more_than_yes_or_no_needs_that_more():
 
 @pytest.mark.parametrize(
     ("prediction", "gold", "correct"),
-    [("No such values.", "No such values", True), ("No such values exist", "No such values", True),
+    [("No such values.", "No such values", True), ("No such values exist", "No such values", False),
      ("No", "No such values", False), ("No idea", "No such values", False),
      ("No integer solutions", "No positive integer solutions", False),
      ("$\\boxed{\\text{No integer solutions}}$", "No integer solutions", True)],
@@ -76,3 +76,20 @@ def test_a_student_s_yes_no_answer_is_graded_from_its_solution_section():
     assert grade(answered("No idea."), "No")[:2] == (False, "text")
     assert grade(answered("So $\\boxed{\\text{Yes}}$."), "Yes")[:2] == (True, "text")
     assert grade(answered("Yes and no."), "Yes")[:2] == (False, "text")
+
+
+@pytest.mark.parametrize(
+    ("prediction", "gold", "correct", "method"),
+    [  # the second review: operators were deleted as punctuation and a gold's prefix passed
+        ("n(n-3)*2", "n(n-3)/2", False, "math-verify"), ("n + 1", "n", False, "math-verify"),
+        ("Alice or Bob", "Alice", False, "text"),
+        ("No integer solutions exist, except 3", "No integer solutions", False, "text"),
+        ("1", "2^{n} - 1", False, "math-verify"),  # plain parsing read this gold as its last number
+        # and what must stay right: the same formula written otherwise, the same words
+        ("(n-3)n/2", "n(n-3)/2", True, "math-verify"), ("The answer is $\\frac{n(n-3)}{2}$.", "n(n-3)/2", True,
+         "math-verify"), ("\\boxed{2^n-1}", "2^{n} - 1", True, "math-verify"), ("n", "n", True, "math-verify"),
+        ("**Alice**.", "Alice", True, "text"), ("alice", "Alice", True, "text"),
+    ],
+)  # fmt: skip
+def test_formulas_are_compared_as_formulas_and_words_as_a_whole(prediction, gold, correct, method):
+    assert check_answer(prediction, gold) == (correct, method)

@@ -41,3 +41,28 @@ def test_seeded_difference_widens_with_seed_noise_and_pairs_problems():
     assert seeded_difference(holes, base, resamples=50)["n"] == 19
     with pytest.raises(ValueError, match="one value per problem"):
         seeded_difference([[1.0, 2.0]], [[1.0]])
+
+
+def test_seeded_difference_weighs_problems_equally_and_survives_seeds_with_holes():
+    """Before: a resample whose drawn seeds all missed a drawn problem raised ZeroDivisionError, and a problem kept
+    by two seeds weighed twice as much as one kept by one."""
+    holes = seeded_difference([[1.0, math.nan, 0.5], [math.nan, 2.0, 0.5]], [[0.0, 0.0, 0.0]], resamples=500)
+    assert holes["mean"] == pytest.approx((1.0 + 2.0 + 0.5) / 3) and holes["n"] == 3  # not (1 + .5 + 2 + .5) / 4
+    assert 0.5 <= holes["low"] <= holes["mean"] <= holes["high"] <= 2.0
+
+
+def test_seeded_difference_intervals_match_known_answers():
+    # seeds are the only noise: one seed solves everything, the other nothing. The mean over two seeds drawn with
+    # replacement is 0, 1/2 or 1 with probabilities 1/4, 1/2, 1/4, so the 95 % interval is [0, 1]
+    n = 300
+    split = seeded_difference([[1.0] * n, [0.0] * n], [[0.0] * n], resamples=2000)
+    assert split["mean"] == 0.5 and split["low"] == 0.0 and split["high"] == 1.0
+    # problems are the only noise (one seed): a share p = 0.3 of n problems, whose interval is p +- 1.96 sqrt(p(1-p)/n)
+    solved = [1.0 if i % 10 < 3 else 0.0 for i in range(n)]
+    one = seeded_difference([solved], [[0.0] * n], resamples=4000)
+    half_width = 1.96 * (0.3 * 0.7 / n) ** 0.5
+    assert one["mean"] == pytest.approx(0.3)
+    assert one["low"] == pytest.approx(0.3 - half_width, abs=0.012)
+    assert one["high"] == pytest.approx(0.3 + half_width, abs=0.012)
+    # pooling seed x problem cells as if independent would give the problem-only width to the seed-noise case too
+    assert split["high"] - split["low"] > 5 * (one["high"] - one["low"])

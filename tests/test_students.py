@@ -296,6 +296,21 @@ def test_bad_student_recipes_are_usage_errors(recipe, message, tmp_path, capsys)
     assert message in capsys.readouterr().err
 
 
+def test_flags_that_replace_a_recipes_students_do_not_inherit_its_weights(tmp_path, capsys):
+    """Before: `student: [a, b]`, `student_weights: [1, 2]` and `--student c --student d` gave c and d the weights."""
+    from rlt.configs import RewardArguments, parse
+
+    (tmp_path / "r.yaml").write_text("student: [a, b]\nstudent_weights: [1, 2]\n")
+    recipe = ["--config", str(tmp_path / "r.yaml")]
+    assert main(["score", "rows.jsonl", *recipe, "--student", "c", "--student", "d"]) == 2
+    said = capsys.readouterr().err
+    assert "--student replaces the recipe's students ['a', 'b'], whose student_weights [1, 2]" in said
+    (args,) = parse((RewardArguments,), [*recipe, "--student", "c", "--student", "d", "--student_weights", "1", "1"])
+    assert args.student == ["c", "d"] and args.student_weights == [1.0, 1.0]
+    (args,) = parse((RewardArguments,), recipe)
+    assert args.student == ["a", "b"] and args.student_weight_list() == [1, 2]  # the recipe alone: its own pairing
+
+
 def test_inspect_rescoring_two_student_traces_with_one_student_shows_the_new_scores(models):
     """Before, the input rows' `students` block stayed beside the new single-student scores: every row was drawn
     from the old block, "not aligned", with no tokens."""

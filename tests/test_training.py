@@ -131,14 +131,20 @@ def test_an_unscoreable_group_is_ranked_below_the_scored_ones(workdir, tmp_path)
     assert main(args) == 0
     samples = [json.loads(line) for line in (tmp_path / "rl" / "completions.jsonl").read_text().splitlines()]
     scored = [s["reward"] for s in samples if s["question"] == rows[0]["question"]]
-    failed = [s["reward"] for s in samples if s["question"] == rows[1]["question"]]
-    assert len(scored) == 4 and len(failed) == 4
-    # the long prompt's whole group failed: one value (advantage 0), below the batch's lowest scored reward
-    assert failed == [pytest.approx(min(scored) - 1.0)] * 4
+    failed = [s for s in samples if s["question"] == rows[1]["question"]]
+    assert len(scored) == 4 and len(failed) == 4 and None not in scored
+    # the long prompt's whole group failed: recorded as no reward (before: the fill, as if it were a score), and
+    # ranked with one value (advantage 0) below the batch's lowest scored reward
+    assert all(s["reward"] is None and "could not score" in s["unscoreable"] for s in failed)
+    assert [s["ranked_as"] for s in failed] == [pytest.approx(min(scored) - 1.0)] * 4
     history = json.loads((tmp_path / "rl" / "trainer_state.json").read_text())["log_history"]
     logged = next(h for h in history if "rlt/reward" in h)
     assert logged["rlt/alignment_failures"] == 4
     assert logged["rlt/reward"] == pytest.approx(sum(scored) / 4, abs=1e-3)  # the failures are not averaged in
+    # nor in TRL's own logged reward and spread (before: the fills pulled the mean down and the spread up)
+    mean = sum(scored) / 4
+    assert logged["reward"] == pytest.approx(mean, abs=1e-3)
+    assert logged["reward_std"] == pytest.approx((sum((r - mean) ** 2 for r in scored) / 3) ** 0.5, abs=1e-3)
 
 
 def test_unscoreable_completions_sit_below_their_own_group():
@@ -312,3 +318,12 @@ def test_inspect_rescores_a_runs_samples_with_the_runs_own_settings(workdir, tmp
     )
     step0 = [r for r in data["rows"] if r["step"] == 0]
     assert len(step0) == 4 and all(abs(r["reward"] - r["logged_reward"]) <= 1e-4 for r in step0)
+    # an explicit --teacher or --student is not replaced by the run's own with a line on stderr: refused, saying why
+    rows = str(tmp_path / "rl" / "completions.jsonl")
+    assert main(["inspect", rows, "--out", str(page), "--student", str(workdir / "teacher"), "--kl_coeffs", "3",
+                 "0.03"]) == 2  # fmt: skip
+    assert "which --student, --kl_coeffs would not change; add --run_settings false" in capsys.readouterr().err
+    assert main(["inspect", rows, "--out", str(page), "--teacher", str(workdir / "teacher"), "--student",
+                 str(workdir / "teacher"), "--run_settings", "false"]) == 0  # fmt: skip
+    data = json.loads(page.read_text().split('<script id="data" type="application/json">')[1].split("</script>")[0])
+    assert "rescored here with --teacher" in data["source"]

@@ -50,7 +50,10 @@ def score(argv: list[str]) -> int:
         raise UsageError("give the rows to score, e.g. `rlt score rows.jsonl --out scored.jsonl`")
     out = _output_file(args.out, args.rows)
     summary, count, seconds = score_file(args, out)
-    print(f"scored {count} rows in {seconds:.1f} s ({count / seconds:.2f} rows/s) -> {out}")
+    if seconds is None:
+        print(f"{out} already holds these {count} rows scored (--overwrite scores them again)")
+    else:
+        print(f"scored {count} rows in {seconds:.1f} s ({count / seconds:.2f} rows/s) -> {out}")
     _print_summary(summary)
     if summary.get("kl_mean", 0.0) < 0:
         print(
@@ -71,7 +74,8 @@ def inspect(argv: list[str]) -> int:
     if not args.rows:
         raise UsageError("give the file to inspect, e.g. `rlt inspect scored.jsonl --out report.html`")
     out = _output_file(args.out, args.rows)
-    count, scored = inspect_file(args, out)
+    given = {arg[2:].split("=")[0] for arg in argv if arg.startswith("--")}
+    count, scored = inspect_file(args, out, given)
     print(f"{count} rows ({scored} scored here) -> {out}")
     return 0
 

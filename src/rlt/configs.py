@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,18 +49,24 @@ def parse(dataclass_types: tuple, argv: list[str], command: str | None = None, p
         if not Path(argv[at]).is_file():
             raise UsageError(f"--config {argv[at]}: {'a directory' if Path(argv[at]).is_dir() else 'no such file'}, "
                              "where a YAML recipe belongs")  # fmt: skip
-        _check_recipe(argv[at], dataclass_types)
+        recipe = _read_recipe(argv[at])
+        _check_recipe(argv[at], recipe, dataclass_types)
+        _refuse_orphaned_weights(recipe, argv)
+        unused = parser.set_defaults_with_config(**recipe)  # TRL's own step, given the recipe read as YAML 1.2
+        if unused:
+            raise UsageError(f"the recipe's keys that {prog} does not take: {unused} ({prog} --help lists "
+                             "the flags)")  # fmt: skip
+        argv = argv[: at - 1] + argv[at + 1 :]
     try:
-        parsed = parser.parse_args_and_config(argv)
+        parsed = parser.parse_args_into_dataclasses(argv)
     except UsageError:  # a dataclass's own check (__post_init__): already says what to change
         raise
     except ValueError as e:  # transformers' and TRL's "... not used by the HfArgumentParser: [...]" and the like
         unused = re.search(r"\[.*\]", str(e))
         if unused is None:
             raise UsageError(f"{e} ({prog} --help lists the flags)") from None
-        where = "the recipe's keys" if "config file" in str(e) else "flags or stray arguments"
-        raise UsageError(f"{where} that {prog} does not take: {unused.group(0)} (the command's own argument comes "
-                         f"first: `{usage}`; {prog} --help lists the flags)") from None  # fmt: skip
+        raise UsageError(f"flags or stray arguments that {prog} does not take: {unused.group(0)} (the command's own "
+                         f"argument comes first: `{usage}`; {prog} --help lists the flags)") from None  # fmt: skip
     for config in parsed:
         check_ranges(config)
     return parsed
@@ -126,19 +133,42 @@ def _refuse_contradicting_flags(parser, argv: list[str]) -> None:
             raise UsageError(f"--{name} and --no_{name} contradict each other: give one")
 
 
-def _check_recipe(path: str, dataclass_types: tuple) -> None:
-    """Every recipe value has its field's type (a YAML list where a number belongs would fail deep in training)."""
-    import typing
+def _refuse_orphaned_weights(recipe: dict, argv: list[str]) -> None:
+    """A recipe's `student_weights` belong to its `student` list: flags that replace the students and not the
+    weights would hand the old students' weights to the new ones without a word."""
+    given = {arg[2:].split("=")[0] for arg in argv if arg.startswith("--")}
+    if "student" in given and "student_weights" not in given and recipe.get("student_weights") is not None:
+        raise UsageError(f"--student replaces the recipe's students {recipe.get('student')}, whose student_weights "
+                         f"{recipe['student_weights']} it gives: give --student_weights for the new students too "
+                         "(equal: 1 for each)")  # fmt: skip
 
+
+def _read_recipe(path: str) -> dict:
+    """A recipe's mapping of flag: value, numbers read as YAML 1.2 reads them: PyYAML follows YAML 1.1, where `3e-4`
+    (no dot) is a string, while the same text after a flag is a number."""
     import yaml
 
+    class Loader(yaml.SafeLoader):
+        pass
+
+    exponent = r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(exponent), list("-+0123456789."))
     try:
         with open(path, encoding="utf-8") as f:
-            recipe = yaml.safe_load(f)
+            recipe = yaml.load(f, Loader=Loader)  # a SafeLoader: no Python objects
     except yaml.YAMLError as e:
         raise UsageError(f"--config {path}: not valid YAML ({e})") from None
     if not isinstance(recipe, dict):
         raise UsageError(f"--config {path}: expected a YAML mapping of flag: value")
+    for key, value in recipe.pop("env", {}).items():  # TRL's `env:` block: variables set for the run
+        os.environ[key] = str(value)
+    return recipe
+
+
+def _check_recipe(path: str, recipe: dict, dataclass_types: tuple) -> None:
+    """Every recipe value has its field's type (a YAML list where a number belongs would fail deep in training)."""
+    import typing
+
     hints = {}
     for t in dataclass_types:
         hints |= typing.get_type_hints(t)
@@ -390,6 +420,9 @@ class ScoreArguments(RewardArguments, FormatArguments, DeviceArguments):
         metadata={"help": "JSONL with question, solution and explanation (the raw completion after the open tag)."},
     )
     out: str = field(default="scored.jsonl", metadata={"help": "Where to write the scored rows (JSONL)."})
+    overwrite: bool = field(
+        default=False, metadata={"help": "Replace an --out that holds scores (else kept when its settings match)."}
+    )
     teacher: str = field(
         default="smollm2-135m", metadata={"help": "Teacher model: Hub id, local path, or smollm2-135m."}
     )
@@ -563,7 +596,10 @@ class DataArguments:
         if part not in parts:
             raise UsageError(f"--part must be one of {sorted(parts)}, got {part!r}")
         if not parts[part]:
-            raise UsageError(f"--part {part} selects no problem (holdout is {self.holdout})")
+            hint = {"holdout": "--holdout N holds out the last N problems; or --part all for every problem",
+                    "train": f"the dataset's {len(held_out)} problems are all held out: a smaller --holdout"}.get(
+                part, "the dataset has no problem")  # fmt: skip
+            raise UsageError(f"--part {part} selects no problem of {self.dataset} (holdout is {self.holdout}): {hint}")
         return parts[part]
 
     def _kept(self, part: list) -> list:
@@ -585,6 +621,8 @@ class _DeviceDefaults:
             raise UsageError(f"--max_steps {self.max_steps}: give a positive count, or -1 to train num_train_epochs")
         from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
 
+        if self.output_dir is None:  # transformers allows it (and writes to ./trainer_output); rlt's runs need a home
+            raise UsageError("--output_dir is needed: the directory the run writes its model, checkpoints, records to")
         if Path(self.output_dir).is_file():
             raise UsageError(f"--output_dir {self.output_dir} is a file; give a directory")
         reporters = [self.report_to] if isinstance(self.report_to, str) else self.report_to or []

@@ -258,20 +258,32 @@ def load_champ() -> list[dict]:
     ]
 
 
+def _json_object(raw: bytes) -> tuple[dict | None, str | None]:
+    """One JSONL line: its object, or what is wrong with it (None, None for a blank line)."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return None, f"not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})"
+    if not line.strip():
+        return None, None
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as e:
+        return None, f"not valid JSON ({e.msg})"
+    return (row, None) if isinstance(row, dict) else (None, f"expected a JSON object, got {type(row).__name__}")
+
+
 def _read_jsonl(path: Path, skip_invalid: bool = False) -> tuple[list[dict], int]:
-    """The JSON objects of a JSONL file, and how many bad lines `skip_invalid` dropped (else the first is an error)."""
+    """The JSON objects of a JSONL file, and how many bad lines `skip_invalid` dropped (else the first is an error).
+    Read as bytes, so that a line that is not UTF-8 is named like any other bad line."""
     rows, skipped = [], 0
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                problem = None if isinstance(row, dict) else f"expected a JSON object, got {type(row).__name__}"
-            except json.JSONDecodeError as e:
-                problem = f"not valid JSON ({e.msg})"
-            if problem is None:
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            row, problem = _json_object(raw)
+            if row is not None:
                 rows.append(row)
+            elif problem is None:
+                continue
             elif skip_invalid:
                 skipped += 1
             else:

@@ -133,15 +133,22 @@ def check_answer(prediction: str | None, gold: str) -> tuple[bool, str]:
 
     Text is compared lowercased, without \\boxed{}, \\text{}, $, markdown emphasis, surrounding punctuation or a
     leading "The answer is". A yes or no gold (CHAMP has 33) is matched only by an answer whose whole first clause
-    is that word (`yes_or_no`): a student rewarded for "No idea" or "Yes and no" would learn to say them. A longer
-    gold is matched by its words, alone or followed by more ("No such values exist" for "No such values"); a bare
-    "Yes" does not match "Yes, there are infinitely many", whose rest may be part of what was asked. A gold that
+    is that word (`yes_or_no`): a student rewarded for "No idea" or "Yes and no" would learn to say them. A gold that
     math-verify parses is graded by its value even when it opens with a yes ("Yes, and the sequence is 1/2^3, ..."):
-    the value alone is right, a bare "Yes" is wrong, and so is an answer that opens with the other word.
+    the value alone is right, a bare "Yes" is wrong, and so is an answer that opens with the other word. A formula
+    ("n(n-3)/2", "2^{n} - 1", `is_formula`) is compared as one, both sides parsed as LaTeX. Other golds are
+    words, equal only as a whole (`comparable`): "Alice or Bob" is not "Alice", nor "No integer solutions exist,
+    except 3" "No integer solutions" — a grader that took a gold's prefix would reward a student, in cold-start RL
+    too, for saying more.
     """
     said, gold_text = yes_or_no(prediction or ""), normalize(gold)
     if gold_text in YES_NO:  # before math-verify, which reads "$No$" as the product n·o
         return said == gold_text, "text"
+    if is_formula(gold):  # parsed as LaTeX, both sides: plain parsing reads "2^{n} - 1" as its last number, 1
+        said = unwrapped(prediction or "").strip().rstrip(".")  # as written: "(n-3)n/2" keeps its bracket, "N" its case
+        said = said[m.end() :] if (m := _ANSWER_IS.match(said.lower())) else said
+        answer = parse(f"${said}$") if said else []
+        return bool(answer) and bool(verify(parse(f"${unwrapped(gold)}$"), answer)), "math-verify"
     gold_parsed = parse(gold)
     if gold_parsed:
         predicted = parse(prediction) if prediction else []
@@ -149,8 +156,25 @@ def check_answer(prediction: str | None, gold: str) -> tuple[bool, str]:
         return not contradicts and bool(predicted) and bool(verify(gold_parsed, predicted)), "math-verify"
     if not gold_text:
         return False, "unchecked"
-    answer = normalize(stated(prediction or ""))
-    return answer == gold_text or answer.startswith(gold_text + " "), "text"
+    return comparable(stated(prediction or "")) == comparable(gold), "text"
+
+
+_LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
+_NOT_OPERATORS = str.maketrans("", "", "".join(c for c in string.punctuation if c not in "-.+*/^=<>"))
+
+
+def is_formula(text: str) -> bool:
+    """Whether a gold is a formula, not words: something there, and no run of two letters outside LaTeX commands
+    ("n(n-3)/2", "2^n - 1", "\\sqrt{2}", "x"; not "Alice", "No integer solutions")."""
+    bare = _LATEX_COMMAND.sub("", unwrapped(text))
+    return bool(re.search(r"\w", bare)) and not re.search(r"[A-Za-z]{2,}", bare)
+
+
+def comparable(text: str) -> str:
+    """Words as the text grader compares them: lowercased, unwrapped, spaces collapsed, punctuation dropped but not
+    operators ("n + 1" is not "n 1"), no final full stop."""
+    text = unwrapped(text).lower().translate(_NOT_OPERATORS)
+    return re.sub(r"\s+", " ", text).strip().rstrip(".")
 
 
 def grade(

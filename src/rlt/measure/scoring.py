@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rlt.configs import DeviceArguments, RewardArguments, ScoreArguments
 from rlt.data import DataError, read_rows, text_field
+from rlt.errors import UsageError
 from rlt.provenance import sidecar
 from rlt.reward import RewardBreakdown, RLTReward, scored_record, summarize
 from rlt.reward.formats import TagStyle
@@ -96,9 +97,29 @@ def resumable_scores(partial: Path, provenance: dict, most: int) -> list[dict]:
     return done
 
 
-def score_file(args: ScoreArguments, out: Path) -> tuple[dict[str, float], int, float]:
+def finished_scores(out: Path, provenance: dict, rows: int) -> list[dict]:
+    """The rows of a finished `rlt score` in `out`, when the same settings and input produced all of them; else a
+    usage error that says what differs (a finished file is replaced only with --overwrite)."""
+    from rlt.provenance import read_record, setting_differences
+    from rlt.sampling.traces import recover_jsonl
+
+    record = read_record(sidecar(out))
+    differences = ["no record of its settings beside it"] if record is None else setting_differences(record, provenance)
+    kept = [] if differences else recover_jsonl(out)
+    if not differences and len(kept) != rows:
+        differences = [f"{len(kept)} rows, {rows} asked"]
+    if differences:
+        raise UsageError(f"--out {out} already holds scores ({'; '.join(differences)}): give another --out, or "
+                         "--overwrite to replace them")  # fmt: skip
+    logger.warning("%s already holds these %d rows scored with these settings: nothing to do (--overwrite scores "
+                   "them again)", out, rows)  # fmt: skip
+    return kept
+
+
+def score_file(args: ScoreArguments, out: Path) -> tuple[dict[str, float], int, float | None]:
     """`rlt score`: every row of `args.rows` scored into `out` (JSONL, with a provenance record beside it); the
-    summary, the row count and the seconds it took. `out` is replaced only when complete."""
+    summary, the row count and the seconds it took (None: `out` held them already). `out` is replaced only when
+    complete."""
     from rlt.provenance import describe, file_digest, model_identity, write_record
 
     rows = read_rows(args.rows)[: args.limit]
@@ -117,7 +138,11 @@ def score_file(args: ScoreArguments, out: Path) -> tuple[dict[str, float], int, 
     provenance = describe("scored rows", {
         "teacher": model_identity(args.teacher), "student": args.student_identity(),
         "reward": asdict(reward.config), "style": reward.style.identity, "details": args.details,
+        "dtype": str(args.torch_dtype()), "device": args.torch_device(),  # both change the numbers
         "rows": f"{args.rows} sha256:{file_digest(args.rows)}"})  # fmt: skip
+    if out.exists() and not args.overwrite:
+        kept = finished_scores(out, provenance, len(rows))
+        return summarize([RewardBreakdown.from_dict(record) for record in kept]), len(rows), None
     # Scores go to a side file that replaces --out only when complete: a failed or interrupted run leaves an
     # existing --out untouched, and the rounds it finished in OUT.partial, which the same command continues.
     partial = out.with_name(out.name + ".partial")

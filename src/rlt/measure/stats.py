@@ -61,43 +61,49 @@ def seeded_difference(
     seed: int = 0,
 ) -> dict | None:
     """Mean difference between two arms of students, each arm a list of seeds and each seed a list of per-problem
-    values over the same problems, with a 95 % interval over both problems and seeds.
+    values over the same problems, with a 95 % interval whose units are the problems and each arm's seeds.
 
-    Each resample draws the problems with replacement (the same draw for both arms: they are paired by problem) and,
-    independently for each arm, its seeds with replacement; the statistic is the difference of the arms' means over
-    the drawn seeds and problems. An interval over problems alone would leave out how much a student depends on its
-    training seed. `wins`: problems where the first arm's seed-mean is higher.
+    The statistic is the mean over problems of (the arm's mean over its seeds) for the first arm minus the second:
+    each problem weighs the same, however many seeds measured it. Each resample draws the problems with replacement
+    (one draw for both arms: they are paired by problem) and, independently for each arm, its seeds with
+    replacement, as the two-stage bootstrap of a nested design does; a drawn problem none of an arm's drawn seeds
+    measured is left out of that resample. Seeds and problems are never pooled into cells, which would treat one
+    student's 500 answers as 500 independent students. `wins`: problems where the first arm's seed mean is higher.
     """
-
-    def seed_means(arm: Sequence[Sequence[float | None]], problem: int) -> list[float]:
-        return [run[problem] for run in arm if present(run[problem])]
-
     n = len(first[0]) if first else 0
     if not first or not second or any(len(run) != n for run in (*first, *second)):
         raise ValueError("every seed of both arms needs one value per problem, over the same problems")
-    problems = [i for i in range(n) if seed_means(first, i) and seed_means(second, i)]
+
+    def seed_mean(arm: Sequence[Sequence[float | None]], seeds: Sequence[int], problem: int) -> float | None:
+        values = [arm[s][problem] for s in seeds if present(arm[s][problem])]
+        return sum(values) / len(values) if values else None
+
+    def difference(seeds_a: Sequence[int], seeds_b: Sequence[int], problems: Sequence[int]) -> float | None:
+        gaps = [
+            (a - b)
+            for i in problems
+            if (a := seed_mean(first, seeds_a, i)) is not None and (b := seed_mean(second, seeds_b, i)) is not None
+        ]
+        return sum(gaps) / len(gaps) if gaps else None
+
+    every_a, every_b = range(len(first)), range(len(second))
+    problems = [i for i in range(n) if seed_mean(first, every_a, i) is not None
+                and seed_mean(second, every_b, i) is not None]  # fmt: skip
     if not problems:
         return None
-
-    def arm_mean(arm, seeds: list[int], drawn: list[int]) -> float:
-        values = [arm[s][i] for i in drawn for s in seeds if present(arm[s][i])]
-        return sum(values) / len(values)
-
     rng = random.Random(seed)
-    every_a, every_b = list(range(len(first))), list(range(len(second)))
-    stats = sorted(
-        arm_mean(first, rng.choices(every_a, k=len(first)), drawn)
-        - arm_mean(second, rng.choices(every_b, k=len(second)), drawn)
-        for drawn in (rng.choices(problems, k=len(problems)) for _ in range(resamples))
-    )
-    per_problem = [
-        sum(seed_means(first, i)) / len(seed_means(first, i)) - sum(seed_means(second, i)) / len(seed_means(second, i))
-        for i in problems
-    ]
+    stats = []
+    for _ in range(resamples):
+        drawn = rng.choices(problems, k=len(problems))
+        stat = difference(rng.choices(every_a, k=len(first)), rng.choices(every_b, k=len(second)), drawn)
+        if stat is not None:
+            stats.append(stat)
+    stats.sort()
+    per_problem = [seed_mean(first, every_a, i) - seed_mean(second, every_b, i) for i in problems]
     return {
-        "mean": arm_mean(first, every_a, problems) - arm_mean(second, every_b, problems),
-        "low": stats[int(0.025 * resamples)],
-        "high": stats[int(0.975 * resamples)],
+        "mean": sum(per_problem) / len(per_problem),
+        "low": stats[int(0.025 * len(stats))],
+        "high": stats[min(len(stats) - 1, int(0.975 * len(stats)))],
         "n": len(problems),
         "dropped": n - len(problems),
         "seeds": [len(first), len(second)],

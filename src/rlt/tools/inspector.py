@@ -136,10 +136,16 @@ def write_page(rows: list[dict], out: str | Path, source: str) -> Path:
     return out
 
 
-def scoring_settings(args):
+#: The flags a run's own settings replace when its completions are rescored.
+RUN_SETTINGS = ("teacher", "student", "student_weights", "teacher_temperature", "solution_coeffs", "kl_coeffs",
+                "student_temperature", "missing_end_tag_penalty", "schulman_kl", "teacher_entropy")  # fmt: skip
+
+
+def scoring_settings(args, given: set[str] = frozenset()):
     """The settings to rescore `args.rows` with, how to say so on the page, and whether they are the run's own (its
     starting teacher, student and reward coefficients, from the rlt_provenance.json beside its completions.jsonl;
-    not `--run_settings false`). The tag style and prompts are the flags' either way."""
+    not `--run_settings false`). The tag style and prompts are the flags' either way. A flag in `given` (typed on
+    the command line) that the run's settings would replace is a usage error, not silently overridden."""
     from dataclasses import replace
 
     from rlt.provenance import read_record
@@ -148,6 +154,11 @@ def scoring_settings(args):
     record = read_record(Path(args.rows).parent / RUN_RECORD) if args.run_settings else None
     if not record or "teacher_spec" not in record:  # not a run's file, or an older rlt's run
         return args, f"with --teacher {args.teacher}, --student {' '.join(args.student)} and the reward flags", False
+    overridden = [f"--{name}" for name in RUN_SETTINGS if name in given]
+    if overridden:
+        raise UsageError(f"{args.rows} is a training run's: it is rescored with the run's own teacher, students and "
+                         f"reward, which {', '.join(overridden)} would not change; add --run_settings false to score "
+                         "it with the flags instead")  # fmt: skip
     reward, students = record["settings"]["reward"], record["student_spec"]
     args = replace(args, teacher=record["teacher_spec"], student=students if isinstance(students, list) else [students],
                    student_weights=record.get("student_weights"), teacher_temperature=reward["teacher_temperature"],
@@ -158,9 +169,10 @@ def scoring_settings(args):
     return args, how, True
 
 
-def inspect_file(args, out: Path) -> tuple[int, int]:
+def inspect_file(args, out: Path, given: set[str] = frozenset()) -> tuple[int, int]:
     """`rlt inspect`: the page of `args.rows` in `out`; rows `rlt score --details` wrote are shown as they are, the
-    others (traces, completions.jsonl) are scored here first. Returns the row count and how many were scored."""
+    others (traces, completions.jsonl) are scored here first (`given`: the flags typed, see `scoring_settings`).
+    Returns the row count and how many were scored."""
     import sys
 
     from rlt.data import DataError, read_rows
@@ -175,7 +187,7 @@ def inspect_file(args, out: Path) -> tuple[int, int]:
             texts = [to_score(rows[i]) for i in todo]
         except ValueError as e:
             raise DataError(str(e), row=todo[0]) from None
-        args, how, own_run = scoring_settings(args)
+        args, how, own_run = scoring_settings(args, given)
         if not own_run:  # the sampled ids are the run's teacher's tokens: another teacher reads the text
             texts = [{k: v for k, v in text.items() if k not in ("prompt_ids", "completion_ids")} for text in texts]
         reward = load_reward(args.teacher, args, args.tag_style(), args.teacher_temperature, args,

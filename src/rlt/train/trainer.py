@@ -34,7 +34,7 @@ from datasets import Dataset
 from transformers.trainer_utils import get_last_checkpoint
 from trl import GRPOTrainer, ModelConfig, get_peft_config
 from trl.models import prepare_deepspeed, unwrap_model_for_generation
-from trl.trainer.utils import pad
+from trl.trainer.utils import nanstd, pad
 
 from rlt.configs import DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig
 from rlt.data import Problem
@@ -169,6 +169,7 @@ class RLTGRPOTrainer(ChatGRPOTrainer):
         self._trl_policy_logprobs: torch.Tensor | None = None
         self._awaiting_trl_policy_logprobs = False
         self._generated_prompt_ids: list[list[int]] | None = None
+        self._scored_rewards: torch.Tensor | None = None  # this step's rewards before the fill, NaN where unscoreable
 
     def train(self, resume_from_checkpoint: str | None = None, **kwargs):
         # Resumed from checkpoint-N (or started over: N = 0), the run samples steps N, N+1, ... again: rows that a
@@ -232,10 +233,27 @@ class RLTGRPOTrainer(ChatGRPOTrainer):
         reusable = not dropout_active(self.model) and not self.mask_truncated_completions
         self._awaiting_trl_policy_logprobs = trl_computes and reusable
         self._trl_policy_logprobs = None
+        self._scored_rewards = None
         try:
-            return super()._generate_and_score_completions(inputs)
+            output = super()._generate_and_score_completions(inputs)
         finally:
             self._awaiting_trl_policy_logprobs, self._trl_policy_logprobs = False, None
+        self._log_scored_rewards_only()
+        return output
+
+    def _log_scored_rewards_only(self) -> None:
+        """TRL logs the mean and spread of the rewards it was given, fills and all: the step's logged `reward`,
+        `reward_std` and the function's own mean and std are recomputed over the scored completions alone."""
+        scored = self._scored_rewards
+        if scored is None or not torch.isnan(scored).any():
+            return
+        metrics = self._metrics["train" if self.model.training else "eval"]
+        name, weight = self.reward_func_names[0], self.reward_weights[0].item()
+        metrics[f"rewards/{name}/mean"][-1] = torch.nanmean(scored).item()
+        metrics[f"rewards/{name}/std"][-1] = nanstd(scored).item()
+        if len(self.reward_funcs) == 1:  # else the total holds other functions' rewards too
+            metrics["reward"][-1] = torch.nanmean(weight * scored).item()
+            metrics["reward_std"][-1] = nanstd(weight * scored).item()
 
     def _get_per_token_logps_and_entropies(self, model, *args, **kwargs):
         result = super()._get_per_token_logps_and_entropies(model, *args, **kwargs)
@@ -283,12 +301,15 @@ class RLTGRPOTrainer(ChatGRPOTrainer):
         rewards = self._timed("student_scoring", calculate, inputs, prompts, completions, completion_ids_list)
         # Gathered over every process, so whole groups are here even when a group's completions span ranks.
         group_size = self.num_generations if self.model.training else self.num_generations_eval
+        self._scored_rewards = rewards[:, 0].clone()  # NaN where the reward could not score: kept out of the logs
         rewards[:, 0] = rank_unscoreable_last(rewards[:, 0], group_size)
-        self._append_samples(inputs, completions, completion_ids_list, rewards)
+        self._append_samples(inputs, completions, completion_ids_list, self._scored_rewards, rewards[:, 0])
         return rewards
 
-    def _append_samples(self, inputs, completions, completion_ids, rewards: torch.Tensor) -> None:
-        """A few completions per step with their rewards, for reading what the teacher writes (one file per rank)."""
+    def _append_samples(self, inputs, completions, completion_ids, scored: torch.Tensor, ranked: torch.Tensor) -> None:
+        """A few completions per step with their rewards, for reading what the teacher writes (one file per rank). A
+        completion the reward could not score has reward None, and the reward it was ranked with for its advantage
+        beside it (`rank_unscoreable_last`)."""
         count = self.args.completion_samples_per_step
         if not count:
             return
@@ -303,8 +324,11 @@ class RLTGRPOTrainer(ChatGRPOTrainer):
                     "completion": completions[i],
                     "prompt_ids": list(self._generated_prompt_ids[i]),
                     "completion_ids": list(completion_ids[i]),
-                    "reward": rewards[offset + i, 0].item(),
+                    "reward": None if torch.isnan(scored[offset + i]) else scored[offset + i].item(),
                 }
+                if record["reward"] is None:
+                    record["unscoreable"] = "the reward could not score it: ranked below its group's scored ones"
+                    record["ranked_as"] = ranked[offset + i].item()
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
