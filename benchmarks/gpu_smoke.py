@@ -46,7 +46,7 @@ def run(bf16: bool, workdir: Path, spec: str) -> dict:
     offline = RLTReward(student.to(device), tokenizer, teacher.to(device))
     deviations = []
     for s in samples:
-        if s["step"] != 0:
+        if s["step"] != 0 or s["reward"] is None:  # an unscoreable sample has no reward to compare
             continue
         aligned = offline.align_ids(s["question"], s["solution"], s["prompt_ids"], s["completion_ids"])
         deviations.append(abs(offline.score([aligned])[0].reward - s["reward"]))

@@ -81,14 +81,18 @@ def test_a_student_s_yes_no_answer_is_graded_from_its_solution_section():
 @pytest.mark.parametrize(
     ("prediction", "gold", "correct", "method"),
     [  # the second review: operators were deleted as punctuation and a gold's prefix passed
-        ("n(n-3)*2", "n(n-3)/2", False, "math-verify"), ("n + 1", "n", False, "math-verify"),
+        ("n(n-3)*2", "n(n-3)/2", False, "math-verify"), ("n + 1", "n", False, "text"),
         ("Alice or Bob", "Alice", False, "text"),
         ("No integer solutions exist, except 3", "No integer solutions", False, "text"),
         ("1", "2^{n} - 1", False, "math-verify"),  # plain parsing read this gold as its last number
-        # and what must stay right: the same formula written otherwise, the same words
+        # and what must stay right: the same formula written otherwise, the same words, a value said in a sentence
         ("(n-3)n/2", "n(n-3)/2", True, "math-verify"), ("The answer is $\\frac{n(n-3)}{2}$.", "n(n-3)/2", True,
-         "math-verify"), ("\\boxed{2^n-1}", "2^{n} - 1", True, "math-verify"), ("n", "n", True, "math-verify"),
-        ("**Alice**.", "Alice", True, "text"), ("alice", "Alice", True, "text"),
+         "math-verify"), ("\\boxed{2^n-1}", "2^{n} - 1", True, "math-verify"),
+        ("2*2^(n-1)", "2^n", True, "math-verify"),
+        ("There are 76 such strings.", "76", True, "math-verify"), ("\\boxed{18 \\text{ dollars}}", "18", True,
+         "math-verify"), ("Hence the count is $\\frac{n(n-3)}{2}$.", "n(n-3)/2", True, "math-verify"),
+        ("x=\u00b11", "x=\u00b11", True, "math-verify"), ("**Alice**.", "Alice", True, "text"),
+        ("alice", "Alice", True, "text"), ("a", "A", True, "text"), ("B", "A", False, "text"),  # a multiple choice
     ],
 )  # fmt: skip
 def test_formulas_are_compared_as_formulas_and_words_as_a_whole(prediction, gold, correct, method):

@@ -2,6 +2,7 @@
 on the CPU with tiny models."""
 
 import json
+import math
 from contextlib import contextmanager
 
 import pytest
@@ -33,7 +34,7 @@ def offline_rewards(trainer, path) -> list[tuple[float, float]]:
     pairs = []
     for s in samples:
         aligned = reward.align_ids(s["question"], s["solution"], s["prompt_ids"], s["completion_ids"])
-        pairs.append((s["reward"], reward.score([aligned])[0].reward))
+        pairs.append((math.nan if s["reward"] is None else s["reward"], reward.score([aligned])[0].reward))
     return pairs
 
 

@@ -48,7 +48,7 @@ def test_seeded_difference_weighs_problems_equally_and_survives_seeds_with_holes
     by two seeds weighed twice as much as one kept by one."""
     holes = seeded_difference([[1.0, math.nan, 0.5], [math.nan, 2.0, 0.5]], [[0.0, 0.0, 0.0]], resamples=500)
     assert holes["mean"] == pytest.approx((1.0 + 2.0 + 0.5) / 3) and holes["n"] == 3  # not (1 + .5 + 2 + .5) / 4
-    assert 0.5 <= holes["low"] <= holes["mean"] <= holes["high"] <= 2.0
+    assert holes["low"] < holes["mean"] < holes["high"] and holes["dropped"] == 0
 
 
 def test_seeded_difference_intervals_match_known_answers():

@@ -305,7 +305,7 @@ def test_flags_that_replace_a_recipes_students_do_not_inherit_its_weights(tmp_pa
     assert main(["score", "rows.jsonl", *recipe, "--student", "c", "--student", "d"]) == 2
     said = capsys.readouterr().err
     assert "--student replaces the recipe's students ['a', 'b'], whose student_weights [1, 2]" in said
-    (args,) = parse((RewardArguments,), [*recipe, "--student", "c", "--student", "d", "--student_weights", "1", "1"])
+    (args,) = parse((RewardArguments,), [*recipe, "--student", "c", "--student", "d", "--student-weights", "1", "1"])
     assert args.student == ["c", "d"] and args.student_weights == [1.0, 1.0]
     (args,) = parse((RewardArguments,), recipe)
     assert args.student == ["a", "b"] and args.student_weight_list() == [1, 2]  # the recipe alone: its own pairing

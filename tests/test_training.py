@@ -320,9 +320,10 @@ def test_inspect_rescores_a_runs_samples_with_the_runs_own_settings(workdir, tmp
     assert len(step0) == 4 and all(abs(r["reward"] - r["logged_reward"]) <= 1e-4 for r in step0)
     # an explicit --teacher or --student is not replaced by the run's own with a line on stderr: refused, saying why
     rows = str(tmp_path / "rl" / "completions.jsonl")
-    assert main(["inspect", rows, "--out", str(page), "--student", str(workdir / "teacher"), "--kl_coeffs", "3",
-                 "0.03"]) == 2  # fmt: skip
-    assert "which --student, --kl_coeffs would not change; add --run_settings false" in capsys.readouterr().err
+    assert main(["inspect", rows, "--out", str(page), "--student", str(workdir / "teacher"), "--kl-coeffs", "3",
+                 "0.03", "--no_teacher_entropy"]) == 2  # fmt: skip
+    said = capsys.readouterr().err
+    assert "which --student, --kl_coeffs, --teacher_entropy would not change; add --run_settings false" in said
     assert main(["inspect", rows, "--out", str(page), "--teacher", str(workdir / "teacher"), "--student",
                  str(workdir / "teacher"), "--run_settings", "false"]) == 0  # fmt: skip
     data = json.loads(page.read_text().split('<script id="data" type="application/json">')[1].split("</script>")[0])

@@ -65,7 +65,7 @@ def score(argv: list[str]) -> int:
 
 
 def inspect(argv: list[str]) -> int:
-    from rlt.configs import InspectArguments
+    from rlt.configs import InspectArguments, given_flags
     from rlt.tools.inspector import inspect_file
 
     if argv and not argv[0].startswith("-"):  # `rlt inspect FILE ...`
@@ -74,8 +74,7 @@ def inspect(argv: list[str]) -> int:
     if not args.rows:
         raise UsageError("give the file to inspect, e.g. `rlt inspect scored.jsonl --out report.html`")
     out = _output_file(args.out, args.rows)
-    given = {arg[2:].split("=")[0] for arg in argv if arg.startswith("--")}
-    count, scored = inspect_file(args, out, given)
+    count, scored = inspect_file(args, out, given_flags(argv))
     print(f"{count} rows ({scored} scored here) -> {out}")
     return 0
 

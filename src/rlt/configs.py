@@ -133,10 +133,16 @@ def _refuse_contradicting_flags(parser, argv: list[str]) -> None:
             raise UsageError(f"--{name} and --no_{name} contradict each other: give one")
 
 
+def given_flags(argv: list[str]) -> set[str]:
+    """The fields the command line sets, however spelt: `--kl-coeffs`, `--kl_coeffs=3`, `--no_teacher_entropy`."""
+    names = {arg[2:].split("=")[0].replace("-", "_") for arg in argv if arg.startswith("--")}
+    return {name.removeprefix("no_") for name in names}
+
+
 def _refuse_orphaned_weights(recipe: dict, argv: list[str]) -> None:
     """A recipe's `student_weights` belong to its `student` list: flags that replace the students and not the
     weights would hand the old students' weights to the new ones without a word."""
-    given = {arg[2:].split("=")[0] for arg in argv if arg.startswith("--")}
+    given = given_flags(argv)
     if "student" in given and "student_weights" not in given and recipe.get("student_weights") is not None:
         raise UsageError(f"--student replaces the recipe's students {recipe.get('student')}, whose student_weights "
                          f"{recipe['student_weights']} it gives: give --student_weights for the new students too "
@@ -151,7 +157,7 @@ def _read_recipe(path: str) -> dict:
     class Loader(yaml.SafeLoader):
         pass
 
-    exponent = r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"
+    exponent = r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"  # a digit before the e
     Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(exponent), list("-+0123456789."))
     try:
         with open(path, encoding="utf-8") as f:
@@ -160,7 +166,10 @@ def _read_recipe(path: str) -> dict:
         raise UsageError(f"--config {path}: not valid YAML ({e})") from None
     if not isinstance(recipe, dict):
         raise UsageError(f"--config {path}: expected a YAML mapping of flag: value")
-    for key, value in recipe.pop("env", {}).items():  # TRL's `env:` block: variables set for the run
+    env = recipe.pop("env", None) or {}  # TRL's `env:` block: variables set for the run
+    if not isinstance(env, dict):
+        raise UsageError(f"--config {path}: env: expected a mapping of VARIABLE: value, got {env!r}")
+    for key, value in env.items():
         os.environ[key] = str(value)
     return recipe
 
@@ -597,8 +606,8 @@ class DataArguments:
             raise UsageError(f"--part must be one of {sorted(parts)}, got {part!r}")
         if not parts[part]:
             hint = {"holdout": "--holdout N holds out the last N problems; or --part all for every problem",
-                    "train": f"the dataset's {len(held_out)} problems are all held out: a smaller --holdout"}.get(
-                part, "the dataset has no problem")  # fmt: skip
+                    "train": "a smaller --holdout"}.get(part, "the dataset has no problem")  # fmt: skip
+            hint += " (--max_solution_chars and --max_problems also drop problems)" if part != "all" else ""
             raise UsageError(f"--part {part} selects no problem of {self.dataset} (holdout is {self.holdout}): {hint}")
         return parts[part]
 

@@ -136,7 +136,8 @@ def check_answer(prediction: str | None, gold: str) -> tuple[bool, str]:
     is that word (`yes_or_no`): a student rewarded for "No idea" or "Yes and no" would learn to say them. A gold that
     math-verify parses is graded by its value even when it opens with a yes ("Yes, and the sequence is 1/2^3, ..."):
     the value alone is right, a bare "Yes" is wrong, and so is an answer that opens with the other word. A formula
-    ("n(n-3)/2", "2^{n} - 1", `is_formula`) is compared as one, both sides parsed as LaTeX. Other golds are
+    gold ("n(n-3)/2", "2^{n} - 1", `is_formula`) is read as LaTeX, and so is an answer that is a formula; an answer
+    in words ("There are 76 ways.") is read where math-verify finds its value. Other golds are
     words, equal only as a whole (`comparable`): "Alice or Bob" is not "Alice", nor "No integer solutions exist,
     except 3" "No integer solutions" — a grader that took a gold's prefix would reward a student, in cold-start RL
     too, for saying more.
@@ -144,11 +145,12 @@ def check_answer(prediction: str | None, gold: str) -> tuple[bool, str]:
     said, gold_text = yes_or_no(prediction or ""), normalize(gold)
     if gold_text in YES_NO:  # before math-verify, which reads "$No$" as the product n·o
         return said == gold_text, "text"
-    if is_formula(gold):  # parsed as LaTeX, both sides: plain parsing reads "2^{n} - 1" as its last number, 1
-        said = unwrapped(prediction or "").strip().rstrip(".")  # as written: "(n-3)n/2" keeps its bracket, "N" its case
+    gold_formula = as_latex(gold) if is_formula(gold) else []  # plain parsing reads "2^{n} - 1" as its last number
+    if gold_formula:  # a formula: the answer too, read as one when it is one, else found where math-verify finds it
+        said = bare(prediction or "")
         said = said[m.end() :] if (m := _ANSWER_IS.match(said.lower())) else said
-        answer = parse(f"${said}$") if said else []
-        return bool(answer) and bool(verify(parse(f"${unwrapped(gold)}$"), answer)), "math-verify"
+        answer = as_latex(said) if is_formula(said) else parse(prediction) if prediction else []
+        return bool(answer) and bool(verify(gold_formula, answer)), "math-verify"
     gold_parsed = parse(gold)
     if gold_parsed:
         predicted = parse(prediction) if prediction else []
@@ -163,11 +165,26 @@ _LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
 _NOT_OPERATORS = str.maketrans("", "", "".join(c for c in string.punctuation if c not in "-.+*/^=<>"))
 
 
+def bare(text: str) -> str:
+    """`text` without its wrappers (\\boxed{}, \\text{}, $, **emphasis**), a final full stop, unicode minus or
+    plus-minus; a formula's own `*` and `_` kept (`unwrapped` drops them as markdown)."""
+    while (inner := _WRAPPER.sub(r"\1", text)) != text:
+        text = inner
+    text = re.sub(r"\*\*(.*?)\*\*", r"\1", text).replace("$", "").replace("`", "")
+    return text.replace("\u2212", "-").replace("\u00b1", "\\pm ").strip().rstrip(".").strip()
+
+
 def is_formula(text: str) -> bool:
-    """Whether a gold is a formula, not words: something there, and no run of two letters outside LaTeX commands
-    ("n(n-3)/2", "2^n - 1", "\\sqrt{2}", "x"; not "Alice", "No integer solutions")."""
-    bare = _LATEX_COMMAND.sub("", unwrapped(text))
-    return bool(re.search(r"\w", bare)) and not re.search(r"[A-Za-z]{2,}", bare)
+    """Whether an answer is a formula, not words: a digit, an operator, a bracket or a LaTeX command in it, and no
+    run of two letters outside LaTeX commands ("n(n-3)/2", "2^n - 1", "\\sqrt{2}", "76"; not "Alice", "No integer
+    solutions", "There are 76", nor a bare letter, "A" of a multiple choice, compared as a word)."""
+    text = _LATEX_COMMAND.sub(" ", bare(text))
+    return bool(re.search(r"[\d+\-*/^=()\\]", bare(text))) and not re.search(r"[A-Za-z]{2,}", text)
+
+
+def as_latex(text: str) -> list:
+    """math-verify's reading of `text` as one LaTeX formula ([] when it cannot read it)."""
+    return parse(f"${bare(text)}$")
 
 
 def comparable(text: str) -> str:

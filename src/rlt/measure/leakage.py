@@ -10,14 +10,18 @@ prompt: an explanation that states X makes the solution predictable without teac
 What counts as stating the answer X (after normalising both texts: case, spacing, thousands separators, LaTeX
 fractions, unicode minus, markup):
 
-    an answer phrase    "the answer is X", "answer: X", "\\boxed{X}": for every answer
+    an answer phrase    "the answer (to this question) is X", "answer: X", "\\boxed{X}", "X is our answer"
+    a conclusion        X ending a sentence after "is", "equals", "comes to" ("so the remainder is X."), or after
+                        an opening "so", "thus", "hence", "in total" … ("hence, X.")
     an equation         "… = X" where X is the whole right-hand side ("x = 0", not "n = -3 + 6"): numeric answers
     a mention           X anywhere as a whole token: only for answers longer than 2 characters that are not yes/no
 
-A yes/no answer or one of at most 2 characters ("No", "0", "-1") is stated only by an answer phrase or an equation,
-never by a bare token: "1. Let x be …" does not state "1", "There is no real solution" does not state "No". An
+A question ("Is the answer 76?") states nothing. A yes/no answer also counts as a whole opening clause ("No, it
+cannot be done."). A yes/no answer or one of at most 2 characters ("No", "0", "-1") is never stated by a bare
+token: "1. Let x be …" does not state "1", "There is no real solution" does not state "No". An
 answer that opens with a value and goes on in words ("0 is the only possible value", "1000 (i.e., all values)") is
-also stated by that value, under the same rules.
+also stated by that value, under the same rules. Recall and precision on a labelled set of sentences:
+`rlt.measure.statement_set` (BENCHMARKS §3h).
 """
 
 from __future__ import annotations
@@ -78,20 +82,32 @@ def _is_numeric(form: str) -> bool:
 
 # Where a stated value must end: not inside a longer number, word or expression.
 _VALUE_END = r"(?![\w]|[.,/]\d|[+\-*/^(])"
-# "the answer is X", "answer: X", "answers are X", "\boxed{X}" (in normalised text)
+# "the answer is X", "the answer to this question is X", "answer: X", "answers are X", "\boxed{X}" (normalised text)
 _ANSWER_PHRASE = (
-    r"(?:\banswers?\b(?:\s*(?:is|are|was|would be|will be|should be|equals|of))?\s*(?:[:=]|\bis\b)?\s*|\\boxed\{)"
+    r"(?:\banswers?\b(?:\s+to\s+(?:this|the)\s+(?:question|problem))?"
+    r"(?:\s*(?:is|are|was|would be|will be|should be|must be|equals|of))?(?:\s+(?:therefore|thus|then|clearly))?"
+    r"\s*(?:[:=]|\bis\b)?\s*|\\boxed\{)"
 )
+# A value that concludes its sentence: after "is", "equals", "comes to" ("so the remainder is X."), or anywhere
+# after an opening "so", "thus", "hence", … ("hence, X.", "in total we have X."); the sentence's end may follow.
+_SENTENCE_TAIL = r"\s*[.!]?\s*$"
+_CONCLUDING = r"^(?:so|thus|therefore|hence|finally|in total|altogether|overall|putting it together)\b(?! far\b)"
 
 
 def _statement(form: str) -> re.Pattern:
     """The pattern of the ways `form` can be stated in normalised text."""
     value = re.escape(form)
-    if form in YES_NO:  # "the answer is no, …", never "no idea" or "nobody"
-        return re.compile(_ANSWER_PHRASE + value + r"(?!\w)(?!\s+(?:idea|one|way)\b)")
+    if form in YES_NO:  # "the answer is no, …", "so, no.", "no: …", never "no idea", "no two …" or "nobody"
+        return re.compile(_ANSWER_PHRASE + value + r"(?!\w)(?!\s+(?:idea|one|way)\b)"
+                          r"|^(?:(?:so|thus|therefore|hence)\s*,?\s*)?" + value + r"\s*[,:;.!]")  # fmt: skip
     # A sign before a positive value makes another number ("-3" is not "3").
     start = r"(?<![\w.\-/^])" if not form.startswith("-") else r"(?<![\w.\-/^+*])"
-    ways = [_ANSWER_PHRASE + value + _VALUE_END]
+    ways = [
+        _ANSWER_PHRASE + value + _VALUE_END,
+        start + value + r"\s+(?:is|as)\s+(?:the\s+|our\s+|my\s+)?(?:final\s+)?answer\b",  # "X is our answer"
+        r"\b(?:is|are|equals|was|comes to)\s+" + value + _SENTENCE_TAIL,  # "so the remainder is X."
+        _CONCLUDING + r".*?(?:[\s,]|\bare\s)" + value + r"(?:" + _SENTENCE_TAIL + r"|\s+\w+\s+in all)",  # "hence, X."
+    ]
     if _is_numeric(form):  # "x = 0", "2 + 1 = 3": the whole right-hand side
         ways.append(r"=" + value + _VALUE_END)
     if not _short(form):
@@ -129,7 +145,8 @@ def answer_sentences(text: str, answer: str | None) -> list[tuple[int, int]]:
     if not answer or not text:
         return []
     patterns = [_statement(form) for form in answer_forms(answer)]
-    return [(s, e) for s, e in sentences(text) if any(p.search(normalize(text[s:e])) for p in patterns)]
+    return [(s, e) for s, e in sentences(text) if not text[s:e].rstrip().endswith("?")  # a question asks, never states
+            and any(p.search(normalize(text[s:e])) for p in patterns)]  # fmt: skip
 
 
 def strip_answer(text: str, answer: str | None) -> str:

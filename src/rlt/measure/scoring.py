@@ -85,11 +85,11 @@ def resumable_scores(partial: Path, provenance: dict, most: int) -> list[dict]:
     """The rows (at most `most`) an interrupted `rlt score` finished in `partial`, when the same settings and input
     produced them (else none: the file is started over); `partial` is left holding just those. A torn last line is
     dropped."""
-    from rlt.provenance import read_record, setting_differences
+    from rlt.provenance import read_record
     from rlt.sampling.traces import recover_jsonl, write_rows
 
     record = read_record(sidecar(partial))
-    if not partial.exists() or record is None or setting_differences(record, provenance):
+    if not partial.exists() or record is None or score_differences(record, provenance):
         return []
     done = recover_jsonl(partial)[:most]  # a rerun with a smaller --limit takes what it asks
     write_rows(partial, done)
@@ -97,14 +97,23 @@ def resumable_scores(partial: Path, provenance: dict, most: int) -> list[dict]:
     return done
 
 
+def score_differences(record: dict, provenance: dict) -> list[str]:
+    """What differs between the settings scores were recorded with and these: every setting that changes a number,
+    one an older rlt did not record (dtype, device) included."""
+    from rlt.provenance import setting_differences
+
+    unrecorded = sorted(set(provenance["settings"]) - set(record.get("settings", {})))
+    return [f"{key}: not recorded then" for key in unrecorded] + setting_differences(record, provenance)
+
+
 def finished_scores(out: Path, provenance: dict, rows: int) -> list[dict]:
     """The rows of a finished `rlt score` in `out`, when the same settings and input produced all of them; else a
     usage error that says what differs (a finished file is replaced only with --overwrite)."""
-    from rlt.provenance import read_record, setting_differences
+    from rlt.provenance import read_record
     from rlt.sampling.traces import recover_jsonl
 
     record = read_record(sidecar(out))
-    differences = ["no record of its settings beside it"] if record is None else setting_differences(record, provenance)
+    differences = ["no record of its settings beside it"] if record is None else score_differences(record, provenance)
     kept = [] if differences else recover_jsonl(out)
     if not differences and len(kept) != rows:
         differences = [f"{len(kept)} rows, {rows} asked"]
