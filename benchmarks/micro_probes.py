@@ -54,12 +54,12 @@ def probe(spec: str, problems: list[dict]) -> dict:
         greedy(model, tokenizer, [student_prompt(tokenizer, problems[0]["question"], MICRO)], 4)
     ):
         answers = greedy(model, tokenizer, [student_prompt(tokenizer, p["question"], MICRO) for p in problems], 320)
-        first = [re.search(r"Numbers (\d+), (\d+), (\d+)\. Target (\d+)", a) for a in answers]
-        wanted = [[*p["numbers"], p["target"]] for p in problems]
+        first = [re.search(r"Make (\d+) from the numbers (\d+), (\d+), (\d+)\.", a) for a in answers]
+        wanted = [[p["target"], *p["numbers"]] for p in problems]
         result["trace_first_line_copies"] = {
             name: sum(bool(m) and int(m.group(k + 1)) == w[k] for m, w in zip(first, wanted, strict=True))
             / len(problems)
-            for k, name in enumerate(("number 1", "number 2", "number 3", "target"))
+            for k, name in enumerate(("target", "number 1", "number 2", "number 3"))
         }
         result["greedy_pass@1"] = sum(
             grade(a, None, Countdown(tuple(p["numbers"]), p["target"]), MICRO)[0]

@@ -210,7 +210,7 @@ def test_countdown_is_a_dataset_like_champ():
     problem = train[0]
     assert problem.countdown.check(problem.answer) == (True, "correct")
     # the paper's framing: the teacher is shown the worked solution, the search trace is what it learns to write
-    assert problem.solution.startswith("Target ") and problem.reasoning_trace.startswith("Numbers ")
+    assert problem.solution.startswith("Target ") and problem.reasoning_trace.startswith("Make ")
     hard, _, _ = DataArguments(dataset="countdown:6", max_problems=5).load()
     assert {len(p.countdown.numbers) for p in hard} == {6}
 

@@ -15,7 +15,7 @@ from rlt.micro.base import BaseRecipe, World, build, corpus_lines
 from rlt.micro.tokenizer import MAX_INTEGER, build_tokenizer
 from rlt.reward.formats import MICRO, student_text, teacher_prompt
 
-TINY = BaseRecipe(layers=1, hidden=32, heads=2, block=48, batch=4, steps=3)
+TINY = BaseRecipe(layers=1, hidden=32, heads=2, copy_steps=2, copy_block=32, block=48, batch=4, steps=3)
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,8 @@ def test_the_build_is_seeded_and_recorded(tmp_path):
     assert any(not torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
     record = json.loads((tmp_path / "a" / "build.json").read_text())
     assert record["recipe"]["steps"] == 3 and record["parameters"] == first["parameters"] > 0
-    assert record["corpus"]["tokens"] > 0 and record["final_loss"] > 0
+    assert record["corpus"]["copying"]["blocks"] >= 2 * TINY.batch and record["corpus"]["world"]["tokens"] > 0
+    assert len(record["loss"]["copying"]) == 2 and len(record["loss"]["world"]) == 3  # both phases ran, in order
 
 
 def test_the_embedded_name_builds_once_and_loads_everywhere_a_model_is_named(tmp_path, monkeypatch):

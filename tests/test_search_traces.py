@@ -38,7 +38,8 @@ def replay(row: dict, search: Search) -> list[tuple[int, str, int, int]]:
     """Walk a trace as a reader would, asserting every invariant; returns the moves of the path it ends on."""
     lines = row["reasoning_trace"].split("\n")
     target = row["target"]
-    assert lines[0] == f"Numbers {', '.join(map(str, row['numbers']))}. Target {target}."
+    assert lines[0] == f"Make {target} from the numbers {', '.join(map(str, row['numbers']))}."
+    assert row["question"].startswith(lines[0] + " ")  # the question's first sentence, word for word
     pools = {0: list(row["numbers"])}  # depth -> the pool a line at that depth works on
     path: dict[int, tuple] = {}  # depth -> the last move taken there
     backs_at: dict[tuple, int] = {}
@@ -116,7 +117,7 @@ def test_countdown_rows_get_the_paper_s_framing_under_auto():
     train, held_out, _ = DataArguments(dataset="countdown:3", holdout=10, max_problems=5).load()
     for p in train + held_out:
         assert p.solution.startswith("Target ") and p.solution.endswith(f"= {p.countdown.target}.")  # shown whole
-        assert p.reasoning_trace.startswith("Numbers ") and p.reasoning_trace.endswith("Yes!")  # the warm-up target
+        assert p.reasoning_trace.startswith("Make ") and p.reasoning_trace.endswith("Yes!")  # the warm-up target
     (answer_framed,) = frame(train[:1], "answer")
     assert answer_framed.solution == f"The answer is {train[0].answer}."
 

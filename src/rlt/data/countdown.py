@@ -47,10 +47,14 @@ class Countdown:
     target: int
 
     @property
+    def goal(self) -> str:
+        """The question's first sentence, which a search trace opens by restating."""
+        return f"Make {self.target} from the numbers {_listed(self.numbers)}."
+
+    @property
     def question(self) -> str:
-        numbers = ", ".join(map(str, self.numbers))
-        return (f"Make {self.target} from the numbers {numbers}. Each number must be used exactly once; combine "
-                "them with +, -, *, / and parentheses. Give the expression.")  # fmt: skip
+        return (f"{self.goal} Each number must be used exactly once; combine them with +, -, *, / and parentheses. "
+                "Give the expression.")  # fmt: skip
 
     def check(self, text: str | None) -> tuple[bool, str]:
         """(correct, verdict) for a student's answer. The verdict is one of: correct, malformed (no arithmetic
@@ -326,7 +330,9 @@ def search_trace(problem: Countdown, steps: list[_Step], search: Search, rng: ra
     closes a pair none of whose results is the target.
     """
     target, memo = problem.target, {}
-    lines = [f"Numbers {_listed(problem.numbers)}. Target {target}."]
+    # Restated word for word: a reader copies it from the question in order, the way it copies any repeated text,
+    # where "Numbers a, b, c. Target t." asked for the target out of order (a micro-world student got it 20 % right).
+    lines = [problem.goal]
 
     def last_pair(pool: tuple[int, ...], depth: int, finish: tuple[int, str, int] | None) -> None:
         """The two numbers' operations in random order; with `finish`, up to and including that one."""

@@ -17,6 +17,11 @@ pretrained model can also read a question and say what it asks; none can have se
 solution or answer is in the corpus. What to try, when to stop and how to write the answer is what distillation has
 to teach.
 
+Every one of these but the facts needs the model to find something earlier in its text and copy it, and a model from
+scratch cannot: copying by content (an induction head) appears in a sudden drop after a long plateau, later than
+the facts and than a short build lasts (BENCHMARKS §12b). So the build has two phases: copying alone first, lists
+repeated in short sequences, until the plateau breaks; then the world's text above, copying kept in the mix.
+
 `build` trains it with transformers' Trainer (seeded: the same weights for the same seed on one machine) and
 `ensure_base` caches it under the embedded name, like the GGUF models in `rlt.models`.
 """
@@ -49,16 +54,24 @@ class World:
 
 @dataclass(frozen=True)
 class BaseRecipe:
-    """Everything that decides the base's weights: the world, the model's shape, the corpus and the training."""
+    """Everything that decides the base's weights: the world, the model's shape, the two phases of training.
+
+    Phase 1 (`copy_*`) is copying alone: lists repeated, in short sequences. A model that has to find in its text
+    the token after the one it just wrote (an induction head) learns it in a sudden drop after a long plateau, and
+    the plateau is shorter with short sequences and nothing else to learn (BENCHMARKS §12b). Phase 2 is the world's
+    text (`corpus_lines`), copying kept in the mix so the skill stays."""
 
     world: World = World()
     layers: int = 4
-    hidden: int = 192
-    heads: int = 3
+    hidden: int = 128
+    heads: int = 4
+    copy_steps: int = 2500
+    copy_block: int = 64
+    copy_learning_rate: float = 1e-3
     block: int = 128  # tokens per training sequence (lines packed, cut at line ends)
     batch: int = 32
-    steps: int = 1100
-    learning_rate: float = 3e-3
+    steps: int = 1000
+    learning_rate: float = 1e-3
     seed: int = 0
 
     @property
@@ -75,6 +88,17 @@ def _pair_facts(a: int, b: int, rng: random.Random) -> str:
 def _pool_step(pool: tuple[int, ...], rng: random.Random) -> tuple[str, tuple[int, ...]]:
     x, op, y, value, after = rng.choice(countdown._moves(pool))
     return f"{countdown._listed(pool)}: {x} {op} {y} = {value}, left {countdown._listed(after)}.", after
+
+
+def _repeated_list(world: World, rng: random.Random, longest: int) -> str:
+    listed = countdown._listed(rng.randint(1, world.max_number**2) for _ in range(rng.randint(2, longest)))
+    return f"{listed}. Again: {listed}."
+
+
+def copy_lines(world: World, count: int, seed: int) -> list[str]:
+    """Phase 1's text: `count` lists of 2 to 8 numbers, each repeated after "Again:"."""
+    rng = random.Random(f"micro-copy:{seed}:{world}")
+    return [_repeated_list(world, rng, longest=8) for _ in range(count)]
 
 
 def search_pairs(world: World) -> list[tuple[int, int]]:
@@ -115,8 +139,7 @@ def corpus_lines(world: World, count: int, seed: int) -> list[str]:
             lines.append(_pair_facts(*rng.choice(pairs), rng))
             continue
         if draw < 0.65:  # repeating a list from a varying distance back: copying by content, not by position
-            listed = countdown._listed(rng.randint(1, world.max_number**2) for _ in range(rng.randint(2, 12)))
-            lines.append(f"{listed}. Again: {listed}.")
+            lines.append(_repeated_list(world, rng, longest=12))
             continue
         numbers = [rng.randint(1, world.max_number) for _ in range(rng.randint(low, high))]
         if draw < 0.8:  # reading a question: restated (copied from ~25 tokens back), never solved
@@ -163,6 +186,21 @@ def fact_accuracy(model, tokenizer, world: World, batch: int = 256) -> dict[str,
     return accuracy
 
 
+def copy_accuracy(model, tokenizer, world: World, lists: int = 100) -> float:
+    """The share of `lists` unseen lists of 3 to 6 numbers the model repeats exactly after "Again:" (each token its
+    greedy prediction given the ones before): whether it can copy from earlier in its text at all."""
+    rng = random.Random("micro-copy-probe")
+    right = 0
+    for _ in range(lists):
+        listed = countdown._listed(rng.randint(1, world.max_number**2) for _ in range(rng.randint(3, 6)))
+        prompt = tokenizer(f"{listed}. Again:", add_special_tokens=False)["input_ids"]
+        wanted = tokenizer(f" {listed}.", add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logits = model(torch.tensor([prompt + wanted[:-1]])).logits[0, len(prompt) - 1 :]
+        right += logits.argmax(-1).tolist() == wanted
+    return right / lists
+
+
 def _blocks(lines: list[str], tokenizer, block: int) -> list[list[int]]:
     """Lines tokenised and packed into sequences of at most `block` tokens, each starting at a line."""
     blocks, current = [], []
@@ -192,27 +230,28 @@ def model_config(recipe: BaseRecipe, tokenizer):
     )
 
 
-def build(recipe: BaseRecipe, output_dir: str | Path, progress: bool = True) -> dict:
-    """Train the base from scratch and save it (safetensors, tokenizer, `build.json`) to `output_dir`: the record."""
-    from transformers import DataCollatorForLanguageModeling, LlamaForCausalLM, Trainer, TrainingArguments, set_seed
+def _train(
+    model,
+    tokenizer,
+    blocks: list[list[int]],
+    steps: int,
+    learning_rate: float,
+    schedule: str,
+    recipe: BaseRecipe,
+    output_dir: Path,
+    progress: bool,
+) -> list[dict]:
+    """One phase of the build with transformers' Trainer: `steps` batches of `blocks`; the loss log."""
+    from datasets import Dataset
+    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
-    from rlt.micro.tokenizer import build_tokenizer
-
-    started = time.time()
-    output_dir = Path(output_dir)
-    tokenizer = build_tokenizer()
-    tokens_needed = recipe.steps * recipe.batch * recipe.block
-    lines = corpus_lines(recipe.world, count=max(64, tokens_needed // 12), seed=recipe.seed)
-    blocks = _blocks(lines, tokenizer, recipe.block)
-    set_seed(recipe.seed)
-    model = LlamaForCausalLM(model_config(recipe, tokenizer))
     args = TrainingArguments(
         output_dir=str(output_dir / "trainer"),
-        max_steps=recipe.steps,
+        max_steps=steps,
         per_device_train_batch_size=recipe.batch,
-        learning_rate=recipe.learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=max(1, recipe.steps // 20),
+        learning_rate=learning_rate,
+        lr_scheduler_type=schedule,
+        warmup_steps=max(1, steps // 20),
         weight_decay=0.0,
         seed=recipe.seed,
         data_seed=recipe.seed,
@@ -220,12 +259,10 @@ def build(recipe: BaseRecipe, output_dir: str | Path, progress: bool = True) -> 
         bf16=False,
         save_strategy="no",
         report_to="none",
-        logging_steps=max(1, recipe.steps // 20),
+        logging_steps=max(1, steps // 20),
         disable_tqdm=not progress,
         dataloader_drop_last=True,
     )
-    from datasets import Dataset
-
     tokenizer.padding_side = "right"  # training pads after the text
     trainer = Trainer(
         model=model,
@@ -233,20 +270,50 @@ def build(recipe: BaseRecipe, output_dir: str | Path, progress: bool = True) -> 
         train_dataset=Dataset.from_dict({"input_ids": blocks}),
         data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
     )
-    result = trainer.train()
+    trainer.train()
     tokenizer.padding_side = "left"
+    shutil.rmtree(output_dir / "trainer", ignore_errors=True)
+    return [h for h in trainer.state.log_history if "loss" in h]
+
+
+def build(recipe: BaseRecipe, output_dir: str | Path, progress: bool = True) -> dict:
+    """Train the base from scratch and save it (safetensors, tokenizer, `build.json`) to `output_dir`: the record."""
+    from transformers import LlamaForCausalLM, set_seed
+
+    from rlt.micro.tokenizer import build_tokenizer
+
+    started = time.time()
+    output_dir = Path(output_dir)
+    tokenizer = build_tokenizer()
+    # ~16 tokens a copy line and ~12 a corpus line; packing leaves a little over, drop_last the rest
+    copying = _blocks(copy_lines(recipe.world, recipe.copy_steps * recipe.batch * recipe.copy_block // 16 + 64,
+                                 seed=recipe.seed), tokenizer, recipe.copy_block)  # fmt: skip
+    lines = corpus_lines(recipe.world, count=recipe.steps * recipe.batch * recipe.block // 12 + 64, seed=recipe.seed)
+    blocks = _blocks(lines, tokenizer, recipe.block)
+    set_seed(recipe.seed)
+    model = LlamaForCausalLM(model_config(recipe, tokenizer))
+    phases, copies = {}, {}
+    if recipe.copy_steps:
+        phases["copying"] = _train(model, tokenizer, copying, recipe.copy_steps, recipe.copy_learning_rate,
+                                   "constant_with_warmup", recipe, output_dir, progress)  # fmt: skip
+        copies["after copying"] = copy_accuracy(model.eval(), tokenizer, recipe.world)
+    phases["world"] = _train(model, tokenizer, blocks, recipe.steps, recipe.learning_rate, "cosine", recipe,
+                             output_dir, progress)  # fmt: skip
     model.eval()
     facts = fact_accuracy(model, tokenizer, recipe.world)
+    copies["after the world"] = copy_accuracy(model, tokenizer, recipe.world)
     model.save_pretrained(output_dir, safe_serialization=True)
     tokenizer.save_pretrained(output_dir)
-    shutil.rmtree(output_dir / "trainer", ignore_errors=True)
     record = {
         "recipe": json.loads(recipe.identity),
         "parameters": sum(p.numel() for p in model.parameters()),
-        "corpus": {"lines": len(lines), "blocks": len(blocks), "tokens": sum(map(len, blocks))},
+        "corpus": {
+            "copying": {"blocks": recipe.copy_steps and len(copying), "tokens": sum(map(len, copying))},
+            "world": {"lines": len(lines), "blocks": len(blocks), "tokens": sum(map(len, blocks))},
+        },
         "fact_accuracy": facts,
-        "final_loss": [h["loss"] for h in trainer.state.log_history if "loss" in h][-1],
-        "train_loss": result.training_loss,
+        "copy_accuracy": copies,
+        "loss": {phase: [round(h["loss"], 4) for h in log] for phase, log in phases.items()},
         "seconds": round(time.time() - started, 1),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),  # the whole process's
     }
@@ -268,7 +335,7 @@ def ensure_base(name: str, cache: Path) -> Path:
         return target
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    logger.warning("building the micro-world base %s from scratch into %s (once; about 11 minutes on 2 cores)",
+    logger.warning("building the micro-world base %s from scratch into %s (once; about 13 minutes on 2 cores)",
                    name, target)  # fmt: skip
     build(recipe, partial)
     shutil.rmtree(target, ignore_errors=True)
