@@ -140,3 +140,29 @@ def test_a_resumed_trace_run_draws_what_an_uninterrupted_one_would(models, tmp_p
     resumed = collect_traces(PROBLEMS, reward.teacher, reward, killed, sampling, num_samples=2)
     assert [r["completion"] for r in resumed] == [r["completion"] for r in rows]
     assert len({r["completion"] for r in rows}) > 4  # the samples do differ from each other
+
+
+def test_a_run_records_its_split_and_eval_refuses_one_that_rlt_no_longer_makes(tmp_path, capsys):
+    """Before: the countdown held-out part changed (`rows[::-1]`) and nothing recorded which one a run trained
+    beside, so an older teacher could be evaluated on its own training problems without a word."""
+    from rlt.configs import DataArguments
+    from rlt.measure.evaluate import trained_on
+    from rlt.provenance import describe, write_record
+    from rlt.train.runs import RUN_RECORD
+
+    data = DataArguments(dataset="countdown:3", countdown_problems=40, holdout=8)
+    train, held_out, _ = data.load()
+    run = tmp_path / "run"
+    write_record(run / RUN_RECORD, describe("teacher warm-up", {"data": data.recorded(held_out)}))
+    assert trained_on(str(run), held_out) == 0
+    assert trained_on(str(run), train[:5] + held_out) == 5  # counted, as for a student's distillation data
+    assert trained_on(str(tmp_path), held_out) == 0  # a model with no run record: nothing to compare
+    # the same settings split otherwise when the run was made (an older rlt): refused before any model loads
+    record = json.loads((run / RUN_RECORD).read_text())
+    record["settings"]["data"]["held_out"] = "sha256:0123456789abcdef"
+    (run / RUN_RECORD).write_text(json.dumps(record))
+    argv = ["eval", "--model", str(run), "--dataset", "countdown:3", "--countdown_problems", "40", "--holdout", "8",
+            "--out", str(tmp_path / "eval.json")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "was trained beside another held-out part of countdown:3" in err and "rlt has changed how it splits" in err

@@ -133,6 +133,13 @@ def _refuse_contradicting_flags(parser, argv: list[str]) -> None:
             raise UsageError(f"--{name} and --no_{name} contradict each other: give one")
 
 
+def split_identity(held_out: list) -> str:
+    """A digest of the held-out problems' questions, in order: what a run records of its split."""
+    import hashlib
+
+    return "sha256:" + hashlib.sha256("\n".join(p.question for p in held_out).encode()).hexdigest()[:16]
+
+
 def given_flags(argv: list[str]) -> set[str]:
     """The fields the command line sets, however spelt: `--kl-coeffs`, `--kl_coeffs=3`, `--no_teacher_entropy`."""
     names = {arg[2:].split("=")[0].replace("-", "_") for arg in argv if arg.startswith("--")}
@@ -597,6 +604,13 @@ class DataArguments:
 
         search = countdown.Search(self.search_dead_ends, self.search_tries) if self.search_traces else None
         return Generated(self.countdown_problems, search, self.countdown_max_number)
+
+    def recorded(self, held_out: list) -> dict:
+        """The data settings as a run records them: the flags, and the identity of the held-out part they give
+        (`split_identity`), so that a later rlt that splits the same settings otherwise can tell."""
+        from dataclasses import asdict
+
+        return {**asdict(self), "held_out": split_identity(held_out)}
 
     def select(self, part: str) -> list:
         """The problems of one part of the split: all, train or holdout (`--part`)."""

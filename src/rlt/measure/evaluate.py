@@ -351,12 +351,17 @@ def run_eval(args: EvalArguments, data_args, format_args, reward_args) -> tuple[
     from rlt.sampling.generation import vllm_usable
 
     problems = data_args.select(args.part)
+    trained = trained_on(args.teacher or args.model, problems)
+    if trained:  # as for a student distilled on them (`evaluate_model`): loud, and on record
+        print(f"rlt eval: warning: {trained} of the {len(problems)} evaluated questions are in the training part of "
+              f"{args.teacher or args.model}'s run", file=sys.stderr)  # fmt: skip
     use_vllm = vllm_usable(args.use_vllm, args.device)
     style = format_args.tag_style(problems)
     if args.teacher:
         results, table = evaluate_teacher(problems, args, reward_args, style, use_vllm)
     else:
         results, table = evaluate_model(problems, args, style, use_vllm)
+    results["questions_trained_on"] = trained
     settings = {"model": model_identity(args.teacher or args.model), "data": {**asdict(data_args), "part": args.part},
                 "eval": asdict(args), "style": style.identity}  # fmt: skip
     if args.teacher:  # a teacher is measured through the student's reward
@@ -364,6 +369,32 @@ def run_eval(args: EvalArguments, data_args, format_args, reward_args) -> tuple[
     results["provenance"] = describe("evaluation", settings)
     write_results(args.out, results, table)
     return results, table
+
+
+def trained_on(spec: str, problems: list[Problem]) -> int:
+    """How many of `problems` the run in `spec` (warm-up, teacher RL, student RL) trained on, from the data settings
+    it recorded; 0 for a model with no such record. A usage error when rlt no longer splits those settings' data
+    as it did for the run (its recorded held-out part differs from today's): the problems it trained on are then
+    unknown, and may be the ones about to be evaluated."""
+    from dataclasses import fields
+
+    from rlt.configs import DataArguments, split_identity
+    from rlt.provenance import read_record
+    from rlt.train.runs import RUN_RECORD
+
+    record = read_record(Path(spec) / RUN_RECORD) if Path(spec).is_dir() else None
+    data = (record or {}).get("settings", {}).get("data") or {}
+    if "held_out" not in data:  # not a run's output, or an older rlt's run, which did not record its split
+        return 0
+    known = {f.name for f in fields(DataArguments)}
+    train, held_out, _ = DataArguments(**{k: v for k, v in data.items() if k in known}).load()
+    if split_identity(held_out) != data["held_out"]:
+        raise UsageError(f"{spec} was trained beside another held-out part of {data['dataset']} than these settings "
+                         f"give now ({data['held_out']} then, {split_identity(held_out)} now): rlt has changed how it "
+                         "splits them, so the problems it trained on are unknown; evaluate it with the rlt that "
+                         "trained it")  # fmt: skip
+    seen = {p.question for p in train}
+    return sum(p.question in seen for p in problems)
 
 
 def evaluate_teacher(problems: list[Problem], args: EvalArguments, reward_args, style, use_vllm: bool):

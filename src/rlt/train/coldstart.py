@@ -19,7 +19,6 @@ checkpointing and logging are TRL's.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 
 from datasets import Dataset
 from trl import ModelConfig, get_peft_config
@@ -113,9 +112,10 @@ def run_coldstart(
 ) -> ChatGRPOTrainer | None:
     """GRPO on the student in model_args on the training part of the data; the trained student in output_dir."""
     require_vllm(config)
-    train, _, skipped = data_args.load()
+    train, held_out, skipped = data_args.load()
     style = format_args.tag_style(train)
-    check_run(config, "student RL", {"model": model_identity(model_args.model_name_or_path), "data": asdict(data_args),
+    check_run(config, "student RL", {"model": model_identity(model_args.model_name_or_path),
+              "data": data_args.recorded(held_out),
               "style": style.identity, "format_weight": config.format_weight})  # fmt: skip
     if skip_finished(config):
         return None

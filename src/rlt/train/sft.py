@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import Dataset
@@ -140,10 +140,10 @@ def _train(model, tokenizer, examples: list[dict], model_args: ModelConfig, conf
 def run_warmup(
     model_args: ModelConfig, data_args: DataArguments, format_args: FormatArguments, config: RLTSFTConfig
 ) -> SFTTrainer | None:
-    train, _, skipped = data_args.load()
+    train, held_out, skipped = data_args.load()
     style = format_args.tag_style(train)
     check_run(config, "teacher warm-up", {"model": model_identity(model_args.model_name_or_path),
-              "data": asdict(data_args), "style": style.identity})  # fmt: skip
+              "data": data_args.recorded(held_out), "style": style.identity})  # fmt: skip
     if skip_finished(config):
         return None
     dtype = model_dtype(model_args, config)

@@ -344,14 +344,14 @@ def run_train(
     stop at a wall-clock limit. None when output_dir already holds this run, finished."""
     require_vllm(config)
     reward_config = reward_args.reward_config(config.temperature)
-    train, _, skipped = data_args.load()
+    train, held_out, skipped = data_args.load()
     style = format_args.tag_style(train)
     check_run(
         config,
         "teacher RL",
         {
             "model": model_identity(model_args.model_name_or_path),
-            "data": asdict(data_args),
+            "data": data_args.recorded(held_out),
             "style": style.identity,
             "student": reward_args.student_identity(),
             "reward": asdict(reward_config),
