@@ -270,19 +270,48 @@ def test_traces_with_two_students_and_a_resume_against_other_students_is_refused
     assert "student" in capsys.readouterr().err
 
 
-def test_a_component_one_student_cannot_measure_is_averaged_over_the_others(pair):
-    """A KL is NaN for a student whose tokens hold no KL chunk: the combined KL is the others' (weights renormalised),
-    while the reward, a number for every student, stays the weighted mean."""
-    from rlt.reward import RewardBreakdown
+def test_a_component_one_student_cannot_measure_enters_as_the_number_its_reward_used(pair):
+    """A KL is NaN for a student whose tokens hold no KL chunk, and its reward counted the penalty in its place.
+    Before: the combined KL averaged over the other students only, so the shown components no longer gave the
+    combined reward."""
+    from rlt.reward import RewardBreakdown, combine
 
     panel = MultiStudentReward([pair["a"], pair["b"]], pair["tokenizer"], pair["teacher"])  # weights 0.75, 0.25
-    a = RewardBreakdown(-2.0, -1.0, -3.0, 0.5, 1.0, True, kl_edge_tokens_dropped=1)
-    b = RewardBreakdown(-6.0, -2.0, -4.0, math.nan, math.nan, True, kl_edge_tokens_dropped=2)
+    config = panel.config
+
+    def breakdown(lp_mean, lp_min, kl_mean, kl_max, dropped):
+        reward = combine(lp_mean, lp_min, kl_mean, kl_max, True, config)
+        return RewardBreakdown(reward, lp_mean, lp_min, kl_mean, kl_max, True, kl_edge_tokens_dropped=dropped)
+
+    a, b = breakdown(-1.0, -3.0, 0.5, 1.0, 1), breakdown(-2.0, -4.0, math.nan, math.nan, 2)
     combined = panel._combined({"a": a, "b": b})
-    assert combined.reward == pytest.approx(0.75 * -2.0 + 0.25 * -6.0)
-    assert combined.solution_logprob_mean == pytest.approx(0.75 * -1.0 + 0.25 * -2.0)
-    assert combined.kl_mean == 0.5 and combined.kl_max == 1.0
+    assert combined.reward == pytest.approx(0.75 * a.reward + 0.25 * b.reward)
+    assert combined.kl_mean == pytest.approx(0.75 * 0.5 + 0.25 * -config.missing_end_tag_penalty)
+    parts = [getattr(combined, k) for k in ("solution_logprob_mean", "solution_logprob_min", "kl_mean", "kl_max")]
+    assert combine(*parts, True, config) == pytest.approx(combined.reward)  # the shown numbers give the reward
     assert combined.kl_edge_tokens_dropped == 3  # over every student
+    neither = panel._combined({"a": b, "b": b})
+    assert math.isnan(neither.kl_mean) and neither.reward == pytest.approx(b.reward)
+
+
+def test_the_answer_logprob_of_a_several_student_record_is_their_weighted_mean(pair):
+    """Before: `teaching.measure` raised KeyError 'solution_tokens' with a several-student reward."""
+    from rlt.data import Problem
+    from rlt.measure.scoring import scored_rounds
+    from rlt.measure.teaching import answer_logprob, measure
+
+    panel = MultiStudentReward([pair["a"], pair["b"]], pair["tokenizer"], pair["teacher"])
+    row = rows()[0]  # "What is 0 + 1?", "The answer is 1."
+    problem = Problem(question=row["question"], solution=row["solution"], answer="1")
+    sample = {"index": 0, "sample": 0, "explanation": row["explanation"], "completion": row["explanation"]}
+    (result,) = measure([sample], [problem], panel)
+    alone = {}
+    for name in ("a", "b"):
+        ((record,), _) = next(scored_rounds(single(pair, name), [row], 1, True))
+        alone[name] = answer_logprob(record, "1")
+    assert not any(math.isnan(v) for v in alone.values()) and alone["a"] != pytest.approx(alone["b"])
+    expected = 0.75 * alone["a"] + 0.25 * alone["b"]
+    assert result["as written"]["answer_logprob"] == pytest.approx(expected, abs=1e-5)
 
 
 BAD_RECIPES = [("student: 5\n", "--student takes model specs"), ("student: []\n", "--student takes model specs"),

@@ -94,6 +94,14 @@ def answer_logprob(per_token: dict, answer: str | None) -> float:
     return sum(found) / len(found) if found else math.nan
 
 
+def record_answer_logprob(record: dict, answer: str | None, reward) -> float:
+    """`answer_logprob` of a scored record; with several students, their weighted mean (each student reads the
+    answer in its own tokens, kept under the record's `students`)."""
+    if not record.get("students"):
+        return answer_logprob(record, answer)
+    return reward.weighted_mean({name: answer_logprob(own, answer) for name, own in record["students"].items()})
+
+
 def measure(rows: Sequence[dict], problems: Sequence[Problem], reward: RLTReward, batch_rows: int = 32) -> list[dict]:
     """Each sample rescored by `reward`'s student as written and with its answer statements stripped: per variant
     every metric (NaN where the sample cannot be scored) and `scored`; whether it states the answer; and whether it
@@ -126,7 +134,7 @@ def measure(rows: Sequence[dict], problems: Sequence[Problem], reward: RLTReward
             result[variant] = {
                 "scored": b.aligned,
                 "r_ss": r_ss(b, reward.config),
-                "answer_logprob": answer_logprob(record, answer) if b.aligned else math.nan,
+                "answer_logprob": record_answer_logprob(record, answer, reward) if b.aligned else math.nan,
                 "reward": b.reward if b.aligned and teacher_sampled else math.nan,
                 "kl_mean": b.kl_mean if b.aligned and teacher_sampled else math.nan,
             }

@@ -27,9 +27,6 @@ from rlt.errors import UsageError
 from rlt.reward import AlignedSample, AlignmentError, RewardBreakdown, RewardConfig, RewardFunction, RLTReward
 from rlt.reward.formats import STRATOS, TagStyle
 
-#: The components of a breakdown that several students' are averaged into (weighted, like the reward).
-_AVERAGED = ("solution_logprob_mean", "solution_logprob_min", "kl_mean", "kl_max")
-
 
 @dataclass
 class Student:
@@ -187,13 +184,15 @@ class MultiStudentReward(RewardFunction):
         }  # fmt: skip
         return [self._combined({name: breakdowns[i] for name, breakdowns in own.items()}) for i in range(len(samples))]
 
-    def _weighted_mean(self, values: dict[str, float]) -> float:
-        """The weighted mean over the students whose value is a number (the weights renormalised over them); NaN when
-        none is. The reward is a number for every student; a component can be NaN for one (no KL chunk in its
-        tokens) and not another."""
-        finite = {name: v for name, v in values.items() if not math.isnan(v)}
-        if not finite:
+    def weighted_mean(self, values: dict[str, float], fill: float | None = None) -> float:
+        """The weighted mean of one value per student. A NaN counts as `fill` when one is given (the number the
+        reward used in its place); else the weights are renormalised over the students with a number. NaN when no
+        student has one."""
+        if all(math.isnan(v) for v in values.values()):
             return math.nan
+        if fill is not None:
+            values = {name: fill if math.isnan(v) else v for name, v in values.items()}
+        finite = {name: v for name, v in values.items() if not math.isnan(v)}
         return sum(self.weights[n] * v for n, v in finite.items()) / sum(self.weights[n] for n in finite)
 
     def _combined(self, own: dict[str, RewardBreakdown]) -> RewardBreakdown:
@@ -201,8 +200,12 @@ class MultiStudentReward(RewardFunction):
         if unscored:
             combined = self.floor("; ".join(f"student {name}: {why}" for name, why in unscored))
         else:
-            averaged = {k: self._weighted_mean({n: getattr(b, k) for n, b in own.items()})
-                        for k in ("reward", *_AVERAGED)}  # fmt: skip
+            # A component NaN for one student (no KL chunk in its tokens) entered its reward as the penalty
+            # (`rlt.reward.combine`): averaged as that number, the shown components reproduce the combined reward.
+            miss = self.config.missing_end_tag_penalty
+            fills = {"reward": None, "solution_logprob_mean": miss, "solution_logprob_min": miss, "kl_mean": -miss,
+                     "kl_max": -miss}  # fmt: skip
+            averaged = {k: self.weighted_mean({n: getattr(b, k) for n, b in own.items()}, fills[k]) for k in fills}
             first = next(iter(own.values()))  # the closing tag is the teacher's: every student found the same
             combined = replace(first, **averaged, per_token=None,
                                kl_edge_tokens_dropped=sum(b.kl_edge_tokens_dropped for b in own.values()))  # fmt: skip
