@@ -216,6 +216,16 @@ def test_eval_on_own_data_without_a_holdout_says_how_to_choose_the_part(tmp_path
     assert "or --part all for every problem" in err
 
 
+def test_a_missing_column_names_the_flag_that_picks_another(tmp_path, model_dir, capsys):
+    """Before: "row 0, column 'question': missing (columns present: [...])", with no word of --question_column."""
+    rows = tmp_path / "mine.jsonl"
+    rows.write_text(json.dumps({"problem": "What is 1 + 2?", "solution": "3"}) + "\n")
+    argv = ["warmup", "--model_name_or_path", model_dir, "--dataset", str(rows), "--output_dir", str(tmp_path / "o")]
+    code, err = run_cli(argv, capsys)
+    assert code == 2 and "column 'question': missing (columns present: ['problem', 'solution'])" in err
+    assert "--question_column names the column that holds it" in err
+
+
 def test_json_line_that_is_not_an_object(tmp_path, model_dir, capsys):
     rows = tmp_path / "rows.jsonl"
     rows.write_text("[1, 2]\n")
@@ -393,7 +403,7 @@ def test_holdout_part_out_of_range(model_dir, tmp_path, capsys):
     rows.write_text(json.dumps(GOOD) + "\n")
     code, err = run_cli(["traces", "--teacher", model_dir, "--student", model_dir, "--dataset", str(rows),
                          "--holdout", "5", "--part", "holdout"], capsys)  # fmt: skip
-    assert code == 2 and "holdout must be in [0, 1)" in err
+    assert code == 2 and "--holdout 5: the data has 1 problems, and at least one must stay to train on" in err
 
 
 def test_corrupt_traces_file_is_refused_and_left_untouched(model_dir, tmp_path, capsys):

@@ -359,7 +359,11 @@ def to_problems(
             problems.append(convert(row, **adapter_options))
         except DataError as e:
             if not skip_invalid:
-                raise DataError(e.message, row=index, column=e.column) from None
+                role = next((k for k, v in adapter_options.items() if v == e.column), None)
+                flag = {"reasoning_trace": "trace"}.get(role, role)  # the generic adapter's --*_column flags
+                hint = f"; --{flag}_column names the column that holds it" if adapter == "generic" and role else ""
+                raise DataError(e.message + (hint if e.message.startswith("missing") else ""), row=index,
+                                column=e.column) from None  # fmt: skip
             skipped += 1
     return problems, skipped
 
@@ -426,6 +430,7 @@ def load_problems(
 
 def split_problems(problems: list, holdout: int) -> tuple[list, list]:
     """A deterministic train / held-out split: the last `holdout` problems are held out."""
-    if not 0 <= holdout < len(problems):
-        raise UsageError(f"holdout must be in [0, {len(problems)}), got {holdout}")
+    if not 0 <= holdout < len(problems):  # a recipe's holdout (the CPU one's 120) meets a smaller own dataset
+        raise UsageError(f"--holdout {holdout}: the data has {len(problems)} problems, and at least one must stay "
+                         f"to train on; give --holdout between 0 and {len(problems) - 1}")  # fmt: skip
     return problems[: len(problems) - holdout], problems[len(problems) - holdout :]
