@@ -181,8 +181,9 @@ def run_traces_job(work: Path, plan: dict, rows: dict, teacher: str, scale: floa
 
 def arm_rows(work: Path, rows: dict, arm: str, plan: dict) -> list[dict]:
     """Student-format chats of the arm: one per distillation problem."""
+    from rlt.records import recover_jsonl
     from rlt.reward.formats import student_messages
-    from rlt.sampling.traces import best_and_worst, recover_jsonl
+    from rlt.sampling.traces import best_and_worst
 
     problems = problems_of(rows["distill"])[: plan.get("students_distill")]
     if arm in ("generator traces", "solutions only"):
@@ -204,7 +205,7 @@ def run_student_job(work: Path, plan: dict, rows: dict, arm: str, seed: int) -> 
     from trl import ModelConfig
 
     from rlt.configs import RLTSFTConfig, parse
-    from rlt.sampling.traces import write_rows as write_trace_rows
+    from rlt.records import write_rows as write_trace_rows
     from rlt.train.sft import DistillArguments, run_distill
 
     slug = measure_path(work, arm, seed).stem
@@ -245,8 +246,8 @@ def run_judge_job(work: Path, plan: dict) -> None:
     """The teachers' held-out explanations read by a student no teacher was trained against (the first student
     distilled on the generator's traces): its r_SS terms per explanation, beside the reward student's."""
     from rlt.models import load_model
+    from rlt.records import recover_jsonl
     from rlt.reward import RewardConfig, RLTReward
-    from rlt.sampling.traces import recover_jsonl
 
     device, dtype = device_and_dtype()
     # the first student distilled on the generator's traces
@@ -413,7 +414,7 @@ def teacher_stats(work: Path, plan: dict) -> dict:
     """On the held-out problems, per teacher: the reward and its components (unscoreable left out and counted), how
     long its explanations are, how many back-ups they make, and how often they copy a line of the shown solution."""
     from rlt.measure.stats import paired
-    from rlt.sampling.traces import recover_jsonl
+    from rlt.records import recover_jsonl
 
     stats = {"generator": explanation_stats(generator_rows(work))}
     judge = json.loads((work / "judge.json").read_text()) if (work / "judge.json").exists() else {}

@@ -13,7 +13,7 @@ import statistics
 from pathlib import Path
 
 from rlt.data import answer_statement
-from rlt.sampling.traces import recover_jsonl
+from rlt.records import recover_jsonl
 
 OPENING = answer_statement("\0").split("\0")[0]  # "The answer is ": how the answer framing states any answer
 

@@ -38,10 +38,11 @@ from rlt.configs import DataArguments, RLTSFTConfig, parse
 from rlt.measure.evaluate import pass_at_k, solution_logprob_after_own_thought
 from rlt.measure.stats import bootstrap, ci, paired, seeded_difference
 from rlt.models import load_model
+from rlt.records import write_rows
 from rlt.reward import RewardConfig, RLTReward
 from rlt.reward.formats import student_messages
 from rlt.sampling.generation import SamplingConfig
-from rlt.sampling.traces import best_and_worst, collect_traces, write_rows
+from rlt.sampling.traces import best_and_worst, collect_traces
 from rlt.train.sft import DistillArguments, run_distill
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "cpu"

@@ -11,11 +11,11 @@ from rlt.data import DataError, load_problems, to_problems
 from rlt.errors import UsageError
 from rlt.measure.evaluate import EvalArguments, evaluate_student
 from rlt.models import load_model
+from rlt.records import recover_jsonl
 from rlt.reward import RewardConfig, RLTReward
 from rlt.reward.align import tokenize_texts
 from rlt.reward.formats import get_style
 from rlt.sampling.generation import SamplingConfig
-from rlt.sampling.traces import recover_jsonl
 from rlt.testing import save_tiny, tiny_model, tiny_tokenizer
 from rlt.train.sft import warmup_examples
 

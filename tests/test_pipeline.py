@@ -10,9 +10,10 @@ from safetensors.torch import load_file
 from rlt.cli import main
 from rlt.data import Problem
 from rlt.measure.evaluate import check_answer, final_answer, pass_at_k
+from rlt.records import recover_jsonl
 from rlt.reward import RLTReward
 from rlt.sampling.generation import SamplingConfig
-from rlt.sampling.traces import best_and_worst, collect_traces, recover_jsonl, select_best
+from rlt.sampling.traces import best_and_worst, collect_traces, select_best
 from rlt.testing import save_tiny, tiny_model, tiny_tokenizer
 
 PROBLEMS = [

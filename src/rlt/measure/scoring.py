@@ -86,7 +86,7 @@ def resumable_scores(partial: Path, provenance: dict, most: int) -> list[dict]:
     produced them (else none: the file is started over); `partial` is left holding just those. A torn last line is
     dropped."""
     from rlt.provenance import read_record
-    from rlt.sampling.traces import recover_jsonl, write_rows
+    from rlt.records import recover_jsonl, write_rows
 
     record = read_record(sidecar(partial))
     if not partial.exists() or record is None or score_differences(record, provenance):
@@ -110,7 +110,7 @@ def finished_scores(out: Path, provenance: dict, rows: int) -> list[dict]:
     """The rows of a finished `rlt score` in `out`, when the same settings and input produced all of them; else a
     usage error that says what differs (a finished file is replaced only with --overwrite)."""
     from rlt.provenance import read_record
-    from rlt.sampling.traces import recover_jsonl
+    from rlt.records import recover_jsonl
 
     record = read_record(sidecar(out))
     differences = ["no record of its settings beside it"] if record is None else score_differences(record, provenance)

@@ -13,9 +13,7 @@ highest-reward sample.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -26,6 +24,7 @@ from rlt.configs import DeviceArguments
 from rlt.data import DataError, Problem
 from rlt.errors import UsageError
 from rlt.provenance import check_settings, content_key, describe, model_identity, sidecar, write_record
+from rlt.records import JsonlAppender, recover_jsonl, write_rows
 from rlt.reward import RLTReward
 from rlt.reward.align import encode
 from rlt.reward.formats import student_messages, teacher_prompt
@@ -73,47 +72,6 @@ class TracesArguments(DeviceArguments):
     fresh: bool = field(
         default=False, metadata={"help": "Start --out over instead of resuming it (its old rows are deleted)."}
     )
-
-
-# ------------------------------------------------------------------------------------- crash-safe JSONL rows
-
-
-def recover_jsonl(path: Path) -> list[dict]:
-    """Rows already written; a torn last line (a kill mid-write) is cut off the file first."""
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    complete = data[: data.rfind(b"\n") + 1]
-    if len(complete) != len(data):
-        logger.warning(
-            "%s: dropping a torn last line (%d bytes) left by an interrupted run", path, len(data) - len(complete)
-        )
-        with path.open("r+b") as f:
-            f.truncate(len(complete))
-    rows = []
-    for lineno, line in enumerate(complete.decode("utf-8").splitlines(), start=1):
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg}); refusing to append to a corrupt file") from e
-    return rows
-
-
-class JsonlAppender:
-    """Appends whole lines with single O_APPEND writes; `sync` makes them durable."""
-
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-
-    def write(self, row: dict) -> None:
-        os.write(self.fd, (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
-
-    def sync(self) -> None:
-        os.fsync(self.fd)
-
-    def close(self) -> None:
-        os.close(self.fd)
 
 
 # -------------------------------------------------------------------------------------------------- traces
@@ -274,22 +232,6 @@ def best_and_worst(rows: list[dict]) -> tuple[list[dict], list[dict]]:
     ordered = [sorted(group, key=lambda r: r["reward"]) for group in scored.values()]
     pairs = sorted(((g[-1], g[0]) for g in ordered if g[-1]["reward"] > g[0]["reward"]), key=lambda p: p[0]["index"])
     return [best for best, _ in pairs], [worst for _, worst in pairs]
-
-
-def write_rows(path: Path, rows: list[dict], provenance: dict | None = None) -> None:
-    """Write rows as Parquet (`.parquet`) or JSONL, replacing the file atomically: readers see the old or the new
-    file, never half of one. `provenance` goes beside it (`sidecar`)."""
-    tmp = path.with_name(path.name + ".tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".parquet":
-        import pandas as pd
-
-        pd.DataFrame(rows).to_parquet(tmp, index=False)
-    else:
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    tmp.replace(path)
-    if provenance is not None:
-        write_record(sidecar(path), provenance)
 
 
 #: Explanations no model writes, for students distilled without a teacher: the dataset's own reasoning trace (the

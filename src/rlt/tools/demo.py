@@ -227,8 +227,8 @@ def distill_judge(args: DemoArguments, train, style, out_dir: Path, training: di
 
     from rlt.configs import RLTSFTConfig
     from rlt.configs import parse as _parse
+    from rlt.records import write_rows
     from rlt.reward.formats import student_messages
-    from rlt.sampling.traces import write_rows
     from rlt.train.sft import DistillArguments, run_distill
 
     path = out_dir.with_name("judge_traces.jsonl")

@@ -40,12 +40,12 @@ from rlt.configs import DataArguments, FormatArguments, RewardArguments, RLTGRPO
 from rlt.data import Problem
 from rlt.models import load_model
 from rlt.provenance import model_identity
+from rlt.records import recover_jsonl, write_rows
 from rlt.reward import RewardConfig, RLTReward
 from rlt.reward.align import encode
 from rlt.reward.formats import TagStyle, teacher_prompt
 from rlt.reward.logprobs import eval_mode
 from rlt.reward.students import Student, build_reward, student_rewards
-from rlt.sampling.traces import recover_jsonl, write_rows
 from rlt.train.runs import check_run, model_dtype, require_vllm, skip_finished, train_and_save
 
 logger = logging.getLogger(__name__)
