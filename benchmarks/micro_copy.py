@@ -41,13 +41,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--learning_rate", type=float, default=1e-3)
     parser.add_argument("--every", type=int, default=250)
+    parser.add_argument("--longest", type=int, default=8, help="numbers in the longest list")
+    parser.add_argument("--seed", type=int, default=0, help="the draw of the lists and of the weights")
     parser.add_argument("--out", default="benchmarks/results/micro_copy.json")
     args = parser.parse_args()
     recipe = replace(RECIPES["countdown-tiny"], layers=args.layers, hidden=args.hidden, heads=args.heads)
     tokenizer = build_tokenizer()
-    lines = copy_lines(recipe.world, args.steps * args.batch * args.block // 16 + 64, seed=0)
+    lines = copy_lines(recipe.world, args.steps * args.batch * args.block // 16 + 64, args.seed, args.longest)
     blocks = _blocks(lines, tokenizer, args.block)
-    set_seed(0)
+    set_seed(args.seed)
     model = LlamaForCausalLM(model_config(recipe, tokenizer))
     started, curve = time.time(), []
 
@@ -64,7 +66,7 @@ def main() -> None:
     training = TrainingArguments(
         output_dir="runs/bench/micro_copy", max_steps=args.steps, per_device_train_batch_size=args.batch,
         learning_rate=args.learning_rate, lr_scheduler_type="constant_with_warmup", warmup_steps=args.steps // 20,
-        weight_decay=0.0, seed=0, use_cpu=True, bf16=False, save_strategy="no", report_to="none",
+        weight_decay=0.0, seed=args.seed, use_cpu=True, bf16=False, save_strategy="no", report_to="none",
         logging_steps=max(1, args.every // 5), disable_tqdm=True, dataloader_drop_last=True,
     )  # fmt: skip
     tokenizer.padding_side = "right"

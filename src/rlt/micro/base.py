@@ -95,10 +95,10 @@ def _repeated_list(world: World, rng: random.Random, longest: int) -> str:
     return f"{listed}. Again: {listed}."
 
 
-def copy_lines(world: World, count: int, seed: int) -> list[str]:
-    """Phase 1's text: `count` lists of 2 to 8 numbers, each repeated after "Again:"."""
+def copy_lines(world: World, count: int, seed: int, longest: int = 8) -> list[str]:
+    """Phase 1's text: `count` lists of 2 to `longest` numbers, each repeated after "Again:"."""
     rng = random.Random(f"micro-copy:{seed}:{world}")
-    return [_repeated_list(world, rng, longest=8) for _ in range(count)]
+    return [_repeated_list(world, rng, longest=longest) for _ in range(count)]
 
 
 def search_pairs(world: World) -> list[tuple[int, int]]:
