@@ -178,8 +178,8 @@ def is_formula(text: str) -> bool:
     """Whether an answer is a formula, not words: a digit, an operator, a bracket or a LaTeX command in it, and no
     run of two letters outside LaTeX commands ("n(n-3)/2", "2^n - 1", "\\sqrt{2}", "76"; not "Alice", "No integer
     solutions", "There are 76", nor a bare letter, "A" of a multiple choice, compared as a word)."""
-    text = _LATEX_COMMAND.sub(" ", bare(text))
-    return bool(re.search(r"[\d+\-*/^=()\\]", bare(text))) and not re.search(r"[A-Za-z]{2,}", text)
+    text = bare(text)
+    return bool(re.search(r"[\d+\-*/^=()\\]", text)) and not re.search(r"[A-Za-z]{2,}", _LATEX_COMMAND.sub(" ", text))
 
 
 def as_latex(text: str) -> list:
@@ -388,9 +388,10 @@ def trained_on(spec: str, problems: list[Problem]) -> int:
         return 0
     known = {f.name for f in fields(DataArguments)}
     train, held_out, _ = DataArguments(**{k: v for k, v in data.items() if k in known}).load()
-    if split_identity(held_out) != data["held_out"]:
+    now = split_identity(held_out)
+    if now != data["held_out"]:
         raise UsageError(f"{spec} was trained beside another held-out part of {data['dataset']} than these settings "
-                         f"give now ({data['held_out']} then, {split_identity(held_out)} now): rlt has changed how it "
+                         f"give now ({data['held_out']} then, {now} now): rlt has changed how it "
                          "splits them, so the problems it trained on are unknown; evaluate it with the rlt that "
                          "trained it")  # fmt: skip
     seen = {p.question for p in train}

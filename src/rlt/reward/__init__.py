@@ -138,20 +138,27 @@ def kl_terms(teacher_chunk_logprobs: torch.Tensor, student_chunk_logprobs: torch
     return kl - 1 + torch.exp(-kl) if config.schulman_kl else kl
 
 
+def nan_penalties(config: RewardConfig) -> dict[str, float]:
+    """What each reduced component counts as in the reward when it is NaN (an empty span): the end-tag penalty for
+    a log-prob reduction, its negative for a KL one."""
+    miss = config.missing_end_tag_penalty
+    return {"solution_logprob_mean": miss, "solution_logprob_min": miss, "kl_mean": -miss, "kl_max": -miss}
+
+
 def combine(lp_mean: float, lp_min: float, kl_mean: float, kl_max: float, matched: bool, config: RewardConfig) -> float:
     """The reward from its reduced components (the last line of `rlt_reward`'s formula), NaN ones penalised."""
-    miss = config.missing_end_tag_penalty
+    fill = nan_penalties(config)
 
-    def nan_to(x: float, fill: float) -> float:
-        return fill if math.isnan(x) else x
+    def nan_to(x: float, name: str) -> float:
+        return fill[name] if math.isnan(x) else x
 
     (a_mean, a_min), (b_mean, b_max) = config.solution_coeffs, config.kl_coeffs
     return (
-        a_mean * nan_to(lp_mean, miss)
-        + a_min * nan_to(lp_min, miss)
-        - b_mean * nan_to(kl_mean, -miss)
-        - b_max * nan_to(kl_max, -miss)
-        + (0.0 if matched else miss)
+        a_mean * nan_to(lp_mean, "solution_logprob_mean")
+        + a_min * nan_to(lp_min, "solution_logprob_min")
+        - b_mean * nan_to(kl_mean, "kl_mean")
+        - b_max * nan_to(kl_max, "kl_max")
+        + (0.0 if matched else config.missing_end_tag_penalty)
     )
 
 

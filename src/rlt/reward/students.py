@@ -24,7 +24,15 @@ from pathlib import Path
 from torch import nn
 
 from rlt.errors import UsageError
-from rlt.reward import AlignedSample, AlignmentError, RewardBreakdown, RewardConfig, RewardFunction, RLTReward
+from rlt.reward import (
+    AlignedSample,
+    AlignmentError,
+    RewardBreakdown,
+    RewardConfig,
+    RewardFunction,
+    RLTReward,
+    nan_penalties,
+)
 from rlt.reward.formats import STRATOS, TagStyle
 
 
@@ -202,9 +210,7 @@ class MultiStudentReward(RewardFunction):
         else:
             # A component NaN for one student (no KL chunk in its tokens) entered its reward as the penalty
             # (`rlt.reward.combine`): averaged as that number, the shown components reproduce the combined reward.
-            miss = self.config.missing_end_tag_penalty
-            fills = {"reward": None, "solution_logprob_mean": miss, "solution_logprob_min": miss, "kl_mean": -miss,
-                     "kl_max": -miss}  # fmt: skip
+            fills = {"reward": None, **nan_penalties(self.config)}
             averaged = {k: self.weighted_mean({n: getattr(b, k) for n, b in own.items()}, fills[k]) for k in fills}
             first = next(iter(own.values()))  # the closing tag is the teacher's: every student found the same
             combined = replace(first, **averaged, per_token=None,
