@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -286,6 +287,22 @@ def test_a_rerun_with_other_training_settings_is_refused_naming_them(workdir, tm
     (tmp_path / "rl" / "model.safetensors").unlink()
     argv[argv.index("--learning_rate") + 1] = "1e-4"
     assert main(argv) == 2 and "training.learning_rate: 0.001 then, 0.0001 now" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "coldstart"])
+def test_a_completion_length_past_the_models_positions_is_refused(workdir, tmp_path, command, capsys):
+    """Before, --max_completion_length 5000 on a model of 4096 positions was taken: generation runs on past them."""
+    argv = train_args(workdir, "unused", 1)
+    argv[argv.index("--output_dir") + 1] = str(tmp_path / "out")
+    argv[argv.index("--max_completion_length") + 1] = "4090"
+    if command == "coldstart":
+        argv = [command, *argv[1:argv.index("--student")], *argv[argv.index("--dataset"):]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--max_completion_length 4090 does not fit the model's 4096 positions after 16 of the 16 prompts" in err
+    longest = int(re.search(r"the longest is (\d+) tokens\): use at most (\d+),", err)[1])
+    assert 10 < longest < 1000 and f"use at most {4096 - longest}," in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "model.safetensors").exists()
 
 
 def test_a_resumed_run_keeps_each_steps_samples_once(workdir, tmp_path):

@@ -10,6 +10,7 @@ step (DeepSpeed keeps weights under 100k elements), which would hide the placeho
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -128,6 +129,20 @@ def assert_saved_model_is_the_trained_policy(out: Path, records: list[dict], bas
     assert ((logprobs - torch.tensor(token_logprobs(before, PROBE_IDS))).abs().max() > 1e-3) == moved
 
 
+def assert_saved_one_module_at_a_time(output: str, base: Path) -> None:
+    """The ZeRO-3 save held at most one module's own weights whole at once (the tiny model's largest: its
+    embedding), not the whole model, as its log line reports (issue 35 §12)."""
+    model, _ = load_model(str(base))
+    seen, largest = set(), 0
+    for module in model.modules():
+        own = [p for p in module.parameters(recurse=False) if id(p) not in seen]
+        seen.update(map(id, own))
+        largest = max(largest, sum(p.numel() for p in own))
+    total = sum(p.numel() for p in model.parameters())
+    reported = re.findall(r"at most (\d+) of its (\d+) weights whole at once", output)
+    assert reported == [(str(largest), str(total))] and largest < total / 2
+
+
 def samples_at_step_0(out: Path) -> list[dict]:
     """The completions both ranks wrote at step 0 (sampled and scored before any update)."""
     rows = []
@@ -166,8 +181,10 @@ def test_zero3_teacher_rl_with_lora_and_a_student_that_tokenises_differently(roo
 
     Before the fix the save wrote every weight as an empty tensor: rank 0 saved the merged model's ZeRO-3
     placeholders without gathering them."""
-    launch(root / "zero3.yaml", train_argv(root, "z3_lora", "byte_student", "rows.jsonl", "--use_peft", "true"))
+    argv = train_argv(root, "z3_lora", "byte_student", "rows.jsonl", "--use_peft", "true")
+    output = launch(root / "zero3.yaml", argv)
     out = root / "z3_lora"
+    assert_saved_one_module_at_a_time(output, root / "teacher")
     records = probes(out)
     assert_zero(records, 3)
     for r in records:  # the student: a whole copy on each rank, outside ZeRO
@@ -268,8 +285,10 @@ def test_zero1_and_zero2_teacher_rl(root, stage):
 def test_zero3_warmup_and_distillation(root):
     """SFT under ZeRO-3: the teacher's warm-up (full fine-tuning) and a student's distillation (LoRA, merged)."""
     sft = ["--max_steps", "2", "--per_device_train_batch_size", "4", "--learning_rate", "1e-2", "--save_strategy", "no"]
-    launch(root / "zero3.yaml", ["warmup", "--model_name_or_path", str(root / "teacher"), "--dataset",
-                                 str(root / "rows.jsonl"), "--output_dir", str(root / "z3_warmup"), *sft])  # fmt: skip
+    warmup = ["warmup", "--model_name_or_path", str(root / "teacher"), "--dataset", str(root / "rows.jsonl"),
+              "--output_dir", str(root / "z3_warmup"), *sft]  # fmt: skip
+    output = launch(root / "zero3.yaml", warmup)
+    assert_saved_one_module_at_a_time(output, root / "teacher")  # full fine-tuning: no merge first
     records = probes(root / "z3_warmup")
     assert_zero(records, 3)
     assert_saved_model_is_the_trained_policy(root / "z3_warmup", records, root / "teacher")

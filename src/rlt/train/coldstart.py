@@ -30,7 +30,7 @@ from rlt.measure.evaluate import grade
 from rlt.models import load_model
 from rlt.provenance import model_identity
 from rlt.reward.formats import STRATOS, TagStyle, get_style, student_prompt
-from rlt.train.runs import check_run, model_dtype, require_vllm, skip_finished, train_and_save
+from rlt.train.runs import check_positions, check_run, model_dtype, require_vllm, skip_finished, train_and_save
 from rlt.train.trainer import ChatGRPOTrainer
 
 logger = logging.getLogger(__name__)
@@ -123,11 +123,13 @@ def run_coldstart(
     model, tokenizer = load_model(model_args.model_name_or_path, model_dtype(model_args, config), "cpu",
                                   config.trust_remote_code)  # fmt: skip
     logger.info("student RL on %d problems (%d invalid rows skipped)", len(train), skipped)
+    dataset = coldstart_dataset(train, tokenizer, style)
+    check_positions(model, tokenizer, dataset["prompt"], config.max_completion_length)
     trainer = ChatGRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
         args=config,
-        train_dataset=coldstart_dataset(train, tokenizer, style),
+        train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
     )

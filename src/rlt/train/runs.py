@@ -7,7 +7,7 @@ import importlib.util
 import json
 import logging
 import os
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -104,20 +104,55 @@ def train_and_save(trainer, tokenizer) -> None:
     trainer.train(resume_from_checkpoint=last_checkpoint(trainer.args))
     trainer.save_state()
     model = trainer.accelerator.unwrap_model(trainer.model)
-    partitioned = zero3(trainer)
-    if hasattr(model, "merge_and_unload") or partitioned:
-        # Under ZeRO-3 each rank holds a slice of every weight and the module an empty placeholder, which a merge
-        # cannot add to and a plain save would write: gather them whole first (a collective every rank enters).
-        with deepspeed_gathered(model.parameters(), partitioned):
-            if hasattr(model, "merge_and_unload"):
-                model = model.merge_and_unload()
-            if trainer.accelerator.is_main_process:
-                model.save_pretrained(trainer.args.output_dir, safe_serialization=True)
+    main = trainer.accelerator.is_main_process
+    if zero3(trainer):
+        save_partitioned(model, trainer.args.output_dir, main)
+    elif hasattr(model, "merge_and_unload"):
+        if main:
+            model.merge_and_unload().save_pretrained(trainer.args.output_dir, safe_serialization=True)
     else:  # whole weights, or FSDP's shards, which transformers gathers
         trainer.save_model(trainer.args.output_dir)
-    if trainer.accelerator.is_main_process:
+    if main:
         tokenizer.save_pretrained(trainer.args.output_dir)
     trainer.accelerator.wait_for_everyone()  # a next stage may read the model as soon as any rank returns
+
+
+def save_partitioned(model, output_dir: str, main: bool) -> None:
+    """Save a ZeRO-3 model whole from rank 0, never holding more of it whole at once than one module's weights.
+
+    Under ZeRO-3 each rank holds a slice of every weight and the module an empty placeholder, which a plain save
+    would write. Gathering the whole model at once would put all of it on every rank (15 GB per GPU for a 7B in
+    bf16, on top of the optimizer state), so each module's own weights are gathered in turn, copied to rank 0's CPU
+    memory and released, as DeepSpeed's own 16-bit save does. A LoRA adapter is merged the same way, one layer at a
+    time, before the adapters are dropped. Every rank must enter: each gather is a collective."""
+    import deepspeed
+
+    if hasattr(model, "merge_and_unload"):
+        from peft.tuners.lora import LoraLayer
+
+        for module in model.modules():
+            if isinstance(module, LoraLayer):
+                with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=0):
+                    module.merge()  # every rank the same sum; rank 0's is partitioned back
+        model = model.unload()
+    # one gather per module, in the same order on every rank; a weight two modules share (tied embeddings) once
+    copies: dict[int, torch.Tensor | None] = {}
+    peak = 0
+    for module in model.modules():
+        own = [p for p in module.parameters(recurse=False) if id(p) not in copies]
+        if not own:
+            continue
+        peak = max(peak, sum(p.ds_numel for p in own))
+        with deepspeed.zero.GatheredParameters(own, modifier_rank=None):
+            for p in own:
+                copies[id(p)] = p.detach().to("cpu", copy=True) if main else None
+    if main:
+        state = model.state_dict()  # the keys and buffers; placeholders for the weights, replaced by the copies
+        state.update({name: copies[id(p)] for name, p in model.named_parameters(remove_duplicate=False)})
+        model.save_pretrained(output_dir, state_dict=state, safe_serialization=True)
+        total = sum(p.ds_numel for p in model.parameters())
+        logger.info("saved the ZeRO-3 model one module at a time: at most %d of its %d weights whole at once",
+                    peak, total)  # fmt: skip
 
 
 #: What `accelerate launch` sets when its config asks for DeepSpeed or FSDP, and the distributed type each should give.
@@ -140,14 +175,18 @@ def zero3(trainer) -> bool:
     return trainer.is_deepspeed_enabled and trainer.accelerator.state.deepspeed_plugin.zero_stage == 3
 
 
-def deepspeed_gathered(parameters, partitioned: bool) -> AbstractContextManager:
-    """The ZeRO-3 `parameters` whole on every rank for the duration, rank 0's values kept after it (the same merge
-    runs on every rank); nothing when not `partitioned`."""
-    if not partitioned:
-        return nullcontext()
-    import deepspeed
-
-    return deepspeed.zero.GatheredParameters(list(parameters), modifier_rank=0)
+def check_positions(model, tokenizer, prompts: Iterable[str], max_completion_length: int) -> None:
+    """Refuse a --max_completion_length that does not fit the model's positions after the longest prompt: past
+    them a model with rotary positions does not fail, it writes from positions it never saw."""
+    limit, prompts = getattr(model.config, "max_position_embeddings", None), list(prompts)
+    if limit is None or not prompts:
+        return
+    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+    over = sum(length + max_completion_length > limit for length in lengths)
+    if over:
+        raise UsageError(f"--max_completion_length {max_completion_length} does not fit the model's {limit} positions "
+                         f"after {over} of the {len(prompts)} prompts (the longest is {max(lengths)} tokens): "
+                         f"use at most {limit - max(lengths)}, or leave out the longest questions")  # fmt: skip
 
 
 def require_vllm(config) -> None:

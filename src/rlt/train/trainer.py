@@ -46,7 +46,7 @@ from rlt.reward.align import encode
 from rlt.reward.formats import TagStyle, teacher_prompt
 from rlt.reward.logprobs import eval_mode
 from rlt.reward.students import Student, build_reward, student_rewards
-from rlt.train.runs import check_run, model_dtype, require_vllm, skip_finished, train_and_save
+from rlt.train.runs import check_positions, check_run, model_dtype, require_vllm, skip_finished, train_and_save
 
 logger = logging.getLogger(__name__)
 
@@ -370,11 +370,13 @@ def run_train(
     with nullcontext() if config.shard_student else whole_weights():
         students = reward_args.load_students(lambda spec: load_model(spec, dtype, "cpu", config.trust_remote_code))
     logger.info("RL on %d problems (%d invalid rows skipped)", len(train), skipped)
+    dataset = rl_dataset(train, tokenizer, style)
+    check_positions(teacher, tokenizer, dataset["prompt"], config.max_completion_length)
     trainer = RLTGRPOTrainer(
         model=teacher,
         student=students,
         args=config,
-        train_dataset=rl_dataset(train, tokenizer, style),
+        train_dataset=dataset,
         processing_class=tokenizer,
         reward_config=reward_config,
         style=style,
