@@ -112,6 +112,21 @@ def test_the_build_is_seeded_and_recorded(tmp_path):
     assert len(record["loss"]["copying"]) == 2 and len(record["loss"]["world"]) == 3  # both phases ran, in order
 
 
+def test_the_copying_phase_stops_once_copying_is_measured_as_learnt(tmp_path, monkeypatch):
+    """`copy_until`: phase 1 is measured every `copy_check_every` steps and ends at the first check that reaches it,
+    so `copy_steps` is a cap; without it the phase runs to the cap, the checks still recorded."""
+    measured = iter([0.1, 0.5, 0.95, 0.99, 0.99])  # three checks, then after each phase
+    monkeypatch.setattr(base, "copy_accuracy", lambda *args, **kwargs: next(measured))
+    recipe = BaseRecipe(**{**TINY.__dict__, "copy_steps": 8, "copy_check_every": 2, "copy_until": 0.9, "steps": 1})
+    record = build(recipe, tmp_path / "until", progress=False)
+    assert record["copy_checks"] == [{"step": 2, "copy_accuracy": 0.1}, {"step": 4, "copy_accuracy": 0.5},
+                                     {"step": 6, "copy_accuracy": 0.95}]  # fmt: skip
+    assert len(record["loss"]["copying"]) == 6 and record["copy_accuracy"]["after copying"] == 0.99  # a loss a step
+    measured = iter([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    record = build(BaseRecipe(**{**recipe.__dict__, "copy_until": None}), tmp_path / "cap", progress=False)
+    assert [c["step"] for c in record["copy_checks"]] == [2, 4, 6, 8] and len(record["loss"]["copying"]) == 8
+
+
 def test_the_embedded_name_builds_once_and_loads_everywhere_a_model_is_named(tmp_path, monkeypatch):
     from rlt import models
 

@@ -58,8 +58,11 @@ class BaseRecipe:
 
     Phase 1 (`copy_*`) is copying alone: lists repeated, in short sequences. A model that has to find in its text
     the token after the one it just wrote (an induction head) learns it in a sudden drop after a long plateau, and
-    the plateau is shorter with short sequences and nothing else to learn (BENCHMARKS §12b). Phase 2 is the world's
-    text (`corpus_lines`), copying kept in the mix so the skill stays."""
+    the plateau is shorter with short sequences and nothing else to learn (BENCHMARKS §12b). How long the plateau
+    lasts, and whether what ends it copies lists of every length or only short ones, varies from draw to draw; so
+    with `copy_until` phase 1 stops as soon as `copy_accuracy` (lists of 3 to 6) reaches it, checked every
+    `copy_check_every` steps, and `copy_steps` is only its cap. Phase 2 is the world's text (`corpus_lines`), copying
+    kept in the mix so the skill stays."""
 
     world: World = World()
     layers: int = 4
@@ -68,6 +71,8 @@ class BaseRecipe:
     copy_steps: int = 2500
     copy_block: int = 64
     copy_learning_rate: float = 1e-3
+    copy_until: float | None = None  # stop phase 1 at this copy accuracy; None: run all `copy_steps`
+    copy_check_every: int = 250
     block: int = 128  # tokens per training sequence (lines packed, cut at line ends)
     batch: int = 32
     steps: int = 1000
@@ -240,8 +245,10 @@ def _train(
     recipe: BaseRecipe,
     output_dir: Path,
     progress: bool,
+    callbacks: list | None = None,
 ) -> list[dict]:
-    """One phase of the build with transformers' Trainer: `steps` batches of `blocks`; the loss log."""
+    """One phase of the build with transformers' Trainer: `steps` batches of `blocks` (fewer if a callback stops
+    it); the loss log."""
     from datasets import Dataset
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
@@ -269,11 +276,31 @@ def _train(
         args=args,
         train_dataset=Dataset.from_dict({"input_ids": blocks}),
         data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+        callbacks=callbacks,
     )
     trainer.train()
     tokenizer.padding_side = "left"
     shutil.rmtree(output_dir / "trainer", ignore_errors=True)
     return [h for h in trainer.state.log_history if "loss" in h]
+
+
+def _copy_check(recipe: BaseRecipe, tokenizer, checks: list[dict]):
+    """A Trainer callback that measures `copy_accuracy` every `recipe.copy_check_every` steps into `checks` and,
+    once it reaches `recipe.copy_until`, ends the phase."""
+    from transformers import TrainerCallback
+
+    class CopyCheck(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step % recipe.copy_check_every:
+                return
+            accuracy = copy_accuracy(model.eval(), tokenizer, recipe.world)
+            model.train()
+            checks.append({"step": state.global_step, "copy_accuracy": accuracy})
+            logger.info("copying, step %d: %.2f of lists repeated exactly", state.global_step, accuracy)
+            if recipe.copy_until is not None and accuracy >= recipe.copy_until:
+                control.should_training_stop = True
+
+    return CopyCheck()
 
 
 def build(recipe: BaseRecipe, output_dir: str | Path, progress: bool = True) -> dict:
@@ -292,10 +319,11 @@ def build(recipe: BaseRecipe, output_dir: str | Path, progress: bool = True) -> 
     blocks = _blocks(lines, tokenizer, recipe.block)
     set_seed(recipe.seed)
     model = LlamaForCausalLM(model_config(recipe, tokenizer))
-    phases, copies = {}, {}
+    phases, copies, checks = {}, {}, []
     if recipe.copy_steps:
         phases["copying"] = _train(model, tokenizer, copying, recipe.copy_steps, recipe.copy_learning_rate,
-                                   "constant_with_warmup", recipe, output_dir, progress)  # fmt: skip
+                                   "constant_with_warmup", recipe, output_dir, progress,
+                                   [_copy_check(recipe, tokenizer, checks)])  # fmt: skip
         copies["after copying"] = copy_accuracy(model.eval(), tokenizer, recipe.world)
     phases["world"] = _train(model, tokenizer, blocks, recipe.steps, recipe.learning_rate, "cosine", recipe,
                              output_dir, progress)  # fmt: skip
@@ -313,6 +341,7 @@ def build(recipe: BaseRecipe, output_dir: str | Path, progress: bool = True) -> 
         },
         "fact_accuracy": facts,
         "copy_accuracy": copies,
+        "copy_checks": checks,
         "loss": {phase: [round(h["loss"], 4) for h in log] for phase, log in phases.items()},
         "seconds": round(time.time() - started, 1),
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),  # the whole process's
