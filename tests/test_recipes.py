@@ -119,3 +119,26 @@ def test_every_rlt_command_in_the_readme_parses():
         if command in ("score", "inspect") and not argv[0].startswith("-"):
             argv = ["--rows", *argv]
         _parse(configs[command], argv)
+
+
+def test_the_readmes_own_data_block_runs_as_written(tmp_path):
+    """Issue 35 §18: the README's own-data commands, as written (the CPU recipes, one model named once), run from a
+    folder holding only mine.jsonl: every stage writes what the next reads, and eval grades only the held-out 10."""
+    import json
+
+    from benchmarks.own_data import run_block
+    from rlt.testing import save_tiny
+
+    rows = [{"question": f"What is {i} + {i + 2}?", "solution": f"{i} + {i + 2} = {2 * i + 2}.",
+             "answer": str(2 * i + 2)} for i in range(24)]  # fmt: skip
+    steps = run_block(tmp_path, rows, model=str(save_tiny(tmp_path / "tiny")), timeout=600)
+    assert [s["command"] for s in steps] == ["warmup", "train", "traces", "score", "distill", "eval"]
+    assert all(s["seconds"] > 0 and s["peak_rss_gb"] > 0.1 for s in steps)
+    out = tmp_path / "runs" / "mine"
+    traces = [json.loads(line) for line in (out / "traces.jsonl").read_text().splitlines()]
+    assert len(traces) == 14 and {t["question"] for t in traces} == {r["question"] for r in rows[:14]}
+    scored = [json.loads(line) for line in (out / "scored.jsonl").read_text().splitlines()]
+    assert len(scored) == 14 and all("student_input_ids" in s for s in scored)
+    assert (out / "student" / "model.safetensors").exists() and (out / "rl" / "model.safetensors").exists()
+    graded = json.loads((out / "eval.json").read_text())
+    assert graded["questions"] == 10 and {r["question"] for r in graded["records"]} == {r["question"] for r in rows[14:]}
