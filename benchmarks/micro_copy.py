@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--longest", type=int, default=8, help="numbers in the longest list")
     parser.add_argument("--seed", type=int, default=0, help="the draw of the lists and of the weights")
     parser.add_argument("--out", default="benchmarks/results/micro_copy.json")
+    parser.add_argument("--save", help="also save the trained model (and the tokenizer) here")
     args = parser.parse_args()
     recipe = replace(RECIPES["countdown-tiny"], layers=args.layers, hidden=args.hidden, heads=args.heads)
     tokenizer = build_tokenizer()
@@ -74,9 +75,12 @@ def main() -> None:
     Trainer(model=model, args=training, train_dataset=Dataset.from_dict({"input_ids": blocks}), data_collator=collator,
             callbacks=[Probe()]).train()  # fmt: skip
     record = {"command": "python benchmarks/micro_copy.py " + " ".join(
-        f"--{k} {v}" for k, v in vars(args).items() if k != "out"), "parameters": model.num_parameters(),
+        f"--{k} {v}" for k, v in vars(args).items() if k not in ("out", "save")), "parameters": model.num_parameters(),
         "curve": curve}  # fmt: skip
     Path(args.out).write_text(json.dumps(record, indent=1))
+    if args.save:
+        model.save_pretrained(args.save, safe_serialization=True)
+        tokenizer.save_pretrained(args.save)
 
 
 if __name__ == "__main__":

@@ -81,17 +81,27 @@ def test_the_problem_range_is_a_knob_and_a_count_beyond_the_space_is_refused_at_
     assert generate(20, (3, 4), seed=0) == generate(20, (3, 4), seed=0, max_number=25)  # the default unchanged
 
 
-def test_the_base_corpus_holds_facts_and_bookkeeping_but_nothing_of_the_task():
+def test_the_base_corpus_holds_facts_bookkeeping_and_checks_but_no_search():
     lines = corpus_lines(World(), 2000, seed=0)
     text = "\n".join(lines)
-    for word in ("Try", "Yes", "No", "Back", "So", "Answer", "the target", "left:", "<"):  # no trace, solution, tag
+    for word in ("Try", "Back", "So", "Answer", "the target", "left:", "<"):  # no trace, solution or tag
         assert word not in text
-    questions = [line for line in lines if line.startswith("Make ")]
+    questions = [line for line in lines if line.startswith("Make ") and "Give the expression" in line]
     assert 0.05 < len(questions) / len(lines) < 0.15  # a question is read and restated, never solved
     restated = r"Give the expression\. (Numbers [\d, ]+\. Target \d+|Target \d+, numbers [\d, ]+)\.$"
     assert all(re.search(restated, q) for q in questions)
+    # a question's goal, then results judged against its target: "Yes!" exactly when a result is the target
+    checks = [line for line in lines if line.startswith("Make ") and "Give the expression" not in line]
+    assert 0.06 < len(checks) / len(lines) < 0.2
+    verdicts = []
+    for line in checks:
+        target = int(re.match(r"Make (\d+) from the numbers [\d, ]+\.", line)[1])
+        assert re.fullmatch(r"Make \d+ from the numbers [\d, ]+\.( \d+ [-+*/] \d+ = \d+\. (Yes!|No\.)){1,4}", line)
+        judged = re.findall(r" \d+ [-+*/] \d+ = (\d+)\. (Yes!|No\.)", line)
+        verdicts += [(int(value) == target, said == "Yes!") for value, said in judged]
+    assert all(hit == yes for hit, yes in verdicts) and 0.25 < sum(yes for _, yes in verdicts) / len(verdicts) < 0.6
     facts = [line for line in lines if ":" not in line]
-    assert facts and all(line.endswith(".") for line in lines)
+    assert facts and all(line.endswith((".", "!")) for line in lines)
     # every statement is true arithmetic over the world's pools
     from rlt.data.countdown import arithmetic
 
@@ -102,7 +112,7 @@ def test_the_base_corpus_holds_facts_and_bookkeeping_but_nothing_of_the_task():
 def test_the_build_is_seeded_and_recorded(tmp_path):
     first = build(TINY, tmp_path / "a", progress=False)
     build(TINY, tmp_path / "b", progress=False)
-    build(BaseRecipe(**{**TINY.__dict__, "seed": 1}), tmp_path / "c", progress=False)
+    build(BaseRecipe(**{**TINY.__dict__, "seed": TINY.seed + 1}), tmp_path / "c", progress=False)
     weights = [load_file(tmp_path / d / "model.safetensors") for d in "abc"]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert any(not torch.equal(weights[0][k], weights[2][k]) for k in weights[0])

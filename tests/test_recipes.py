@@ -141,4 +141,5 @@ def test_the_readmes_own_data_block_runs_as_written(tmp_path):
     assert len(scored) == 14 and all("student_input_ids" in s for s in scored)
     assert (out / "student" / "model.safetensors").exists() and (out / "rl" / "model.safetensors").exists()
     graded = json.loads((out / "eval.json").read_text())
-    assert graded["questions"] == 10 and {r["question"] for r in graded["records"]} == {r["question"] for r in rows[14:]}
+    held_out = {r["question"] for r in rows[14:]}
+    assert graded["questions"] == 10 and {r["question"] for r in graded["records"]} == held_out

@@ -296,7 +296,7 @@ def test_a_completion_length_past_the_models_positions_is_refused(workdir, tmp_p
     argv[argv.index("--output_dir") + 1] = str(tmp_path / "out")
     argv[argv.index("--max_completion_length") + 1] = "4090"
     if command == "coldstart":
-        argv = [command, *argv[1:argv.index("--student")], *argv[argv.index("--dataset"):]]
+        argv = [command, *argv[1 : argv.index("--student")], *argv[argv.index("--dataset") :]]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "--max_completion_length 4090 does not fit the model's 4096 positions after 16 of the 16 prompts" in err

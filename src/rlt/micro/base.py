@@ -10,17 +10,24 @@ use, holding what a pretrained model would know and nothing of the task:
     copying      a list, repeated:                                       "12, 5, 40. Again: 12, 5, 40."
     reading      a question, restated:                                   "Make 30 from ... Numbers 9, 3, 5. Target 30."
                                                                          "Make 30 from ... Target 30, numbers 9, 3, 5."
+    checking     a question's goal, results judged against it:           "Make 30 from the numbers 9, 3, 5.
+                                                                          9 + 3 = 12. No. 6 * 5 = 30. Yes!"
 
 The pairs are drawn uniformly from every pair a search over the world's problems can reach, and the pools from the
 world's numbers, so every fact a search trace can state is in the corpus, the rare ones as often as the common. A
-pretrained model can also read a question and say what it asks; none can have seen its solution: no trace, worked
-solution or answer is in the corpus. What to try, when to stop and how to write the answer is what distillation has
+pretrained model can also read a question, say what it asks and tell whether a number is it; none can have seen its
+solution: no trace, worked solution or answer is in the corpus (the results checked are any of the world's, not moves
+on the question's numbers). What to try, in which order, and how to write the answer is what distillation has
 to teach.
 
 Every one of these but the facts needs the model to find something earlier in its text and copy it, and a model from
 scratch cannot: copying by content (an induction head) appears in a sudden drop after a long plateau, later than
 the facts and than a short build lasts (BENCHMARKS §12b). So the build has two phases: copying alone first, lists
-repeated in short sequences, until the plateau breaks; then the world's text above, copying kept in the mix.
+repeated in short sequences, until the plateau breaks; then the world's text above, copying kept in the mix. Which
+copying the plateau ends in depends on the draw: most draws tried settle on repeating the lists of one length, by
+their distance back (a quarter of the probe lists), and only some find copying by content (BENCHMARKS §12b). The
+recipe's shape and seed (2 layers, seed 1) are one that finds it, 0.98 of unseen lists by step 2,250, and the build
+checks it (`copy_checks`).
 
 `build` trains it with transformers' Trainer (seeded: the same weights for the same seed on one machine) and
 `ensure_base` caches it under the embedded name, like the GGUF models in `rlt.models`.
@@ -65,10 +72,10 @@ class BaseRecipe:
     kept in the mix so the skill stays."""
 
     world: World = World()
-    layers: int = 4
+    layers: int = 2
     hidden: int = 128
     heads: int = 4
-    copy_steps: int = 2500
+    copy_steps: int = 3000
     copy_block: int = 64
     copy_learning_rate: float = 1e-3
     copy_until: float | None = None  # stop phase 1 at this copy accuracy; None: run all `copy_steps`
@@ -77,7 +84,7 @@ class BaseRecipe:
     batch: int = 32
     steps: int = 1000
     learning_rate: float = 1e-3
-    seed: int = 0
+    seed: int = 1
 
     @property
     def identity(self) -> str:
@@ -130,30 +137,42 @@ def search_pairs(world: World) -> list[tuple[int, int]]:
 
 
 def corpus_lines(world: World, count: int, seed: int) -> list[str]:
-    """`count` lines: 50 % the facts of a pair drawn uniformly from those a search can reach (the rare pairs deep in
-    a search, 56 and 7, as often as the common first ones), 15 % lists repeated and 15 % questions restated (reading
-    needs a copy from far back, which short lines never teach), 20 % bookkeeping (random walks from random draws of
-    the numbers)."""
+    """`count` lines: 45 % the facts of a pair drawn uniformly from those a search can reach (the rare pairs deep in
+    a search, 56 and 7, as often as the common first ones), 15 % lists repeated and 12 % questions restated (reading
+    needs a copy from far back, which short lines never teach), 13 % checking (a question, then results judged
+    against what it asks), 15 % bookkeeping (random walks from random draws of the numbers)."""
     rng = random.Random(f"micro-corpus:{seed}:{world}")
     pairs = search_pairs(world)
+    facts = [m[:4] for pair in pairs for m in countdown._moves(pair)]
+    by_value: dict[int, list] = {}
+    for fact in facts:
+        by_value.setdefault(fact[3], []).append(fact)
     low, high = world.sizes
     lines = []
     while len(lines) < count:
         draw = rng.random()
-        if draw < 0.5:
+        if draw < 0.45:
             lines.append(_pair_facts(*rng.choice(pairs), rng))
             continue
-        if draw < 0.65:  # repeating a list from a varying distance back: copying by content, not by position
+        if draw < 0.6:  # repeating a list from a varying distance back: copying by content, not by position
             lines.append(_repeated_list(world, rng, longest=12))
             continue
         numbers = [rng.randint(1, world.max_number) for _ in range(rng.randint(low, high))]
-        if draw < 0.8:  # reading a question: restated (copied from ~25 tokens back), never solved
+        if draw < 0.85:
             solved = countdown.solve_randomly(numbers, rng)
-            if solved is not None and solved[1] not in numbers and 1 <= solved[1] <= countdown.MAX_TARGET:
-                problem, listed = countdown.Countdown(tuple(numbers), solved[1]), countdown._listed(numbers)
-                restated = f"Numbers {listed}. Target {solved[1]}." if rng.random() < 0.5 else \
-                    f"Target {solved[1]}, numbers {listed}."  # fmt: skip
+            if solved is None or solved[1] in numbers or not 1 <= solved[1] <= countdown.MAX_TARGET:
+                continue
+            target, listed = solved[1], countdown._listed(numbers)
+            problem = countdown.Countdown(tuple(numbers), target)
+            if draw < 0.72:  # reading a question: restated (copied from ~25 tokens back), never solved
+                restated = f"Numbers {listed}. Target {target}." if rng.random() < 0.5 else \
+                    f"Target {target}, numbers {listed}."  # fmt: skip
                 lines.append(f"{problem.question} {restated}")
+            else:  # checking: is a result the number asked for? Every verdict of a search is this comparison
+                lines.append(problem.goal + "".join(
+                    f" {x} {op} {y} = {value}. {'Yes!' if value == target else 'No.'}"
+                    for x, op, y, value in (rng.choice(by_value[target]) if target in by_value and rng.random() < 0.4
+                                            else rng.choice(facts) for _ in range(rng.randint(1, 4)))))  # fmt: skip
             continue
         pool = tuple(numbers)
         while len(pool) > 2:
@@ -364,7 +383,7 @@ def ensure_base(name: str, cache: Path) -> Path:
         return target
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    logger.warning("building the micro-world base %s from scratch into %s (once; about 13 minutes on 2 cores)",
+    logger.warning("building the micro-world base %s from scratch into %s (once; about 11 minutes on 2 cores)",
                    name, target)  # fmt: skip
     build(recipe, partial)
     shutil.rmtree(target, ignore_errors=True)
