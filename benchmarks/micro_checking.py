@@ -6,8 +6,10 @@ from the numbers 9, 3, 5. 9 + 3 = 12. No. 6 * 5 = 30. Yes!", drawn from a second
 share of held-out results the model judges right (`micro_probes.judges_results`), its copying and its facts.
 
     python benchmarks/micro_copy.py --layers 2 --hidden 128 --heads 4 --steps 3000 --seed 1 --save runs/micro-v4/copy
-    python benchmarks/micro_checking.py --start runs/micro-v4/copy --steps 2000 --checking 0.4 \\
+    python -m benchmarks.micro_checking --start runs/micro-v4/copy --steps 2000 --checking 0.4 \\
         --dir runs/micro-v6/base --out benchmarks/results/micro_checking.json
+
+Run from the repository root as a module (`-m`): it imports a sibling benchmark.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def main() -> None:
     model.eval()
     problems = generate(1375, (3, 3), max_number=8)[:256]  # the first held-out problems, as micro_probes reads them
     record = {
-        "command": f"python benchmarks/micro_checking.py --start {args.start} --steps {args.steps} "
+        "command": f"python -m benchmarks.micro_checking --start {args.start} --steps {args.steps} "
         f"--checking {args.checking}",
         "judges_a_result": judges_results(model, tokenizer, problems, recipe.world),
         "copy_accuracy": base.copy_accuracy(model, tokenizer, recipe.world),

@@ -31,6 +31,47 @@ from rlt.micro.base import RECIPES, _blocks, copy_accuracy, copy_lines, model_co
 from rlt.micro.tokenizer import build_tokenizer
 
 
+def train_measured(
+    model,
+    tokenizer,
+    blocks: list[list[int]],
+    *,
+    steps: int,
+    batch: int,
+    learning_rate: float,
+    seed: int,
+    every: int,
+    measure,
+    output_dir: str,
+) -> list[dict]:
+    """Train `model` on `blocks` as the build's copying phase does (transformers' Trainer, the learning rate constant
+    after a warm-up of a twentieth of the steps) and, every `every` steps, record the seconds so far, the last logged
+    loss and what `measure(model)` returns (a dict)."""
+    started, curve = time.time(), []
+
+    class Probe(TrainerCallback):
+        def on_step_end(self, _args, state, _control, model=None, **_):
+            if state.global_step % every == 0:
+                losses = [h["loss"] for h in state.log_history if "loss" in h]
+                measured = measure(model.eval())
+                model.train()
+                curve.append({"step": state.global_step, "seconds": round(time.time() - started, 1),
+                              "loss": losses[-1] if losses else None, **measured})  # fmt: skip
+                print(curve[-1], flush=True)
+
+    training = TrainingArguments(
+        output_dir=output_dir, max_steps=steps, per_device_train_batch_size=batch, learning_rate=learning_rate,
+        lr_scheduler_type="constant_with_warmup", warmup_steps=steps // 20, weight_decay=0.0, seed=seed,
+        use_cpu=True, bf16=False, save_strategy="no", report_to="none", logging_steps=max(1, every // 5),
+        disable_tqdm=True, dataloader_drop_last=True,
+    )  # fmt: skip
+    tokenizer.padding_side = "right"
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
+    Trainer(model=model, args=training, train_dataset=Dataset.from_dict({"input_ids": blocks}), data_collator=collator,
+            callbacks=[Probe()]).train()  # fmt: skip
+    return curve
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--layers", type=int, default=4)
@@ -52,28 +93,11 @@ def main() -> None:
     blocks = _blocks(lines, tokenizer, args.block)
     set_seed(args.seed)
     model = LlamaForCausalLM(model_config(recipe, tokenizer))
-    started, curve = time.time(), []
-
-    class Probe(TrainerCallback):
-        def on_step_end(self, _args, state, _control, model=None, **_):
-            if state.global_step % args.every == 0:
-                losses = [h["loss"] for h in state.log_history if "loss" in h]
-                copies = copy_accuracy(model.eval(), tokenizer, recipe.world)
-                model.train()
-                curve.append({"step": state.global_step, "seconds": round(time.time() - started, 1),
-                              "loss": losses[-1] if losses else None, "copies": copies})  # fmt: skip
-                print(curve[-1], flush=True)
-
-    training = TrainingArguments(
-        output_dir="runs/bench/micro_copy", max_steps=args.steps, per_device_train_batch_size=args.batch,
-        learning_rate=args.learning_rate, lr_scheduler_type="constant_with_warmup", warmup_steps=args.steps // 20,
-        weight_decay=0.0, seed=args.seed, use_cpu=True, bf16=False, save_strategy="no", report_to="none",
-        logging_steps=max(1, args.every // 5), disable_tqdm=True, dataloader_drop_last=True,
+    curve = train_measured(
+        model, tokenizer, blocks, steps=args.steps, batch=args.batch, learning_rate=args.learning_rate,
+        seed=args.seed, every=args.every, output_dir="runs/bench/micro_copy",
+        measure=lambda model: {"copies": copy_accuracy(model, tokenizer, recipe.world)},
     )  # fmt: skip
-    tokenizer.padding_side = "right"
-    collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
-    Trainer(model=model, args=training, train_dataset=Dataset.from_dict({"input_ids": blocks}), data_collator=collator,
-            callbacks=[Probe()]).train()  # fmt: skip
     record = {"command": "python benchmarks/micro_copy.py " + " ".join(
         f"--{k} {v}" for k, v in vars(args).items() if k not in ("out", "save")), "parameters": model.num_parameters(),
         "curve": curve}  # fmt: skip

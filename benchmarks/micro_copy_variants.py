@@ -11,11 +11,13 @@ Llama on one of three texts, lists of 2 to 8 numbers up to 64, each line "List �
     gap     commas, and "Then" plus 0 to 8 random numbers between the list and its repeat: no fixed distance
             copies any list, only finding it by content does
 
-and every 250 steps records the share of 100 unseen lists of 3 to 6 it repeats exactly, comma- and space-separated
-("List …. Again:", no gap).
+and every 250 steps records (`micro_copy.train_measured`, the same training) the share of 100 unseen lists of 3 to 6 it
+repeats exactly, comma- and space-separated ("List …. Again:", no gap).
 
-    python benchmarks/micro_copy_variants.py --variant gap --steps 8000 \\
+    python -m benchmarks.micro_copy_variants --variant gap --steps 8000 \\
         --out benchmarks/results/micro_copy_gap.json
+
+Run from the repository root as a module (`-m`): it imports a sibling benchmark.
 """
 
 from __future__ import annotations
@@ -23,21 +25,13 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
-from datasets import Dataset
-from transformers import (
-    DataCollatorForLanguageModeling,
-    LlamaForCausalLM,
-    Trainer,
-    TrainerCallback,
-    TrainingArguments,
-    set_seed,
-)
+from transformers import LlamaForCausalLM, set_seed
 
+from benchmarks.micro_copy import train_measured
 from rlt.micro.base import RECIPES, _blocks, model_config
 from rlt.micro.tokenizer import build_tokenizer
 
@@ -85,29 +79,12 @@ def main() -> None:
     probe_rng = random.Random("probe-eval")
     probes = {name: [[probe_rng.randint(1, 64) for _ in range(probe_rng.randint(3, 6))] for _ in range(100)]
               for name in SEPARATORS}  # fmt: skip
-    curve, started = [], time.time()
-
-    class Probe(TrainerCallback):
-        def on_step_end(self, _args, state, _control, model=None, **_):
-            if state.global_step % 250 == 0:
-                model.eval()
-                point = {"step": state.global_step, "s": round(time.time() - started)}
-                point |= {name: copies(model, tokenizer, probes[name], sep) for name, sep in SEPARATORS.items()}
-                model.train()
-                curve.append(point)
-                print(point, flush=True)
-
-    training = TrainingArguments(
-        output_dir="runs/bench/micro_copy_variants", max_steps=args.steps, per_device_train_batch_size=32,
-        learning_rate=1e-3, lr_scheduler_type="constant_with_warmup", warmup_steps=args.steps // 20,
-        weight_decay=0.0, seed=args.seed, use_cpu=True, bf16=False, save_strategy="no", report_to="none",
-        logging_steps=250, disable_tqdm=True, dataloader_drop_last=True,
+    curve = train_measured(
+        model, tokenizer, blocks, steps=args.steps, batch=32, learning_rate=1e-3, seed=args.seed, every=250,
+        output_dir="runs/bench/micro_copy_variants",
+        measure=lambda model: {name: copies(model, tokenizer, probes[name], sep) for name, sep in SEPARATORS.items()},
     )  # fmt: skip
-    tokenizer.padding_side = "right"
-    collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
-    Trainer(model=model, args=training, train_dataset=Dataset.from_dict({"input_ids": blocks}), data_collator=collator,
-            callbacks=[Probe()]).train()  # fmt: skip
-    command = "python benchmarks/micro_copy_variants.py " + " ".join(
+    command = "python -m benchmarks.micro_copy_variants " + " ".join(
         f"--{k} {v}" for k, v in vars(args).items() if k != "out")  # fmt: skip
     Path(args.out).write_text(json.dumps({"command": command, "curve": curve}, indent=1))
 
