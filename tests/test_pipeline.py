@@ -191,7 +191,8 @@ def test_traces_distill_eval_cli(pipeline_dir, capsys):
     assert teacher["questions"] == 4 and teacher["reward"] < 0
 
 
-def test_demo_wiring_end_to_end(pipeline_dir):
+def test_demo_wiring_end_to_end(pipeline_dir, monkeypatch):
+    monkeypatch.setattr("rlt.models.embedded_available", lambda name: False)  # the same judge on every machine
     root = pipeline_dir
     out = root / "demo"
     assert (
@@ -220,8 +221,10 @@ def test_demo_wiring_end_to_end(pipeline_dir):
     # the review: nothing said it was a --quick run, nor that cut explanations paid the closing-tag penalty
     assert "**A `--quick` run: it checks the wiring and supports no conclusion.** 2 RL steps, 4 held-out" in report
     assert "| states the answer | closes it | unscoreable |" in report and "minus 1 when the explanation" in report
-    assert (out / "judge" / "model.safetensors").exists()  # the default judge: distilled on the references
+    assert (out / "judge" / "model.safetensors").exists()  # without gemma3-270m: distilled on the references
+    assert "**It is not independent**: it starts from the reward student's weights" in report  # and says so
     data = json.loads((out / "report.json").read_text())
+    assert data["teaching"]["judge"]["model"] == str(out / "judge")
     assert data["rl_steps"] == 2
     teaching = data["teaching"]
     assert teaching["problems"] == 4 and teaching["judges"] == ["reward student", "judge"]
@@ -277,3 +280,19 @@ def test_solution_logprob_after_own_thought_recomputed_independently():
     assert math.isnan(measure["per_question"][2])
     assert measure["summary"]["n"] == 2 and measure["summary"]["dropped"] == 1
     assert math.isfinite(measure["summary"]["mean"]) and math.isfinite(measure["summary"]["low"])
+
+
+def test_the_demo_judges_with_a_model_no_teacher_trained_against_when_one_is_installed(monkeypatch, tmp_path):
+    from rlt.tools.demo import DemoArguments, choose_judge
+
+    distilled = tmp_path / "judge"
+    monkeypatch.setattr("rlt.models.embedded_available", lambda name: name == "gemma3-270m")
+    judge, described = choose_judge(DemoArguments(), distilled)
+    assert judge == "gemma3-270m" and "another family" in described
+    assert choose_judge(DemoArguments(judge="my/judge"), distilled) == ("my/judge", "`my/judge` (named by --judge)")
+    # a reward student of that family cannot also be its independent judge
+    judge, described = choose_judge(DemoArguments(student="gemma3-270m"), distilled)
+    assert judge == str(distilled) and "not independent" in described
+    monkeypatch.setattr("rlt.models.embedded_available", lambda name: False)
+    judge, described = choose_judge(DemoArguments(), distilled)
+    assert judge == str(distilled) and "make gemma" in described

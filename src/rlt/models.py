@@ -97,6 +97,12 @@ def _embedded_dir(name: str) -> Path:
     return target
 
 
+def embedded_available(name: str) -> bool:
+    """Whether an embedded model can load without installing anything: cached, or its wheel installed."""
+    entry = EMBEDDED[name]
+    return (cache_dir() / name / "model.safetensors").exists() or importlib.util.find_spec(entry.package) is not None
+
+
 def resolve(spec: str) -> str:
     """A model spec as from_pretrained takes it: embedded names (in any case) become their cached directory, a
     micro-world base (`countdown-tiny`) built there on first use."""

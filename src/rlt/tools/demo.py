@@ -4,8 +4,10 @@
     question; read by the reward's student and by the judge, as written and with the answer statements stripped)
     → traces → distillation → evaluation → report
 
-The judge is a second student that neither teacher was trained against: by default the student distilled on the
-reference explanations of the training problems (`--judge` names another).
+The judge is a second student that reads the same explanations. It should be one no teacher was trained against:
+by default Gemma-3-270M (`gemma3-270m`, another family) when it is installed (`make gemma`); without it, the student
+distilled on the training problems' reference explanations, which the report says is not independent (it is the
+reward student's base, and read what the warm-up imitates). `--judge` names another.
 
 Stage settings come from the CPU recipes (`recipes/cpu/*.yaml`); `--quick` shrinks every stage to a first look
 of a few minutes. Each stage writes under `output_dir` and is skipped when its output is already there, so an
@@ -62,7 +64,8 @@ class DemoArguments:
     judge: str | None = field(
         default=None,
         metadata={"help": "A student no teacher was trained against, that also reads the held-out explanations "
-                  "(default: the student distilled on the training problems' reference explanations)."},
+                  "(default: gemma3-270m when installed, else the student distilled on the training problems' "
+                  "reference explanations, which the report marks as not independent)."},
     )  # fmt: skip
     batch_size: int = field(default=10, metadata={"help": "Prompts per generate call."})
 
@@ -142,14 +145,14 @@ def run_demo(args: DemoArguments) -> Path:
     _, data_args, format_args, reward_args, rl_config = train_parsed
     train, held_out, _ = data_args.load()
     style = format_args.tag_style(train + held_out)
-    judge = args.judge
-    if judge is None:
-        judge = str(out / "judge")
+    judge, judge_described = choose_judge(args, out / "judge")
+    if judge == str(out / "judge"):
         stages.run("judge distillation", lambda: distill_judge(args, train, style, out / "judge", training))
     comparison = stages.run(
         "held-out teaching comparison",
         lambda: compare_teachers(args, held_out, warmup_dir, rl_dir, judge, style, reward_args, rl_config),
     )
+    comparison["judge"] = {"model": judge, "described": judge_described}
 
     traces_path = out / "traces" / "traces.jsonl"
     stages.run(
@@ -216,6 +219,28 @@ def collect(args, problems, teacher_dir, path: Path, style, reward_args, rl_conf
 
 
 JUDGE = "judge"
+#: The default judge when installed: another family than the embedded teacher and student (SmolLM2).
+INDEPENDENT_JUDGE = "gemma3-270m"
+
+
+def choose_judge(args: DemoArguments, distilled_dir: Path) -> tuple[str, str]:
+    """(the judge, how the report names it). A judge must be a model no teacher was trained against: `--judge` when
+    given; else the embedded model of another family when it is installed; else the reward student distilled on the
+    training problems' references, which is named for what it is: not independent."""
+    from rlt.models import EMBEDDED, embedded_available
+
+    if args.judge is not None:
+        return args.judge, f"`{args.judge}` (named by --judge)"
+    if args.student.lower() != INDEPENDENT_JUDGE and embedded_available(INDEPENDENT_JUDGE):
+        return INDEPENDENT_JUDGE, (f"`{INDEPENDENT_JUDGE}` (Gemma-3-270M): another family than the teachers and the "
+                                   "reward's student, never trained against and never fine-tuned here")  # fmt: skip
+    return str(distilled_dir), (
+        f"`{args.student}` distilled on the training problems' reference explanations. **It is not independent**: it "
+        "starts from the reward student's weights and read what the warm-up imitates. An independent judge of "
+        f"another family: `{EMBEDDED[INDEPENDENT_JUDGE].install}`, then run the demo again"
+    )
+
+
 #: The comparisons the report reads: the first isolates RL, the others place it between no help and the reference.
 PAIRS = [("RL teacher", "warm-up teacher"), ("RL teacher", "none"), ("warm-up teacher", "none"), ("reference", "none")]
 
@@ -305,18 +330,17 @@ def write_report(out: Path, comparison, accuracy, stages: Stages, rl_steps: int,
         "Per held-out question: " + verdict(comparison, "RL teacher", "warm-up teacher"),
         "",
         "Two students read each explanation source before the solution: the reward's own frozen student, which RL "
-        "optimised against, and the judge, a student neither teacher was trained against (distilled on the training "
-        "problems' reference explanations unless `--judge` named another). Each reads every explanation as written "
-        "and with every sentence that states the final answer taken out (`rlt.measure.leakage`): a gain that vanishes "
-        "then "
-        "was the statement, not teaching. r_SS: coefficient-weighted mean and min of the solution log-probs (higher: "
-        "it follows). Answer log-prob: the mean over the answer's own tokens (the rest of the solution is the "
-        'template "The answer is"). KL: teacher minus student log-prob over the explanation (lower: the student '
-        "could have thought it; none and the reference are scored against the warm-up teacher). Reward: r_SS − λ·KL, "
-        "minus 1 when the explanation does not close (its closing tag is missing, e.g. cut at the token limit: "
-        "'closes it' is the share that did); what RL maximises. Teachers' values average their scored samples per "
-        "question (unscoreable samples are counted, never averaged in); intervals are 95 % bootstrap, paired per "
-        "question for the differences.",
+        "optimised against, and the judge: "
+        f"{comparison['judge']['described']}. "
+        "Each reads every explanation as written and with every sentence that states the final answer taken out "
+        "(`rlt.measure.leakage`): a gain that vanishes then was the statement, not teaching. r_SS: "
+        "coefficient-weighted mean and min of the solution log-probs (higher: it follows). Answer log-prob: the mean "
+        'over the answer\'s own tokens (the rest of the solution is the template "The answer is"). KL: teacher minus '
+        "student log-prob over the explanation (lower: the student could have thought it; none and the reference are "
+        "scored against the warm-up teacher). Reward: r_SS − λ·KL, minus 1 when the explanation does not close (its "
+        "closing tag is missing, e.g. cut at the token limit: 'closes it' is the share that did); what RL maximises. "
+        "Teachers' values average their scored samples per question (unscoreable samples are counted, never averaged "
+        "in); intervals are 95 % bootstrap, paired per question for the differences.",
         "",
         *markdown(comparison),
     ]
