@@ -3,7 +3,8 @@
 For each model: the share of the world's arithmetic facts it completes greedily (`rlt.micro.base.fact_accuracy`);
 copying a list of 3 or 6 numbers after "Again:" (the base's own corpus format, 100 lists each); for a base,
 restating a question ("... Give the expression. Numbers"); judging a result against a question's target (" Yes" or
-" No" after "Make 37 from the numbers 7, 5, 2. 35 + 2 = 37."); for a student, the first line of its greedy trace on the
+" No" after "Make 37 from the numbers 7, 5, 2. 35 + 2 = 37."); continuing a list out of order ("12, 5, 40, 9.
+Again: 40," → " 9", which only a lookup by content finds); for a student, the first line of its greedy trace on the
 first 256 held-out problems, each of the three numbers and the target compared with the question's, and the share of
 held-out problems its greedy answer solves; and, reading the generator's own trace and solution of each of those
 problems in the distillation format, the share of each kind of token it predicts right (`token_kind`): which step
@@ -104,6 +105,14 @@ def probe(spec: str, problems: list[dict]) -> dict:
         result[f"copies_a_list_of_{length}"] = (
             sum(s.startswith(f" {items}.") for s, items in zip(said, lists, strict=True)) / 100
         )
+    # out of order: "12, 5, 40, 9. Again: 40," → " 9" is found only by content, never at a fixed distance back
+    lists = [rng.sample(range(1, world.max_number**2 + 1), 5) for _ in range(100)]
+    starts = [rng.randrange(1, 4) for _ in lists]
+    prompts = [f"{', '.join(map(str, n))}. Again: {n[k]}," for n, k in zip(lists, starts, strict=True)]
+    said = greedy(model, tokenizer, prompts, 1)
+    result["continues_a_list_out_of_order"] = (
+        sum(s == f" {n[k + 1]}" for s, n, k in zip(said, lists, starts, strict=True)) / 100
+    )
     said = greedy(model, tokenizer, [p["question"] + " Numbers" for p in problems], 12)
     result["restates_a_question"] = sum(
         s.startswith(f" {', '.join(map(str, p['numbers']))}. Target {p['target']}.")

@@ -21,13 +21,15 @@ on the question's numbers). What to try, in which order, and how to write the an
 to teach.
 
 Every one of these but the facts needs the model to find something earlier in its text and copy it, and a model from
-scratch cannot: copying by content (an induction head) appears in a sudden drop after a long plateau, later than
-the facts and than a short build lasts (BENCHMARKS §12b). So the build has two phases: copying alone first, lists
-repeated in short sequences, until the plateau breaks; then the world's text above, copying kept in the mix. Which
-copying the plateau ends in depends on the draw: most draws tried settle on repeating the lists of one length, by
-their distance back (a quarter of the probe lists), and only some find copying by content (BENCHMARKS §12b). The
-recipe's shape and seed (2 layers, seed 1) are one that finds it, 0.98 of unseen lists by step 2,250, and the build
-checks it (`copy_checks`).
+scratch cannot: copying appears in a sudden drop after a long plateau, later than the facts and than a short build
+lasts (BENCHMARKS §12b). So the build has two phases: copying alone first, lists repeated in short sequences, until
+the plateau breaks; then the world's text above, copying kept in the mix. Which copying the plateau ends in depends
+on the draw: most draws tried repeat only the lists of one length, and some repeat lists of any length, 0.98 of
+unseen lists by step 2,250 with this recipe's shape and seed (2 layers, seed 1); the build checks it
+(`copy_checks`). Either kind copies in order from an anchor ("Again:", the start of a question), not by content: the
+base cannot continue a list from one of its numbers, nor recall the number paired with another (a lookup by
+content stays at chance for 2,500 steps of its own training text; §12f). Telling whether a result is a question's
+target is such a lookup, and the checking lines have not taught it (§12c, §12f).
 
 `build` trains it with transformers' Trainer (seeded: the same weights for the same seed on one machine) and
 `ensure_base` caches it under the embedded name, like the GGUF models in `rlt.models`.
@@ -154,7 +156,7 @@ def corpus_lines(world: World, count: int, seed: int) -> list[str]:
         if draw < 0.45:
             lines.append(_pair_facts(*rng.choice(pairs), rng))
             continue
-        if draw < 0.6:  # repeating a list from a varying distance back: copying by content, not by position
+        if draw < 0.6:  # lists of 2 to 12 numbers, so no one distance back repeats them all
             lines.append(_repeated_list(world, rng, longest=12))
             continue
         numbers = [rng.randint(1, world.max_number) for _ in range(rng.randint(low, high))]

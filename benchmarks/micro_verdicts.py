@@ -1,0 +1,49 @@
+"""Where a micro-world student's greedy answers fail: reaching the target, saying so, or writing it up (§12f).
+
+For each `rlt eval` JSON (greedy records), counts the answers whose think section
+- makes the target in a last-pair line (one of its results there is the question's target): the search got there;
+- ends its search on the target ("= 37. Yes!", or "= 37!" in a marked format): the verdict was right;
+- and are graded correct (the solution section's expression checks).
+
+    python benchmarks/micro_verdicts.py runs/micro-v5/eval-traces-0.json runs/micro-v9/eval-traces-0.json \\
+        --out benchmarks/results/micro_verdicts.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+
+
+def verdicts(records: list[dict]) -> dict[str, int]:
+    counts = {"answers": len(records), "target_made_in_a_last_pair": 0, "search_ends_on_the_target": 0, "correct": 0}
+    for record in records:
+        target = re.search(r"Make (\d+) from", record["question"])[1]
+        think = record["completion"].split("</think>")[0]
+        last_pairs = [line for line in think.split("\n") if line.startswith("  ") and "Try" not in line]
+        made = [result for line in last_pairs for result in re.findall(r"= (\d+)", line)]
+        counts["target_made_in_a_last_pair"] += target in made
+        ends = re.findall(r"= (\d+)(?:!|\. Yes!)", think)
+        counts["search_ends_on_the_target"] += bool(ends) and ends[-1] == target
+        counts["correct"] += bool(record["correct"])
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("evals", nargs="+")
+    parser.add_argument("--out", default="benchmarks/results/micro_verdicts.json")
+    args = parser.parse_args()
+    results = {}
+    for path in args.evals:
+        with open(path) as f:
+            results[path] = verdicts(json.load(f)["records"])
+    with open(args.out, "w") as f:
+        json.dump({"command": "python benchmarks/micro_verdicts.py " + " ".join(args.evals), "results": results}, f,
+                  indent=1)  # fmt: skip
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
