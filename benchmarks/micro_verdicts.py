@@ -3,6 +3,8 @@
 For each `rlt eval` JSON (greedy records), counts the answers whose think section
 - makes the target in a last-pair line (one of its results there is the question's target): the search got there;
 - ends its search on the target ("= 37. Yes!", or "= 37!" in a marked format): the verdict was right;
+- of those, whose solution section restates the question ("Target 37, numbers 7, 5, 2.") and holds both steps of the
+  path the search ended on (its last "Try" move and the move that made the target), copied;
 - and are graded correct (the solution section's expression checks).
 
     python benchmarks/micro_verdicts.py runs/micro-v5/eval-traces-0.json runs/micro-v9/eval-traces-0.json \\
@@ -17,15 +19,21 @@ import re
 
 
 def verdicts(records: list[dict]) -> dict[str, int]:
-    counts = {"answers": len(records), "target_made_in_a_last_pair": 0, "search_ends_on_the_target": 0, "correct": 0}
+    counts = {"answers": len(records), "target_made_in_a_last_pair": 0, "search_ends_on_the_target": 0,
+              "then_solution_restates_the_question": 0, "then_solution_copies_both_steps": 0, "correct": 0}  # fmt: skip
     for record in records:
-        target = re.search(r"Make (\d+) from", record["question"])[1]
-        think = record["completion"].split("</think>")[0]
+        target, numbers = re.search(r"Make (\d+) from the numbers ([\d, ]+)\.", record["question"]).groups()
+        think, _, solution = record["completion"].partition("</think>")
         last_pairs = [line for line in think.split("\n") if line.startswith("  ") and "Try" not in line]
         made = [result for line in last_pairs for result in re.findall(r"= (\d+)", line)]
         counts["target_made_in_a_last_pair"] += target in made
         ends = re.findall(r"= (\d+)(?:!|\. Yes!)", think)
-        counts["search_ends_on_the_target"] += bool(ends) and ends[-1] == target
+        if ends and ends[-1] == target:
+            counts["search_ends_on_the_target"] += 1
+            counts["then_solution_restates_the_question"] += f"Target {target}, numbers {numbers}." in solution
+            moves = re.findall(r"Try (\d+ [-+*/] \d+ = \d+), left", think)
+            made = re.findall(r"(\d+ [-+*/] \d+ = \d+)(?:!|\. Yes!)", think)
+            counts["then_solution_copies_both_steps"] += bool(moves) and moves[-1] in solution and made[-1] in solution
         counts["correct"] += bool(record["correct"])
     return counts
 
