@@ -20,6 +20,9 @@ Every stage resumes.
         --out benchmarks/results/micro_fixed_target_4x6.json
     python -m benchmarks.micro_fixed_target --start runs/micro-v4/copy --size 3 --max_number 13 --target 2 \\
         --steps 3500 --max_new_tokens 320 --work runs/micro-3x13-2 --out benchmarks/results/micro_fixed_target_3x13.json
+    python -m benchmarks.micro_fixed_target --base runs/micro-3x13-2/base --size 3 --max_number 13 --target 2 \\
+        --answer_only --max_new_tokens 320 --work runs/micro-3x13-2-answer \\
+        --out benchmarks/results/micro_fixed_target_3x13_answer.json
 
 Run from the repository root as a module (`-m`): it imports a sibling benchmark.
 """
@@ -40,8 +43,11 @@ from rlt.data.countdown import Countdown, Search, reachable, search_trace, solve
 from rlt.micro import base
 
 
-def problems(size: int, max_number: int, target: int, held_out_at_least: int, seed: int) -> tuple[list, list]:
-    """(train rows, held-out rows): whole multisets, in a seeded order, held out until there are enough problems."""
+def problems(
+    size: int, max_number: int, target: int, held_out_at_least: int, seed: int, answer_only: bool = False
+) -> tuple[list, list]:
+    """(train rows, held-out rows): whole multisets, in a seeded order, held out until there are enough problems.
+    With `answer_only` the solution is its last line alone ("So 6 / (13 - 10) = 2."), not the worked steps."""
     memo: dict = {}
     multisets = [m for m in combinations_with_replacement(range(1, max_number + 1), size) if reachable(m, target, memo)]
     rng = random.Random(f"micro-fixed-target:{seed}")
@@ -52,8 +58,9 @@ def problems(size: int, max_number: int, target: int, held_out_at_least: int, se
         for numbers in sorted(set(permutations(multiset))):
             expression, steps = solve(list(numbers), target)
             problem = Countdown(numbers, target)
+            solution = f"So {expression} = {target}." if answer_only else worked_solution(problem, expression, steps)
             rows.append({"numbers": list(numbers), "target": target, "question": problem.question,
-                         "answer": expression, "solution": worked_solution(problem, expression, steps),
+                         "answer": expression, "solution": solution,
                          "reasoning_trace": search_trace(problem, steps, Search(), rng)})  # fmt: skip
         (held if len(held) < held_out_at_least else train).extend(rows)
     return train, held
@@ -61,7 +68,9 @@ def problems(size: int, max_number: int, target: int, held_out_at_least: int, se
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--start", required=True, help="a phase-1 model")
+    parser.add_argument("--start", help="a phase-1 model, to build the base from")
+    parser.add_argument("--base", help="a base built before (another run's work/base): no build")
+    parser.add_argument("--answer_only", action="store_true", help="solutions are the answer line alone")
     parser.add_argument("--size", type=int, default=4)
     parser.add_argument("--max_number", type=int, default=6)
     parser.add_argument("--target", type=int, default=12)
@@ -78,12 +87,15 @@ def main() -> None:
 
     data = work / "problems.jsonl"
     if not data.exists():
-        train, held = problems(args.size, args.max_number, args.target, args.held_out, seed=0)
+        train, held = problems(args.size, args.max_number, args.target, args.held_out, seed=0,
+                               answer_only=args.answer_only)  # fmt: skip
         data.write_text("".join(json.dumps(row) + "\n" for row in train + held))  # the last rows are held out
         record["problems"] = {"train": len(train), "held_out": len(held)}
     world = base.World(sizes=(args.size, args.size), max_number=args.max_number)
-    model_dir = work / "base"
+    model_dir = Path(args.base) if args.base else work / "base"
     if not (model_dir / "model.safetensors").exists():
+        if not args.start:
+            raise SystemExit(f"no base in {model_dir}: give --start (a phase-1 model) to build one")
         from transformers import LlamaForCausalLM
 
         from rlt.micro.tokenizer import build_tokenizer
@@ -100,6 +112,7 @@ def main() -> None:
                           "copy_accuracy": base.copy_accuracy(model, tokenizer, world)}  # fmt: skip
         model.save_pretrained(model_dir, safe_serialization=True)
         tokenizer.save_pretrained(model_dir)
+    record["base_dir"] = str(model_dir)
     record_path.write_text(json.dumps(record, indent=1))
 
     held = str(record["problems"]["held_out"])
