@@ -21,7 +21,7 @@ Every stage resumes.
     python -m benchmarks.micro_fixed_target --start runs/micro-v4/copy --size 3 --max_number 13 --target 2 \\
         --steps 3500 --max_new_tokens 320 --work runs/micro-3x13-2 --out benchmarks/results/micro_fixed_target_3x13.json
     python -m benchmarks.micro_fixed_target --base runs/micro-3x13-2/base --size 3 --max_number 13 --target 2 \\
-        --answer_only --max_new_tokens 320 --work runs/micro-3x13-2-answer \\
+        --answer line --max_new_tokens 320 --work runs/micro-3x13-2-answer \\
         --out benchmarks/results/micro_fixed_target_3x13_answer.json
 
 Run from the repository root as a module (`-m`): it imports a sibling benchmark.
@@ -43,11 +43,23 @@ from rlt.data.countdown import Countdown, Search, reachable, search_trace, solve
 from rlt.micro import base
 
 
+def carried(steps: list) -> str:
+    """A three-number path as one expression, each earlier step in parentheses where its value is used:
+    13 - 10 = 3, 6 / 3 = 2 → "6 / (13 - 10)". Written where the search stops, it is copied in order, not rebuilt."""
+    first, last = steps
+    inner = f"({first.left} {first.op} {first.right})"
+    if last.right == first.value:
+        return f"{last.left} {last.op} {inner}"
+    return f"{inner} {last.op} {last.right}"
+
+
 def problems(
-    size: int, max_number: int, target: int, held_out_at_least: int, seed: int, answer_only: bool = False
+    size: int, max_number: int, target: int, held_out_at_least: int, seed: int, answer: str = "worked"
 ) -> tuple[list, list]:
     """(train rows, held-out rows): whole multisets, in a seeded order, held out until there are enough problems.
-    With `answer_only` the solution is its last line alone ("So 6 / (13 - 10) = 2."), not the worked steps."""
+    `answer`: "worked", the generator's worked solution; "line", its last line alone ("So 6 / (13 - 10) = 2.");
+    "carried", the trace says the answer where its search stops ("… 6 / 3 = 2. Yes! So 6 / (13 - 10) = 2.") and the
+    solution is that line (three numbers)."""
     memo: dict = {}
     multisets = [m for m in combinations_with_replacement(range(1, max_number + 1), size) if reachable(m, target, memo)]
     rng = random.Random(f"micro-fixed-target:{seed}")
@@ -58,10 +70,15 @@ def problems(
         for numbers in sorted(set(permutations(multiset))):
             expression, steps = solve(list(numbers), target)
             problem = Countdown(numbers, target)
-            solution = f"So {expression} = {target}." if answer_only else worked_solution(problem, expression, steps)
+            trace = search_trace(problem, steps, Search(), rng)
+            solution = worked_solution(problem, expression, steps)
+            if answer == "line":
+                solution = f"So {expression} = {target}."
+            elif answer == "carried":
+                solution = f"So {carried(steps)} = {target}."
+                trace = f"{trace} {solution}"
             rows.append({"numbers": list(numbers), "target": target, "question": problem.question,
-                         "answer": expression, "solution": solution,
-                         "reasoning_trace": search_trace(problem, steps, Search(), rng)})  # fmt: skip
+                         "answer": expression, "solution": solution, "reasoning_trace": trace})  # fmt: skip
         (held if len(held) < held_out_at_least else train).extend(rows)
     return train, held
 
@@ -70,13 +87,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--start", help="a phase-1 model, to build the base from")
     parser.add_argument("--base", help="a base built before (another run's work/base): no build")
-    parser.add_argument("--answer_only", action="store_true", help="solutions are the answer line alone")
+    parser.add_argument("--answer", choices=("worked", "line", "carried"), default="worked",
+                        help="the solution's form (`problems`)")  # fmt: skip
     parser.add_argument("--size", type=int, default=4)
     parser.add_argument("--max_number", type=int, default=6)
     parser.add_argument("--target", type=int, default=12)
     parser.add_argument("--held_out", type=int, default=500, help="at least this many held-out problems")
     parser.add_argument("--steps", type=int, default=1500, help="phase-2 steps of the base")
     parser.add_argument("--max_new_tokens", type=int, default=512)
+    parser.add_argument("--seed", type=int, default=0, help="the distillation's seed")
     parser.add_argument("--work", default="runs/micro-12")
     parser.add_argument("--out", default="benchmarks/results/micro_fixed_target_4x6.json")
     args = parser.parse_args()
@@ -88,7 +107,7 @@ def main() -> None:
     data = work / "problems.jsonl"
     if not data.exists():
         train, held = problems(args.size, args.max_number, args.target, args.held_out, seed=0,
-                               answer_only=args.answer_only)  # fmt: skip
+                               answer=args.answer)  # fmt: skip
         data.write_text("".join(json.dumps(row) + "\n" for row in train + held))  # the last rows are held out
         record["problems"] = {"train": len(train), "held_out": len(held)}
     world = base.World(sizes=(args.size, args.size), max_number=args.max_number)
@@ -122,7 +141,8 @@ def main() -> None:
         rlt(timings, "traces", "traces", "--config", str(RECIPES / "traces.yaml"), "--out", str(traces), *on_data)
     if not (student / "distill.json").exists():
         rlt(timings, "distill", "distill", "--config", str(RECIPES / "distill.yaml"), "--model_name_or_path",
-            str(model_dir), "--traces", str(traces), "--output_dir", str(student))  # fmt: skip
+            str(model_dir), "--traces", str(traces), "--output_dir", str(student),
+            "--seed", str(args.seed))  # fmt: skip
     evals = {}
     for name, model in (("student", student), ("base", model_dir)):
         out = work / f"eval-{name}.json"
