@@ -41,15 +41,15 @@ def main() -> None:
     recipe = replace(base.BaseRecipe(), steps=args.steps)
     tokenizer = build_tokenizer()
     model = LlamaForCausalLM.from_pretrained(args.start)
-    count = args.steps * recipe.batch * recipe.block // 12 + 64
-    lines = base.corpus_lines(recipe.world, count=count, seed=recipe.seed)
+    lines = base.world_lines(recipe)
+    count = len(lines)
     # the corpus holds 13 % checking lines: a draw large enough to take the share asked from
     extra = base.corpus_lines(recipe.world, count=int(count * args.checking / 0.13) + 64, seed=recipe.seed + 100)
     checks = [line for line in extra if line.startswith("Make ") and "Give the expression" not in line]
     mixed = lines[: int(count * (1 - args.checking))] + checks[: int(count * args.checking)]
     random.Random(0).shuffle(mixed)
-    log = base._train(model, tokenizer, base._blocks(mixed, tokenizer, recipe.block), recipe.steps,
-                      recipe.learning_rate, "cosine", recipe, Path(args.dir), False)  # fmt: skip
+    blocks = base._blocks(mixed, tokenizer, recipe.block)
+    log = base.train_world(model, tokenizer, blocks, recipe, Path(args.dir), False)
     model.eval()
     problems = generate(1375, (3, 3), max_number=8)[:256]  # the first held-out problems, as micro_probes reads them
     record = {

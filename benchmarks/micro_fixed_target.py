@@ -123,9 +123,8 @@ def main() -> None:
         recipe = replace(base.BaseRecipe(), world=world, steps=args.steps)
         tokenizer = build_tokenizer()
         model = LlamaForCausalLM.from_pretrained(args.start)
-        lines = base.corpus_lines(world, count=args.steps * recipe.batch * recipe.block // 12 + 64, seed=recipe.seed)
-        base._train(model, tokenizer, base._blocks(lines, tokenizer, recipe.block), recipe.steps,
-                    recipe.learning_rate, "cosine", recipe, model_dir, False)  # fmt: skip
+        base.train_world(model, tokenizer, base._blocks(base.world_lines(recipe), tokenizer, recipe.block), recipe,
+                         model_dir, False)  # fmt: skip
         model.eval()
         record["base"] = {"seconds": round(time.time() - started), "facts": base.fact_accuracy(model, tokenizer, world),
                           "copy_accuracy": base.copy_accuracy(model, tokenizer, world)}  # fmt: skip

@@ -32,8 +32,8 @@ def verdicts(records: list[dict]) -> dict[str, int]:
             counts["search_ends_on_the_target"] += 1
             counts["then_solution_restates_the_question"] += f"Target {target}, numbers {numbers}." in solution
             moves = re.findall(r"Try (\d+ [-+*/] \d+ = \d+), left", think)
-            made = re.findall(r"(\d+ [-+*/] \d+ = \d+)(?:!|\. Yes!)", think)
-            copied = bool(moves and made) and moves[-1] in solution and made[-1] in solution
+            stops = re.findall(r"(\d+ [-+*/] \d+ = \d+)(?:!|\. Yes!)", think)
+            copied = bool(moves and stops) and moves[-1] in solution and stops[-1] in solution
             counts["then_solution_copies_both_steps"] += copied
         counts["correct"] += bool(record["correct"])
     return counts

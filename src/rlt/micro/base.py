@@ -324,6 +324,18 @@ def _copy_check(recipe: BaseRecipe, tokenizer, checks: list[dict]):
     return CopyCheck()
 
 
+def world_lines(recipe: BaseRecipe) -> list[str]:
+    """Phase 2's text: enough corpus lines for `recipe.steps` batches of `recipe.block` tokens (~12 tokens a line;
+    packing leaves a little over, drop_last the rest)."""
+    return corpus_lines(recipe.world, count=recipe.steps * recipe.batch * recipe.block // 12 + 64, seed=recipe.seed)
+
+
+def train_world(model, tokenizer, blocks: list[list[int]], recipe: BaseRecipe, output_dir: Path, progress: bool):
+    """Phase 2 on `blocks` (`world_lines`, packed): `recipe.steps` steps at `recipe.learning_rate`, cosine; the loss
+    log. The build runs it after copying; benchmarks run it from a saved phase-1 model."""
+    return _train(model, tokenizer, blocks, recipe.steps, recipe.learning_rate, "cosine", recipe, output_dir, progress)
+
+
 def build(recipe: BaseRecipe, output_dir: str | Path, progress: bool = True) -> dict:
     """Train the base from scratch and save it (safetensors, tokenizer, `build.json`) to `output_dir`: the record."""
     from transformers import LlamaForCausalLM, set_seed
@@ -333,10 +345,10 @@ def build(recipe: BaseRecipe, output_dir: str | Path, progress: bool = True) -> 
     started = time.time()
     output_dir = Path(output_dir)
     tokenizer = build_tokenizer()
-    # ~16 tokens a copy line and ~12 a corpus line; packing leaves a little over, drop_last the rest
+    # ~16 tokens a copy line; packing leaves a little over, drop_last the rest
     copying = _blocks(copy_lines(recipe.world, recipe.copy_steps * recipe.batch * recipe.copy_block // 16 + 64,
                                  seed=recipe.seed), tokenizer, recipe.copy_block)  # fmt: skip
-    lines = corpus_lines(recipe.world, count=recipe.steps * recipe.batch * recipe.block // 12 + 64, seed=recipe.seed)
+    lines = world_lines(recipe)
     blocks = _blocks(lines, tokenizer, recipe.block)
     set_seed(recipe.seed)
     model = LlamaForCausalLM(model_config(recipe, tokenizer))
@@ -346,8 +358,7 @@ def build(recipe: BaseRecipe, output_dir: str | Path, progress: bool = True) -> 
                                    "constant_with_warmup", recipe, output_dir, progress,
                                    [_copy_check(recipe, tokenizer, checks)])  # fmt: skip
         copies["after copying"] = copy_accuracy(model.eval(), tokenizer, recipe.world)
-    phases["world"] = _train(model, tokenizer, blocks, recipe.steps, recipe.learning_rate, "cosine", recipe,
-                             output_dir, progress)  # fmt: skip
+    phases["world"] = train_world(model, tokenizer, blocks, recipe, output_dir, progress)
     model.eval()
     facts = fact_accuracy(model, tokenizer, recipe.world)
     copies["after the world"] = copy_accuracy(model, tokenizer, recipe.world)
