@@ -59,7 +59,8 @@ def problems(
     """(train rows, held-out rows): whole multisets, in a seeded order, held out until there are enough problems.
     `answer`: "worked", the generator's worked solution; "line", its last line alone ("So 6 / (13 - 10) = 2.");
     "carried", the trace says the answer where its search stops ("… 6 / 3 = 2. Yes! So 6 / (13 - 10) = 2.") and the
-    solution is that line (three numbers)."""
+    solution is that line (three numbers); "steps", the solution is the path's steps, as the trace states them
+    ("So 13 - 10 = 3, 6 / 3 = 2.", an answer `Countdown.check` reads step by step)."""
     memo: dict = {}
     multisets = [m for m in combinations_with_replacement(range(1, max_number + 1), size) if reachable(m, target, memo)]
     rng = random.Random(f"micro-fixed-target:{seed}")
@@ -74,6 +75,8 @@ def problems(
             solution = worked_solution(problem, expression, steps)
             if answer == "line":
                 solution = f"So {expression} = {target}."
+            elif answer == "steps":
+                solution = "So " + ", ".join(f"{s.left} {s.op} {s.right} = {s.value}" for s in steps) + "."
             elif answer == "carried":
                 solution = f"So {carried(steps)} = {target}."
                 trace = f"{trace} {solution}"
@@ -87,7 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--start", help="a phase-1 model, to build the base from")
     parser.add_argument("--base", help="a base built before (another run's work/base): no build")
-    parser.add_argument("--answer", choices=("worked", "line", "carried"), default="worked",
+    parser.add_argument("--answer", choices=("worked", "line", "carried", "steps"), default="worked",
                         help="the solution's form (`problems`)")  # fmt: skip
     parser.add_argument("--size", type=int, default=4)
     parser.add_argument("--max_number", type=int, default=6)

@@ -164,6 +164,30 @@ def test_the_checker_rejects_wrong_answers(answer, verdict):
     assert PROBLEM.check(answer)[1] == verdict
 
 
+@pytest.mark.parametrize(
+    ("answer", "verdict"),
+    [
+        ("7 + 3 = 10, 10 * 5 = 50", "correct"),  # the steps, as the game is played on television
+        ("Target 50.\n7 + 3 = 10, left: 5, 10.\n10 * 5 = 50, the target.", "correct"),  # a worked solution's lines
+        ("5 * 7 = 35, 35 - 3 = 32. No. 7 + 3 = 10, 10 * 5 = 50.", "correct"),  # the last steps count
+        ("7 + 3 = 10, 10 * 5 = 50. No: 7 * 5 = 35, 35 + 3 = 38.", "wrong value"),  # ... and only they
+        ("7 + 3 = 10, 10 * 5 = 51", "false step"),  # every statement must be exact, not only the last
+        ("7 + 3 = 11, 11 * 5 = 55", "false step"),
+        ("7 + 3 = 10, 10 * 5 = 50, so 7 + 3 * 5", "wrong value"),  # an expression after the steps answers
+        ("(7 + 3) * 5 is wrong: 7 * 5 = 35, 35 + 3 = 38", "wrong value"),  # steps after an expression answer
+        ("7 + 3 = 10", "wrong numbers"),  # 5 left unused
+        ("7 + 3 = 10, 10 * 3 = 30", "wrong numbers"),  # 3 used twice: no derivation, so no step answer
+        ("7 * 5 = 35, 10 + 5 = 15", "wrong numbers"),  # 10 was never made
+    ],
+)
+def test_the_checker_reads_an_answer_given_as_its_steps(answer, verdict):
+    assert PROBLEM.check(answer) == (verdict == "correct", verdict)
+
+
+def test_steps_through_zero_are_a_wrong_answer_not_an_error():
+    assert Countdown((5, 5, 3), 1).check("5 - 5 = 0, 3 / 0 = 1") == (False, "false step")
+
+
 def test_division_by_zero_is_a_wrong_answer_not_an_error():
     assert Countdown((5, 5, 3), 1).check("3 / (5 - 5)") == (False, "division by zero")
 

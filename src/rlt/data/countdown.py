@@ -8,7 +8,8 @@ students:
     generate(count, sizes, seed)  problems whose difficulty is the count of numbers (3-4: easy; 5-6: hard)
     Countdown.check(text)         exact and safe: the expression is parsed (`ast`, arithmetic nodes only, never
                                   `eval`), must use the given numbers exactly once each, and is evaluated in exact
-                                  fractions against the target
+                                  fractions against the target; an answer given as its steps ("7 + 3 = 10,
+                                  10 * 5 = 50") is checked step by step
 
     search_trace(...)             a reasoning trace that searches (tries, dead ends, backing up) and ends on the
                                   path of the row's worked solution: the paper's framing, where the teacher is shown
@@ -24,6 +25,7 @@ from __future__ import annotations
 import ast
 import random
 import re
+from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import combinations
@@ -65,9 +67,25 @@ class Countdown:
         bare ("(7 + 3) * 5"), stated ("The answer is: (7 + 3) * 5."), carry its value either side ("(7 + 3) * 5 =
         50", "50 = 5 * (7 + 3)", "= \\boxed{50}"), sit in a \\boxed{} and use LaTeX or unicode operators (\\times,
         \\div, \\frac, ×, ÷, −), be a list item ("- (7 + 3) * 5", "1) (7 + 3) * 5", "Step 2: (7 + 3) * 5") or close
-        a parenthetical ("(Answer: (7 + 3) * 5)"). Only the last counts: listing several tries earns nothing for the
-        right one.
+        a parenthetical ("(Answer: (7 + 3) * 5)").
+
+        An answer may also be its steps, as the game is played on television: "7 + 3 = 10, 10 * 5 = 50". The steps
+        are the text's last `len(numbers) - 1` statements "a op b = c"; they count when each takes its operands from
+        the numbers given and the results stated before it, each once, and they are right when every statement is
+        exact ("false step" when one is not) and the last one makes the target.
+
+        Only the last answer counts, steps or expression: listing several tries earns nothing for the right one.
         """
+        steps = _step_answer(text, self.numbers, self.target)
+        if steps is None:
+            return self._check_expression(text)
+        verdict, end = steps
+        after = self._check_expression(text[end:])
+        if after[1] in ("malformed", "wrong numbers"):  # no expression of the numbers after the steps: they answer
+            return verdict == "correct", verdict
+        return after
+
+    def _check_expression(self, text: str | None) -> tuple[bool, str]:
         trees = [tree for tree in map(_parse, candidates(text)) if tree is not None]
         if not trees:
             return False, "malformed"
@@ -164,6 +182,33 @@ def _evaluate(node: ast.expr) -> Fraction:
     if isinstance(node.op, ast.Mult):
         return left * right
     return left / right  # Fraction raises ZeroDivisionError
+
+
+# whole numbers only: "25 - 3 = 22" holds no "5 - 3 = 2", and "-3 + 5 = 2" or "1.5 + 2 = 3.5" is no statement
+_STATEMENT = re.compile(r"(?<![\d.\-])(\d+) ([-+*/]) (\d+) = (\d+)(?![\d.]\d)")
+_EXACT = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: Fraction(a, b)}
+
+
+def _step_answer(text: str | None, numbers: tuple[int, ...], target: int) -> tuple[str, int] | None:
+    """(verdict, where the steps end) when the last `len(numbers) - 1` statements of `text` use the numbers as a
+    derivation does (`Countdown.check`); None when they do not, or the text holds too few."""
+    if not text or len(text) > MAX_ANSWER_CHARS:
+        return None
+    statements = list(_STATEMENT.finditer(text))[-(len(numbers) - 1) :]
+    if len(statements) < len(numbers) - 1:
+        return None
+    pool, exact = Counter(numbers), True
+    for statement in statements:
+        left, op, right, result = statement.groups()
+        a, b, c = int(left), int(right), int(result)
+        for operand in (a, b):
+            if pool[operand] == 0:
+                return None
+            pool[operand] -= 1
+        pool[c] += 1
+        exact = exact and (op != "/" or b != 0) and _EXACT[op](a, b) == c
+    verdict = "false step" if not exact else "correct" if c == target else "wrong value"
+    return verdict, statements[-1].end()
 
 
 # -------------------------------------------------------------------------------------------------- generating
@@ -379,10 +424,6 @@ def search_trace(problem: Countdown, steps: list[_Step], search: Search, rng: ra
 
 
 # ---------------------------------------------------------------------------------------- reading explanations
-
-# whole numbers only: "25 - 3 = 22" holds no "5 - 3 = 2", and "-3 + 5 = 2" or "1.5 + 2 = 3.5" is no statement
-_STATEMENT = re.compile(r"(?<![\d.\-])(\d+) ([-+*/]) (\d+) = (\d+)(?![\d.]\d)")
-_EXACT = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: Fraction(a, b)}
 
 
 def arithmetic(text: str) -> tuple[int, int]:

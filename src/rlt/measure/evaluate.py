@@ -198,7 +198,7 @@ def grade(
     completion: str, gold: str | None, countdown: Countdown | None = None, style: TagStyle = STRATOS
 ) -> tuple[bool, str, str | None]:
     """(correct, method, answer) for a student's completion: a countdown problem by its exact checker (method
-    countdown; any expression that reaches the target counts), any other against its gold final answer."""
+    countdown; any expression, or steps, that reach the target count), any other against its gold final answer."""
     if countdown is not None:  # the whole solution section: "(7 + 3) * 5 = \\boxed{50}" boxes the value, not the answer
         answer = extract_solution(completion, style) or boxed_answer(completion)
         return countdown.check(answer)[0], "countdown", answer
