@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from rlt.micro.base import RECIPES, build
@@ -23,7 +24,8 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/micro_build.json")
     args = parser.parse_args()
     record = build(RECIPES[args.name], Path(args.dir))
-    Path(args.out).write_text(json.dumps({"command": "python benchmarks/micro_build.py", **record}, indent=1))
+    command = " ".join(["python benchmarks/micro_build.py", *sys.argv[1:]])
+    Path(args.out).write_text(json.dumps({"command": command, **record}, indent=1))
     print(json.dumps(record, indent=1))
 
 

@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/micro_checking.json")
     args = parser.parse_args()
     started = time.time()
-    recipe = replace(base.BaseRecipe(), steps=args.steps)
+    recipe = replace(base.BaseRecipe(), world=base.FIRST_WORLD, steps=args.steps)  # the first world's base, again
     tokenizer = build_tokenizer()
     model = LlamaForCausalLM.from_pretrained(args.start)
     lines = base.world_lines(recipe)

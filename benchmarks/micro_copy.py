@@ -89,14 +89,14 @@ def main() -> None:
     args = parser.parse_args()
     recipe = replace(RECIPES["countdown-tiny"], layers=args.layers, hidden=args.hidden, heads=args.heads)
     tokenizer = build_tokenizer()
-    lines = copy_lines(recipe.world, args.steps * args.batch * args.block // 16 + 64, args.seed, args.longest)
+    lines = copy_lines(recipe.copy_world, args.steps * args.batch * args.block // 16 + 64, args.seed, args.longest)
     blocks = _blocks(lines, tokenizer, args.block)
     set_seed(args.seed)
     model = LlamaForCausalLM(model_config(recipe, tokenizer))
     curve = train_measured(
         model, tokenizer, blocks, steps=args.steps, batch=args.batch, learning_rate=args.learning_rate,
         seed=args.seed, every=args.every, output_dir="runs/bench/micro_copy",
-        measure=lambda model: {"copies": copy_accuracy(model, tokenizer, recipe.world)},
+        measure=lambda model: {"copies": copy_accuracy(model, tokenizer, recipe.copy_world)},
     )  # fmt: skip
     record = {"command": "python benchmarks/micro_copy.py " + " ".join(
         f"--{k} {v}" for k, v in vars(args).items() if k not in ("out", "save")), "parameters": model.num_parameters(),

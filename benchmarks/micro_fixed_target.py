@@ -30,6 +30,7 @@ Run from the repository root as a module (`-m`): it imports a sibling benchmark.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import random
 import sys
@@ -39,7 +40,7 @@ from itertools import combinations_with_replacement, permutations
 from pathlib import Path
 
 from benchmarks.micro_yardstick import RECIPES, ROOT, rlt
-from rlt.data.countdown import Countdown, Search, reachable, search_trace, solve, worked_solution
+from rlt.data.countdown import Countdown, Search, reachable, search_trace, solve, steps_solution, worked_solution
 from rlt.micro import base
 
 
@@ -54,13 +55,20 @@ def carried(steps: list) -> str:
 
 
 def problems(
-    size: int, max_number: int, target: int, held_out_at_least: int, seed: int, answer: str = "worked"
+    size: int,
+    max_number: int,
+    target: int,
+    held_out_at_least: int,
+    seed: int,
+    answer: str = "worked",
+    search: Search | None = None,
 ) -> tuple[list, list]:
     """(train rows, held-out rows): whole multisets, in a seeded order, held out until there are enough problems.
     `answer`: "worked", the generator's worked solution; "line", its last line alone ("So 6 / (13 - 10) = 2.");
     "carried", the trace says the answer where its search stops ("… 6 / 3 = 2. Yes! So 6 / (13 - 10) = 2.") and the
     solution is that line (three numbers); "steps", the solution is the path's steps, as the trace states them
-    ("So 13 - 10 = 3, 6 / 3 = 2.", an answer `Countdown.check` reads step by step)."""
+    ("So 13 - 10 = 3, 6 / 3 = 2.", an answer `Countdown.check` reads step by step); "after", those steps, each last
+    pair's line in the trace opened by the move that made it (`Search.restate_move`)."""
     memo: dict = {}
     multisets = [m for m in combinations_with_replacement(range(1, max_number + 1), size) if reachable(m, target, memo)]
     rng = random.Random(f"micro-fixed-target:{seed}")
@@ -71,12 +79,16 @@ def problems(
         for numbers in sorted(set(permutations(multiset))):
             expression, steps = solve(list(numbers), target)
             problem = Countdown(numbers, target)
-            trace = search_trace(problem, steps, Search(), rng)
+            trace_rng = copy.deepcopy(rng)  # where the trace's draws start, for the "after" form to draw the same
+            trace = search_trace(problem, steps, search or Search(), rng)
             solution = worked_solution(problem, expression, steps)
             if answer == "line":
                 solution = f"So {expression} = {target}."
             elif answer == "steps":
-                solution = "So " + ", ".join(f"{s.left} {s.op} {s.right} = {s.value}" for s in steps) + "."
+                solution = steps_solution(steps)
+            elif answer == "after":  # the trace drawn as `search` would, each last pair opened by its move
+                solution = steps_solution(steps)
+                trace = search_trace(problem, steps, replace(search or Search(), restate_move=True), trace_rng)
             elif answer == "carried":
                 solution = f"So {carried(steps)} = {target}."
                 trace = f"{trace} {solution}"
@@ -90,7 +102,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--start", help="a phase-1 model, to build the base from")
     parser.add_argument("--base", help="a base built before (another run's work/base): no build")
-    parser.add_argument("--answer", choices=("worked", "line", "carried", "steps"), default="worked",
+    parser.add_argument("--answer", choices=("worked", "line", "carried", "steps", "after"), default="worked",
                         help="the solution's form (`problems`)")  # fmt: skip
     parser.add_argument("--size", type=int, default=4)
     parser.add_argument("--max_number", type=int, default=6)
@@ -99,6 +111,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500, help="phase-2 steps of the base")
     parser.add_argument("--max_new_tokens", type=int, default=512)
     parser.add_argument("--seed", type=int, default=0, help="the distillation's seed")
+    parser.add_argument("--distill", default="", help="flags for rlt distill over recipes/micro/distill.yaml's, "
+                        "e.g. '--num_train_epochs 16'")  # fmt: skip
+    parser.add_argument("--dead_ends", type=int, default=Search.dead_ends, help="the traces' (`Search`)")
     parser.add_argument("--work", default="runs/micro-12")
     parser.add_argument("--out", default="benchmarks/results/micro_fixed_target_4x6.json")
     args = parser.parse_args()
@@ -110,7 +125,7 @@ def main() -> None:
     data = work / "problems.jsonl"
     if not data.exists():
         train, held = problems(args.size, args.max_number, args.target, args.held_out, seed=0,
-                               answer=args.answer)  # fmt: skip
+                               answer=args.answer, search=Search(dead_ends=args.dead_ends))  # fmt: skip
         data.write_text("".join(json.dumps(row) + "\n" for row in train + held))  # the last rows are held out
         record["problems"] = {"train": len(train), "held_out": len(held)}
     world = base.World(sizes=(args.size, args.size), max_number=args.max_number)
@@ -144,7 +159,7 @@ def main() -> None:
     if not (student / "distill.json").exists():
         rlt(timings, "distill", "distill", "--config", str(RECIPES / "distill.yaml"), "--model_name_or_path",
             str(model_dir), "--traces", str(traces), "--output_dir", str(student),
-            "--seed", str(args.seed))  # fmt: skip
+            "--seed", str(args.seed), *args.distill.split())  # fmt: skip
     evals = {}
     for name, model in (("student", student), ("base", model_dir)):
         out = work / f"eval-{name}.json"

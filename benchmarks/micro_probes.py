@@ -25,7 +25,7 @@ import torch
 
 from rlt.data.countdown import Countdown, generate
 from rlt.measure.evaluate import grade
-from rlt.micro.base import RECIPES, fact_accuracy, facts_of
+from rlt.micro.base import FIRST_WORLD, fact_accuracy, facts_of
 from rlt.models import load_model
 from rlt.reward.formats import MICRO, student_prompt, student_segments
 from rlt.sampling.generation import SamplingConfig, hf_generate
@@ -95,7 +95,7 @@ def judges_results(model, tokenizer, problems: list[dict], world) -> float:
 def probe(spec: str, problems: list[dict]) -> dict:
     model, tokenizer = load_model(spec)
     model.eval()
-    world = RECIPES["countdown-tiny"].world
+    world = FIRST_WORLD  # the probes read the first world's problems (1..8, held out as generate gives them)
     result = {"model": spec, "fact_accuracy": fact_accuracy(model, tokenizer, world),
               "judges_a_result": judges_results(model, tokenizer, problems, world)}  # fmt: skip
     rng = random.Random(0)

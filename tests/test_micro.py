@@ -242,3 +242,67 @@ def test_warmup_train_traces_and_eval_run_in_the_micro_world(world):
     assert result["questions"] == 8 and result["checked_with_countdown"] == 8
     assert all(0 <= r["samples_correct"] <= 2 for r in result["records"])
     assert result["provenance"]["settings"]["data"]["countdown_max_number"] == 12
+
+
+# ------------------------------------------------------------------------------------ the one-target world (§12h)
+
+
+def test_a_fixed_target_gives_every_order_of_every_multiset_that_makes_it_side_by_side():
+    from itertools import combinations_with_replacement
+
+    from rlt.data.countdown import solve
+
+    rows = generate(1141, (3, 3), max_number=13, target=2, solution="steps")
+    assert {r["target"] for r in rows} == {2} and len({tuple(r["numbers"]) for r in rows}) == 1141
+    multisets = [tuple(sorted(r["numbers"])) for r in rows]
+    runs = [m for i, m in enumerate(multisets) if i == 0 or multisets[i - 1] != m]
+    assert len(runs) == len(set(runs)) == 230  # each multiset's orders next to each other, once
+    others = set(combinations_with_replacement(range(1, 14), 3)) - set(runs)
+    assert others and all(solve(list(m), 2) is None for m in others)  # and no multiset that makes 2 is left out
+    assert all(r["solution"].startswith("So ") for r in rows)
+    assert all(Countdown(tuple(r["numbers"]), 2).check(r["solution"]) == (True, "correct") for r in rows)
+    assert generate(30, (3, 3), max_number=13, target=2) == [  # the problems do not depend on how they are written
+        {**r, "solution": w["solution"]} for r, w in zip(rows[:30], generate(30, (3, 3), max_number=13, target=2))
+    ]
+    with pytest.raises(UsageError, match=r"target 2 has 1141 problems .*; 1142 asked"):
+        generate(1142, (3, 3), max_number=13, target=2)
+    with pytest.raises(UsageError, match="--countdown_target"):
+        generate(5, target=0)
+    with pytest.raises(UsageError, match="--countdown_solution"):
+        generate(5, solution="prose")
+
+
+def test_the_held_out_part_never_splits_a_multisets_orders():
+    from rlt.configs import DataArguments
+    from rlt.data import split_problems
+
+    items = ["a1", "a2", "b1", "b2", "b3", "c1"]
+    assert split_problems(items, 2, group=lambda item: item[0]) == (["a1", "a2"], ["b1", "b2", "b3", "c1"])
+    assert split_problems(items, 1, group=lambda item: item[0]) == (items[:5], ["c1"])
+    assert split_problems(items, 2) == (items[:4], items[4:])  # without groups, the last N
+    with pytest.raises(UsageError, match="takes every problem"):
+        split_problems(items[:2], 1, group=lambda item: item[0])
+    data = DataArguments(dataset="countdown:3", countdown_max_number=13, countdown_target=2, countdown_problems=1141,
+                         holdout=500)  # fmt: skip
+    train, held, _ = data.load()
+    assert len(train) + len(held) == 1141 and 500 <= len(held) <= 505
+    multiset = lambda problem: tuple(sorted(problem.countdown.numbers))  # noqa: E731
+    assert not {multiset(p) for p in train} & {multiset(p) for p in held}
+
+
+def test_shipped_weights_are_copied_into_the_cache_not_rebuilt(tmp_path, monkeypatch):
+    from rlt import models
+
+    shipped = tmp_path / "shipped" / "countdown-tiny"
+    build(TINY, shipped, progress=False)
+    monkeypatch.setattr(base, "SHIPPED", tmp_path / "shipped")
+    monkeypatch.setitem(base.RECIPES, "countdown-tiny", TINY)
+    monkeypatch.setenv("RLT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(base, "build", lambda *args, **kwargs: pytest.fail("rebuilt"))
+    path = models.resolve("countdown-tiny")
+    assert path == str(tmp_path / "cache" / "countdown-tiny")
+    assert (tmp_path / "cache" / "countdown-tiny" / "model.safetensors").read_bytes() == (shipped / "model.safetensors").read_bytes()
+    # weights shipped for another recipe are not served for this one: it is built
+    monkeypatch.setitem(base.RECIPES, "countdown-tiny", BaseRecipe(**{**TINY.__dict__, "seed": 5}))
+    with pytest.raises(pytest.fail.Exception, match="rebuilt"):
+        models.resolve("countdown-tiny")

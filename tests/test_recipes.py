@@ -37,8 +37,9 @@ def test_recipe_parses(recipe, tmp_path):
         parsed = _parse(COMMAND_CONFIGS[command], ["--config", str(recipe), *extra])
         data = next((p for p in parsed if isinstance(p, DataArguments)), None)
         if data is not None:
-            split = (data.dataset, data.countdown_max_number, data.countdown_problems, data.holdout)
-            assert split == ("countdown:3", 8, 1375, 500)
+            split = (data.dataset, data.countdown_max_number, data.countdown_target, data.countdown_problems,
+                     data.holdout, data.countdown_solution, data.search_restate_move)  # fmt: skip
+            assert split == ("countdown:3", 13, 2, 1141, 500, "steps", True)
         assert all(p.style == "micro" for p in parsed if isinstance(p, FormatArguments))
         return
     if command == "eval":

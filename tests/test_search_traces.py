@@ -168,3 +168,21 @@ def test_reading_explanations_gives_known_answers():
     assert not walks_solution_path("25 - 3 = 22, 222 * 2 = 444", "T.\n5 - 3 = 2, left: 2, 22.\n22 * 2 = 44.\nSo.")
     assert not walks_solution_path("The answer is 7.", "The answer is 7.")  # no operations: nothing walked
     assert arithmetic("-3 + 5 = 2 and 1.5 + 2 = 3.5") == (0, 0)
+
+
+def test_restating_the_move_opens_each_last_pair_line_and_draws_nothing_else():
+    plain = generate(200, (3, 4), seed=3)
+    restated = generate(200, (3, 4), seed=3, search=Search(restate_move=True))
+    opened = 0
+    for p, r in zip(plain, restated, strict=True):
+        before, after = p["reasoning_trace"].split("\n"), r["reasoning_trace"].split("\n")
+        assert len(before) == len(after)
+        for i, (line, new) in enumerate(zip(before, after, strict=True)):
+            if line.lstrip().startswith(("Try", "Back", "Make")):
+                assert new == line
+                continue
+            move = TRY.search(before[i - 1])  # a last pair's line follows the move that made the pair
+            indent = line[: len(line) - len(line.lstrip())]
+            assert move and new == f"{indent}After {move[1]} {move[2]} {move[3]} = {move[4]}: {line.lstrip()}"
+            opened += 1
+    assert opened > 300

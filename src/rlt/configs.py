@@ -494,6 +494,7 @@ class DataArguments:
         "holdout": 0,
         "countdown_problems": 1,
         "countdown_max_number": 2,
+        "countdown_target": 1,
     }
 
     dataset: str = field(
@@ -540,6 +541,17 @@ class DataArguments:
         default=countdown.MAX_NUMBER,
         metadata={"help": "countdown: the largest number drawn (countdown-tiny knows 1..8)."},
     )
+    countdown_target: int | None = field(
+        default=None,
+        metadata={"help": "countdown: one target for every problem, as in the 24 game (the problems are then every "
+                  "order of every multiset that makes it, and a multiset is never split by --holdout); default: "
+                  "each problem draws its own."},
+    )  # fmt: skip
+    countdown_solution: str = field(
+        default="worked",
+        metadata={"help": "countdown: how a solution is written: worked (a line per operation, then the expression) "
+                  "or steps ('So 13 - 10 = 3, 6 / 3 = 2.', an answer the checker reads step by step)."},
+    )  # fmt: skip
     search_traces: bool = field(
         default=True,
         metadata={
@@ -558,6 +570,11 @@ class DataArguments:
         default=countdown.Search.tries,
         metadata={"help": "countdown search traces: moves followed inside a dead end of 3 or more numbers."},
     )
+    search_restate_move: bool = field(
+        default=False,
+        metadata={"help": "countdown search traces: open each last pair's line with the move that made the pair "
+                  "('After 13 - 10 = 3: ...'), so the line where the search stops holds its whole path."},
+    )  # fmt: skip
     framing: str = field(
         default="auto",
         metadata={
@@ -575,10 +592,11 @@ class DataArguments:
         """(train problems, held-out problems, skipped row count).
 
         The one definition of the split every command shares: the held-out part is the last `holdout` problems of
-        the dataset as read. Filters apply after the split, within each part, so `rlt eval --holdout 20` never
-        reads a question that a run with `--holdout 64` (any length filter, any --max_problems) trained on.
+        the dataset as read, with the other orders of the first one's countdown numbers (`split_problems`). Filters
+        apply after the split, within each part, so `rlt eval --holdout 20` never reads a question that a run with
+        `--holdout 64` (any length filter, any --max_problems) trained on.
         """
-        from rlt.data import embedded_adapter, frame, load_problems, split_problems
+        from rlt.data import countdown_group, embedded_adapter, frame, load_problems, split_problems
 
         options = {}
         if (self.adapter or embedded_adapter(self.dataset) or "generic") == "generic":
@@ -594,16 +612,20 @@ class DataArguments:
         # the length limit is on the dataset's solution, which the answer framing turns into the explanation
         short = [self.max_solution_chars is None or len(p.solution) <= self.max_solution_chars for p in problems]
         framed = frame(problems, self.framing)
-        train, held_out = split_problems(list(zip(framed, short, strict=True)), self.holdout)
+        train, held_out = split_problems(list(zip(framed, short, strict=True)), self.holdout,
+                                         group=lambda pair: countdown_group(pair[0]))  # fmt: skip
         return self._kept(train), self._kept(held_out), skipped
 
     def generated(self) -> Generated:
-        """How the generated datasets (countdown) are made: `rlt.data.Generated` from the --countdown_problems,
-        --countdown_max_number and --search_* flags."""
+        """How the generated datasets (countdown) are made: `rlt.data.Generated` from the --countdown_* and
+        --search_* flags."""
         from rlt.data import Generated
 
-        search = countdown.Search(self.search_dead_ends, self.search_tries) if self.search_traces else None
-        return Generated(self.countdown_problems, search, self.countdown_max_number)
+        search = None
+        if self.search_traces:
+            search = countdown.Search(self.search_dead_ends, self.search_tries, self.search_restate_move)
+        return Generated(self.countdown_problems, search, self.countdown_max_number, self.countdown_target,
+                         self.countdown_solution)  # fmt: skip
 
     def recorded(self, held_out: list) -> dict:
         """The data settings as a run records them: the flags, and the identity of the held-out part they give

@@ -293,12 +293,17 @@ def _read_jsonl(path: Path, skip_invalid: bool = False) -> tuple[list[dict], int
 
 @dataclass(frozen=True)
 class Generated:
-    """How the generated datasets are made: how many countdown problems, how large their numbers, and the shape of
-    their search traces."""
+    """How the generated datasets are made: how many countdown problems, how large their numbers, whether they share
+    one target, how their solutions are written and the shape of their search traces."""
 
     countdown_problems: int = countdown_task.DATASET_SIZE
     search: countdown_task.Search | None = field(default_factory=countdown_task.Search)
     max_number: int = countdown_task.MAX_NUMBER
+    target: int | None = None  # one target for every problem (`countdown.one_target_problems`)
+    solution: str = "worked"  # how solutions are written (`countdown.SOLUTIONS`)
+
+    def __post_init__(self):
+        countdown_task.check_target_and_solution(self.target, self.solution)
 
 
 def read_rows(source: str, split: str = "train", subset: str | None = None) -> list[dict]:
@@ -316,9 +321,9 @@ def _read_source(
     if sizes is not None:
         # Newest first: the hold-out is the end of the list, so it is the first problems generated whatever
         # --countdown_problems is, and a longer list never trains on what a shorter one holds out.
-        rows = countdown_task.generate(
-            generated.countdown_problems, sizes, search=generated.search, max_number=generated.max_number
-        )
+        rows = countdown_task.generate(generated.countdown_problems, sizes, search=generated.search,
+                                       max_number=generated.max_number, target=generated.target,
+                                       solution=generated.solution)  # fmt: skip
         return rows[::-1], 0
     path = Path(source)
     if path.suffix == ".jsonl":
@@ -428,9 +433,24 @@ def load_problems(
     return problems[:limit] if limit else problems, skipped
 
 
-def split_problems(problems: list, holdout: int) -> tuple[list, list]:
-    """A deterministic train / held-out split: the last `holdout` problems are held out."""
+def split_problems(problems: list, holdout: int, group: Callable[[object], object] | None = None) -> tuple[list, list]:
+    """A deterministic train / held-out split: the last `holdout` problems are held out, and with them the rest of
+    the first one's `group` when problems before it share it (the orders of one countdown multiset with a fixed
+    target, `rlt.data.countdown.one_target_problems`): one problem is never on both sides in two orders."""
     if not 0 <= holdout < len(problems):  # a recipe's holdout (the CPU one's 120) meets a smaller own dataset
         raise UsageError(f"--holdout {holdout}: the data has {len(problems)} problems, and at least one must stay "
                          f"to train on; give --holdout between 0 and {len(problems) - 1}")  # fmt: skip
-    return problems[: len(problems) - holdout], problems[len(problems) - holdout :]
+    cut = len(problems) - holdout
+    first_held = group(problems[cut]) if group is not None and holdout else None
+    while first_held is not None and cut > 0 and group(problems[cut - 1]) == first_held:
+        cut -= 1
+    if cut == 0:
+        raise UsageError(f"--holdout {holdout}: with its whole group the held-out part takes every problem")
+    return problems[:cut], problems[cut:]
+
+
+def countdown_group(problem: Problem) -> tuple | None:
+    """A countdown problem's numbers as a multiset, with its target: its orders are one problem (`split_problems`)."""
+    if problem.countdown is None:
+        return None
+    return tuple(sorted(problem.countdown.numbers)), problem.countdown.target

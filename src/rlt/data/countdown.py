@@ -39,6 +39,7 @@ MAX_TARGET = 200
 MAX_ANSWER_CHARS = 2000  # a longer solution section is not a countdown answer; bounds the parser's work
 DATASET_SIZE = 1000
 DEFAULT_SIZES = (3, 4)
+SOLUTIONS = ("worked", "steps")  # how a generated solution is written: `worked_solution`, `steps_solution`
 
 
 @dataclass(frozen=True)
@@ -309,6 +310,13 @@ def worked_solution(problem: Countdown, expression: str, steps: list[_Step]) -> 
     return "\n".join(lines)
 
 
+def steps_solution(steps: list[_Step]) -> str:
+    """The solution as its steps alone, an answer `Countdown.check` reads step by step: "So 13 - 10 = 3, 6 / 3 = 2."
+    A search trace states these very steps where it walks the path, so a reader writes its answer by copying them,
+    where an expression would have to be rebuilt from them (BENCHMARKS §12h)."""
+    return "So " + ", ".join(f"{s.left} {s.op} {s.right} = {s.value}" for s in steps) + "."
+
+
 # ---------------------------------------------------------------------------------------------- search traces
 
 
@@ -323,10 +331,19 @@ class Search:
                solution's path alone, with its last tries
     tries      inside a dead end of three or more numbers, how many of its moves are followed to their last pair
                before backing up
+    restate_move  open each last pair's line with the move that made the pair ("After 13 - 10 = 3: 6 * 3 = 18,
+               …"), so the line where the search stops holds its whole path: a micro-world student copies its
+               steps answer from there (0.35 against 0.28 greedy, BENCHMARKS §12h)
     """
 
     dead_ends: int = 1
     tries: int = 1
+    restate_move: bool = False
+
+    @property
+    def draw_key(self) -> str:
+        """What seeds a trace's draws: the knobs that change them (restating a move draws nothing)."""
+        return f"Search(dead_ends={self.dead_ends}, tries={self.tries})"
 
     def __post_init__(self):
         if self.dead_ends < 0 or self.tries < 1:
@@ -375,6 +392,7 @@ def search_trace(problem: Countdown, steps: list[_Step], search: Search, rng: ra
     closes a pair none of whose results is the target.
     """
     target, memo = problem.target, {}
+    made_by = ""  # the move that made the pool a last pair is in, when search.restate_move
     # Restated word for word: a reader copies it from the question in order, the way it copies any repeated text,
     # where "Numbers a, b, c. Target t." asked for the target out of order (a micro-world student got it 20 % right).
     lines = [problem.goal]
@@ -386,17 +404,20 @@ def search_trace(problem: Countdown, steps: list[_Step], search: Search, rng: ra
         if finish is not None:  # the path's own operation last, after some others that miss the target
             misses = [m for m in moves if m[3] != target]
             moves = [*misses[: rng.randint(0, len(misses))], next(m for m in moves if m[:3] == finish)]
+        opening = "  " * depth + (made_by if search.restate_move else "")
         for a, op, b, value, _ in moves:
             tried.append(f"{a} {op} {b} = {value}")
             if value == target:
-                lines.append("  " * depth + ", ".join(tried) + ". Yes!")
+                lines.append(opening + ", ".join(tried) + ". Yes!")
                 return
-        lines.append("  " * depth + ", ".join(tried) + ". No.")
+        lines.append(opening + ", ".join(tried) + ". No.")
 
     def take(move: tuple, depth: int) -> tuple[int, ...]:
         """Write the move's line; the pool after it."""
+        nonlocal made_by
         a, op, b, value, after = move
         lines.append("  " * depth + f"Try {a} {op} {b} = {value}, left {_listed(after)}.")
+        made_by = f"After {a} {op} {b} = {value}: "
         return after
 
     def dead_end(pool: tuple[int, ...], depth: int) -> None:
@@ -496,24 +517,62 @@ def distinct_problems(sizes: tuple[int, int] = DEFAULT_SIZES, max_number: int = 
     return count
 
 
+def check_target_and_solution(target: int | None, solution: str) -> None:
+    """A usage error for a fixed target out of range or an unknown way of writing solutions."""
+    if target is not None and not 1 <= target <= MAX_TARGET:
+        raise UsageError(f"a countdown target (--countdown_target) must be in 1..{MAX_TARGET}, got {target}")
+    if solution not in SOLUTIONS:
+        raise UsageError(f"a countdown solution (--countdown_solution) is one of {', '.join(SOLUTIONS)}, "
+                         f"got {solution!r}")  # fmt: skip
+
+
+def one_target_problems(sizes: tuple[int, int], max_number: int, target: int, seed: int = 0) -> list[tuple[int, ...]]:
+    """Every problem with the fixed `target` (as in the 24 game): every order of every multiset of numbers that makes
+    it, the orders of a multiset next to each other, the multisets in a seeded order. A multiset's orders are one
+    problem in another order, so they are never split between training and held out (`rlt.data.split_problems`)."""
+    from itertools import combinations_with_replacement, permutations
+
+    memo: dict = {}
+    low, high = sizes
+    multisets = [numbers for size in range(low, high + 1)
+                 for numbers in combinations_with_replacement(range(1, max_number + 1), size)
+                 if reachable(numbers, target, memo)]  # fmt: skip
+    random.Random(f"countdown-target:{seed}:{low}-{high}:{max_number}:{target}").shuffle(multisets)
+    return [order for numbers in multisets for order in sorted(set(permutations(numbers)))]
+
+
 def generate(
     count: int,
     sizes: tuple[int, int] = DEFAULT_SIZES,
     seed: int = 0,
     search: Search | None = Search(),
     max_number: int = MAX_NUMBER,
+    target: int | None = None,
+    solution: str = "worked",
 ) -> list[dict]:
     """`count` distinct problems with `sizes[0]`..`sizes[1]` numbers each, drawn from 1..`max_number`, as dataset
-    rows: question, solution (worked), answer (a verified expression), numbers, target, and with `search` a
-    `reasoning_trace` that searches its way to that solution (`search_trace`). The same seed gives the same rows
-    everywhere; the problems and their solutions do not depend on `search`. A count beyond the distinct problems
-    that exist is refused at once (the draw would never end)."""
+    rows: question, solution, answer (a verified expression), numbers, target, and with `search` a `reasoning_trace`
+    that searches its way to that solution (`search_trace`). The same seed gives the same rows everywhere; the
+    problems and their solutions do not depend on `search`. A count beyond the distinct problems that exist is
+    refused at once (the draw would never end).
+
+    `target`: every problem has this target, and the rows are the first `count` of `one_target_problems`; by default
+    each problem draws its own. `solution`: "worked" (`worked_solution`) or "steps" (`steps_solution`)."""
     low, high = sizes
     if not 2 <= low <= high <= 8:
         raise UsageError(f"countdown sizes must satisfy 2 <= low <= high <= 8, got {low}-{high}")
     if not 2 <= max_number <= MAX_TARGET:
         raise UsageError(f"countdown numbers are drawn from 1..max_number, with 2 <= max_number <= {MAX_TARGET}; "
                          f"got {max_number}")  # fmt: skip
+    check_target_and_solution(target, solution)
+    if target is not None:
+        orders = one_target_problems(sizes, max_number, target, seed)
+        if count > len(orders):
+            raise UsageError(f"countdown with {low}-{high} numbers up to {max_number} and target {target} has "
+                             f"{len(orders)} problems (every order of every multiset that makes it); {count} asked "
+                             "(--countdown_problems)")  # fmt: skip
+        return [_row(Countdown(numbers, target), *solve(list(numbers), target), seed, search, solution)
+                for numbers in orders[:count]]  # fmt: skip
     exist = distinct_problems(sizes, max_number, at_least=count)
     if count > exist:
         raise UsageError(f"countdown with {low}-{high} numbers up to {max_number} has {exist} distinct problems; "
@@ -528,21 +587,27 @@ def generate(
         solved = solve_randomly(numbers, rng)
         if solved is None:
             continue
-        expression, target, steps = solved
-        key = (tuple(sorted(numbers)), target)
-        if not 1 <= target <= MAX_TARGET or target in numbers or key in seen:  # no problem answered by one number
+        expression, problem_target, steps = solved
+        key = (tuple(sorted(numbers)), problem_target)
+        if not 1 <= problem_target <= MAX_TARGET or problem_target in numbers or key in seen:  # no one-number answer
             continue
-        problem = Countdown(tuple(numbers), target)
-        assert problem.check(expression) == (True, "correct"), expression  # the generator and checker agree
         seen.add(key)
         size = rng.randint(low, high)
-        row = {"question": problem.question, "solution": worked_solution(problem, expression, steps),
-               "answer": expression, "numbers": list(numbers), "target": target}  # fmt: skip
-        if search is not None:  # its own stream of draws, so that the knobs never change which problems come
-            trace_rng = random.Random(f"search:{seed}:{numbers}:{target}:{search}")
-            row["reasoning_trace"] = search_trace(problem, steps, search, trace_rng)
-        rows.append(row)
+        rows.append(_row(Countdown(tuple(numbers), problem_target), expression, steps, seed, search, solution))
     return rows
+
+
+def _row(problem: Countdown, expression: str, steps: list[_Step], seed: int, search: Search | None,
+         solution: str) -> dict:  # fmt: skip
+    assert problem.check(expression) == (True, "correct"), expression  # the generator and checker agree
+    written = worked_solution(problem, expression, steps) if solution == "worked" else steps_solution(steps)
+    row = {"question": problem.question, "solution": written, "answer": expression,
+           "numbers": list(problem.numbers), "target": problem.target}  # fmt: skip
+    if search is not None:  # its own stream of draws, so that the knobs never change which problems come
+        numbers, target = list(problem.numbers), problem.target
+        trace_rng = random.Random(f"search:{seed}:{numbers}:{target}:{search.draw_key}")
+        row["reasoning_trace"] = search_trace(problem, steps, search, trace_rng)
+    return row
 
 
 def parse_spec(source: str) -> tuple[int, int] | None:

@@ -31,8 +31,16 @@ base cannot continue a list from one of its numbers, nor recall the number paire
 content stays at chance for 2,500 steps of its own training text; §12f). Telling whether a result is a question's
 target is such a lookup, and the checking lines have not taught it (§12c, §12f).
 
+With one target for every problem (as in the 24 game) the verdict needs no such lookup: "= 2" ends a search whatever
+the question, a fact like "6 / 3 = 2". So the world of `countdown-tiny` is three numbers from 1 to 13 and the
+target 2 (`recipes/micro/`), its answers the steps the search walked ("So 13 - 10 = 3, 6 / 3 = 2.", which a student
+copies, where an expression would have to be rebuilt by content); phase 1 keeps the first world's copying lists
+(`FIRST_WORLD`), whose draw is known to copy lists of every length (BENCHMARKS §12h).
+
 `build` trains it with transformers' Trainer (seeded: the same weights for the same seed on one machine) and
-`ensure_base` caches it under the embedded name, like the GGUF models in `rlt.models`.
+`ensure_base` caches it under the embedded name, like the GGUF models in `rlt.models`. A build that outlasts a first
+use's 15 minutes ships its weights in the package (`SHIPPED`), with the `build.json` of the build that made them;
+`build(RECIPES[name], DIR)` makes them again.
 """
 
 from __future__ import annotations
@@ -58,7 +66,12 @@ class World:
     """The micro-world's problem range: how many numbers a problem has and how large they are."""
 
     sizes: tuple[int, int] = (3, 3)
-    max_number: int = 8
+    max_number: int = 13
+
+
+#: The first countdown-tiny's world, numbers 1..8: phase 1 still draws its copying lists from it (numbers up to 64),
+#: a draw known to end in copying lists of every length (BENCHMARKS §12a-b).
+FIRST_WORLD = World(max_number=8)
 
 
 @dataclass(frozen=True)
@@ -74,6 +87,7 @@ class BaseRecipe:
     kept in the mix so the skill stays."""
 
     world: World = World()
+    copy_world: World = FIRST_WORLD  # the lists of phase 1: numbers up to its max_number², its draw
     layers: int = 2
     hidden: int = 128
     heads: int = 4
@@ -84,7 +98,7 @@ class BaseRecipe:
     copy_check_every: int = 250
     block: int = 128  # tokens per training sequence (lines packed, cut at line ends)
     batch: int = 32
-    steps: int = 1000
+    steps: int = 3500
     learning_rate: float = 1e-3
     seed: int = 1
 
@@ -314,7 +328,7 @@ def _copy_check(recipe: BaseRecipe, tokenizer, checks: list[dict]):
         def on_step_end(self, args, state, control, model=None, **kwargs):
             if state.global_step % recipe.copy_check_every:
                 return
-            accuracy = copy_accuracy(model.eval(), tokenizer, recipe.world)
+            accuracy = copy_accuracy(model.eval(), tokenizer, recipe.copy_world)
             model.train()
             checks.append({"step": state.global_step, "copy_accuracy": accuracy})
             logger.info("copying, step %d: %.2f of lists repeated exactly", state.global_step, accuracy)
@@ -346,7 +360,7 @@ def build(recipe: BaseRecipe, output_dir: str | Path, progress: bool = True) -> 
     output_dir = Path(output_dir)
     tokenizer = build_tokenizer()
     # ~16 tokens a copy line; packing leaves a little over, drop_last the rest
-    copying = _blocks(copy_lines(recipe.world, recipe.copy_steps * recipe.batch * recipe.copy_block // 16 + 64,
+    copying = _blocks(copy_lines(recipe.copy_world, recipe.copy_steps * recipe.batch * recipe.copy_block // 16 + 64,
                                  seed=recipe.seed), tokenizer, recipe.copy_block)  # fmt: skip
     lines = world_lines(recipe)
     blocks = _blocks(lines, tokenizer, recipe.block)
@@ -357,7 +371,7 @@ def build(recipe: BaseRecipe, output_dir: str | Path, progress: bool = True) -> 
         phases["copying"] = _train(model, tokenizer, copying, recipe.copy_steps, recipe.copy_learning_rate,
                                    "constant_with_warmup", recipe, output_dir, progress,
                                    [_copy_check(recipe, tokenizer, checks)])  # fmt: skip
-        copies["after copying"] = copy_accuracy(model.eval(), tokenizer, recipe.world)
+        copies["after copying"] = copy_accuracy(model.eval(), tokenizer, recipe.copy_world)
     phases["world"] = train_world(model, tokenizer, blocks, recipe, output_dir, progress)
     model.eval()
     facts = fact_accuracy(model, tokenizer, recipe.world)
@@ -387,18 +401,31 @@ def build(recipe: BaseRecipe, output_dir: str | Path, progress: bool = True) -> 
 RECIPES = {"countdown-tiny": BaseRecipe()}
 
 
+#: Weights that ship in the package, by embedded name, each with the `build.json` of the build that made them: a base
+#: whose build outlasts the 15 minutes a first use may take is copied from here, not rebuilt.
+SHIPPED = Path(__file__).parent / "weights"
+
+
+def _built_by(directory: Path, recipe: BaseRecipe) -> bool:
+    record = directory / "build.json"
+    return record.exists() and json.loads(record.read_text())["recipe"] == json.loads(recipe.identity)
+
+
 def ensure_base(name: str, cache: Path) -> Path:
-    """The cached base of an embedded micro-world name, built first when the cache lacks it or holds another recipe's
-    weights (a crash mid-build leaves only a `.partial` directory, which the next build replaces)."""
+    """The cached base of an embedded micro-world name: copied from the package's `SHIPPED` weights when they are this
+    recipe's, else built first when the cache lacks it or holds another recipe's weights (a crash mid-build leaves
+    only a `.partial` directory, which the next build replaces)."""
     recipe, target = RECIPES[name], cache / name
-    record = target / "build.json"
-    if record.exists() and json.loads(record.read_text())["recipe"] == json.loads(recipe.identity):
+    if _built_by(target, recipe):
         return target
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    logger.warning("building the micro-world base %s from scratch into %s (once; about 11 minutes on 2 cores)",
-                   name, target)  # fmt: skip
-    build(recipe, partial)
+    if _built_by(SHIPPED / name, recipe):
+        shutil.copytree(SHIPPED / name, partial)
+    else:
+        logger.warning("building the micro-world base %s from scratch into %s (once; about 25 minutes on 2 cores)",
+                       name, target)  # fmt: skip
+        build(recipe, partial)
     shutil.rmtree(target, ignore_errors=True)
     partial.replace(target)
     return target
