@@ -13,7 +13,7 @@ paired by problem. Every stage resumes: a student or an evaluation already on di
 
     python benchmarks/micro_yardstick.py --seeds 0 1 2 [--work runs/micro-yardstick]
 
-Another world's problems and base: `--data`, `--holdout`, `--base` (e.g. micro_fixed_target's, BENCHMARKS §12h).
+Another world's problems and base: `--data`, `--holdout`, `--base` (e.g. micro_fixed_target's, BENCHMARKS §12g).
 """
 
 from __future__ import annotations

@@ -313,7 +313,7 @@ def worked_solution(problem: Countdown, expression: str, steps: list[_Step]) -> 
 def steps_solution(steps: list[_Step]) -> str:
     """The solution as its steps alone, an answer `Countdown.check` reads step by step: "So 13 - 10 = 3, 6 / 3 = 2."
     A search trace states these very steps where it walks the path, so a reader writes its answer by copying them,
-    where an expression would have to be rebuilt from them (BENCHMARKS §12h)."""
+    where an expression would have to be rebuilt from them (BENCHMARKS §12g)."""
     return "So " + ", ".join(f"{s.left} {s.op} {s.right} = {s.value}" for s in steps) + "."
 
 
@@ -333,7 +333,7 @@ class Search:
                before backing up
     restate_move  open each last pair's line with the move that made the pair ("After 13 - 10 = 3: 6 * 3 = 18,
                …"), so the line where the search stops holds its whole path: a micro-world student copies its
-               steps answer from there (0.35 against 0.28 greedy, BENCHMARKS §12h)
+               steps answer from there (0.35 against 0.28 greedy, BENCHMARKS §12g)
     """
 
     dead_ends: int = 1

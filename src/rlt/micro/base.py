@@ -35,7 +35,7 @@ With one target for every problem (as in the 24 game) the verdict needs no such 
 the question, a fact like "6 / 3 = 2". So the world of `countdown-tiny` is three numbers from 1 to 13 and the
 target 2 (`recipes/micro/`), its answers the steps the search walked ("So 13 - 10 = 3, 6 / 3 = 2.", which a student
 copies, where an expression would have to be rebuilt by content); phase 1 keeps the first world's copying lists
-(`FIRST_WORLD`), whose draw is known to copy lists of every length (BENCHMARKS §12h).
+(`FIRST_WORLD`), whose draw is known to copy lists of every length (BENCHMARKS §12g).
 
 `build` trains it with transformers' Trainer (seeded: the same weights for the same seed on one machine) and
 `ensure_base` caches it under the embedded name, like the GGUF models in `rlt.models`. A build that outlasts a first
