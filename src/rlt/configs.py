@@ -539,7 +539,7 @@ class DataArguments:
     )
     countdown_max_number: int = field(
         default=countdown.MAX_NUMBER,
-        metadata={"help": "countdown: the largest number drawn (countdown-tiny knows 1..8)."},
+        metadata={"help": "countdown: the largest number drawn (countdown-tiny knows 1..13)."},
     )
     countdown_target: int | None = field(
         default=None,
