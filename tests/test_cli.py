@@ -113,7 +113,7 @@ def test_train_help_puts_rlt_flags_first_and_trl_behind_help_all(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     out = capsys.readouterr().out
-    assert len(out.splitlines()) < 200
+    assert len(out.splitlines()) < 220  # rlt's own flags grow (the countdown world's knobs); TRL's 193 stay behind
     own, trl = out.index("rlt train options:"), out.index("TRL / transformers options:")
     for flag in ("--config RECIPE.yaml", "--kl_coeffs", "--student", "--holdout", "--offload_student"):
         assert own < out.index(flag, own) < trl, flag

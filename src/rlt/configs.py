@@ -543,14 +543,12 @@ class DataArguments:
     )
     countdown_target: int | None = field(
         default=None,
-        metadata={"help": "countdown: one target for every problem, as in the 24 game (the problems are then every "
-                  "order of every multiset that makes it, and a multiset is never split by --holdout); default: "
-                  "each problem draws its own."},
+        metadata={"help": "countdown: one target for every problem, as in the 24 game (every order of every "
+                  "multiset that makes it)."},
     )  # fmt: skip
     countdown_solution: str = field(
         default="worked",
-        metadata={"help": "countdown: how a solution is written: worked (a line per operation, then the expression) "
-                  "or steps ('So 13 - 10 = 3, 6 / 3 = 2.', an answer the checker reads step by step)."},
+        metadata={"help": "countdown: worked solutions, or steps ('So 13 - 10 = 3, 6 / 3 = 2.')."},
     )  # fmt: skip
     search_traces: bool = field(
         default=True,
@@ -572,8 +570,7 @@ class DataArguments:
     )
     search_restate_move: bool = field(
         default=False,
-        metadata={"help": "countdown search traces: open each last pair's line with the move that made the pair "
-                  "('After 13 - 10 = 3: ...'), so the line where the search stops holds its whole path."},
+        metadata={"help": "countdown search traces: open a last pair's line with its move ('After 13 - 10 = 3:')."},
     )  # fmt: skip
     framing: str = field(
         default="auto",
