@@ -30,7 +30,6 @@ Run from the repository root as a module (`-m`): it imports a sibling benchmark.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import random
 import sys
@@ -69,6 +68,7 @@ def problems(
     solution is that line (three numbers); "steps", the solution is the path's steps, as the trace states them
     ("So 13 - 10 = 3, 6 / 3 = 2.", an answer `Countdown.check` reads step by step); "after", those steps, each last
     pair's line in the trace opened by the move that made it (`Search.restate_move`)."""
+    search = replace(search or Search(), restate_move=answer == "after")  # restating a move draws nothing
     memo: dict = {}
     multisets = [m for m in combinations_with_replacement(range(1, max_number + 1), size) if reachable(m, target, memo)]
     rng = random.Random(f"micro-fixed-target:{seed}")
@@ -79,16 +79,12 @@ def problems(
         for numbers in sorted(set(permutations(multiset))):
             expression, steps = solve(list(numbers), target)
             problem = Countdown(numbers, target)
-            trace_rng = copy.deepcopy(rng)  # where the trace's draws start, for the "after" form to draw the same
-            trace = search_trace(problem, steps, search or Search(), rng)
+            trace = search_trace(problem, steps, search, rng)
             solution = worked_solution(problem, expression, steps)
             if answer == "line":
                 solution = f"So {expression} = {target}."
-            elif answer == "steps":
+            elif answer in ("steps", "after"):
                 solution = steps_solution(steps)
-            elif answer == "after":  # the trace drawn as `search` would, each last pair opened by its move
-                solution = steps_solution(steps)
-                trace = search_trace(problem, steps, replace(search or Search(), restate_move=True), trace_rng)
             elif answer == "carried":
                 solution = f"So {carried(steps)} = {target}."
                 trace = f"{trace} {solution}"
