@@ -13,7 +13,7 @@ paired by problem. Every stage resumes: a student or an evaluation already on di
 
     python benchmarks/micro_yardstick.py --seeds 0 1 2 [--work runs/micro-yardstick]
 
-Another world's problems and base: `--data`, `--holdout`, `--base` (e.g. micro_fixed_target's, BENCHMARKS §12g).
+`--base` names another base every student starts from (BENCHMARKS §12g: the one-target base before it shipped).
 """
 
 from __future__ import annotations
@@ -60,18 +60,8 @@ def main() -> None:
     parser.add_argument("--problems", type=int, default=None, help="at most this many training problems (all)")
     parser.add_argument("--work", default="runs/micro-yardstick")
     parser.add_argument("--out", default="benchmarks/results/micro_yardstick.json")
-    parser.add_argument("--data", help="another world's problems: a countdown JSONL whose last --holdout rows are held "
-                        "out (micro_fixed_target's problems.jsonl); default: the recipes' dataset")  # fmt: skip
-    parser.add_argument("--holdout", type=int, help="with --data: how many of its last rows are held out")
     parser.add_argument("--base", default="countdown-tiny", help="the base every student starts from")
-    parser.add_argument("--distill", default="", help="flags for rlt distill over the recipe's, e.g. "
-                        "'--per_device_train_batch_size 16'")  # fmt: skip
-    parser.add_argument("--max_new_tokens", type=int, help="rlt eval's, over the recipe's")
     args = parser.parse_args()
-    if bool(args.data) != bool(args.holdout):
-        parser.error("--data and --holdout go together")
-    on_data = ["--dataset", args.data, "--adapter", "countdown", "--holdout", str(args.holdout)] if args.data else []
-    generation = ["--max_new_tokens", str(args.max_new_tokens)] if args.max_new_tokens else []
     work = ROOT / args.work
     work.mkdir(parents=True, exist_ok=True)
     timings = work / "timings.json"
@@ -81,13 +71,13 @@ def main() -> None:
         source = work / "sources" / f"{name}.jsonl"
         if not source.exists():
             rlt(timings, f"traces {name}", "traces", "--config", str(RECIPES / "traces.yaml"), "--teacher", teacher,
-                "--out", str(source), *limit, *on_data)  # fmt: skip
+                "--out", str(source), *limit)  # fmt: skip
         for seed in args.seeds:
             student = work / "students" / f"{name}-{seed}"
             if not (student / "distill.json").exists():
                 rlt(timings, f"distill {name}-{seed}", "distill", "--config", str(RECIPES / "distill.yaml"),
                     "--traces", str(source), "--output_dir", str(student), "--seed", str(seed),
-                    "--model_name_or_path", args.base, *args.distill.split())  # fmt: skip
+                    "--model_name_or_path", args.base)  # fmt: skip
             evals[f"{name}-{seed}"] = student
     evals["base"] = Path(args.base)
     results = {}
@@ -95,7 +85,7 @@ def main() -> None:
         out = work / "eval" / f"{name}.json"
         if not out.exists():
             rlt(timings, f"eval {name}", "eval", "--config", str(RECIPES / "eval.yaml"), "--model", str(model),
-                "--out", str(out), *on_data, *generation)  # fmt: skip
+                "--out", str(out))  # fmt: skip
         results[name] = json.loads(out.read_text())
     summarize(results, args, json.loads(timings.read_text()) if timings.exists() else {})
 
