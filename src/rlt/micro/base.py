@@ -423,7 +423,7 @@ def ensure_base(name: str, cache: Path) -> Path:
     if _built_by(SHIPPED / name, recipe):
         shutil.copytree(SHIPPED / name, partial)
     else:
-        logger.warning("building the micro-world base %s from scratch into %s (once; about 25 minutes on 2 cores)",
+        logger.warning("building the micro-world base %s from scratch into %s (once; about 22 minutes on 2 cores)",
                        name, target)  # fmt: skip
         build(recipe, partial)
     shutil.rmtree(target, ignore_errors=True)
