@@ -5,7 +5,9 @@ For each `rlt eval` JSON (greedy records), counts the answers whose think sectio
 - ends its search on the target ("= 37. Yes!", or "= 37!" in a marked format): the verdict was right;
 - of those, whose solution section restates the question ("Target 37, numbers 7, 5, 2.") and holds both steps of the
   path the search ended on (its last "Try" move and the move that made the target), copied;
-- and are graded correct (the solution section's expression checks).
+- of those, whose path (those two steps) is a right answer by the exact checker, and of these how many are graded
+  wrong: the search solved the problem and the solution section failed to write it up (§12h);
+- and are graded correct (the solution section's answer checks).
 
     python benchmarks/micro_verdicts.py runs/micro-v5/eval-traces-0.json runs/micro-v9/eval-traces-0.json \\
         --out benchmarks/results/micro_verdicts.json
@@ -17,10 +19,13 @@ import argparse
 import json
 import re
 
+from rlt.data.countdown import Countdown
+
 
 def verdicts(records: list[dict]) -> dict[str, int]:
     counts = {"answers": len(records), "target_made_in_a_last_pair": 0, "search_ends_on_the_target": 0,
-              "then_solution_restates_the_question": 0, "then_solution_copies_both_steps": 0, "correct": 0}  # fmt: skip
+              "then_solution_restates_the_question": 0, "then_solution_copies_both_steps": 0,
+              "then_the_path_is_right": 0, "right_path_graded_wrong": 0, "correct": 0}  # fmt: skip
     for record in records:
         target, numbers = re.search(r"Make (\d+) from the numbers ([\d, ]+)\.", record["question"]).groups()
         think, _, solution = record["completion"].partition("</think>")
@@ -35,6 +40,10 @@ def verdicts(records: list[dict]) -> dict[str, int]:
             stops = re.findall(r"(\d+ [-+*/] \d+ = \d+)(?:!|\. Yes!)", think)
             copied = bool(moves and stops) and moves[-1] in solution and stops[-1] in solution
             counts["then_solution_copies_both_steps"] += copied
+            problem = Countdown(tuple(map(int, numbers.split(", "))), int(target))
+            if moves and stops and problem.check(f"{moves[-1]}, {stops[-1]}.")[0]:
+                counts["then_the_path_is_right"] += 1
+                counts["right_path_graded_wrong"] += not record["correct"]
         counts["correct"] += bool(record["correct"])
     return counts
 
