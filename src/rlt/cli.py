@@ -209,6 +209,15 @@ def demo(argv: list[str]) -> int:
     return 0
 
 
+def experiment(argv: list[str]) -> int:
+    from rlt.experiment import ExperimentArguments, run_experiment
+
+    (args,) = _parse((ExperimentArguments,), argv, "experiment")
+    report = run_experiment(args)
+    print(f"[rlt experiment] done{f': report in {report}' if report else ''}")
+    return 0
+
+
 #: Every command: the function that runs it, and its line in `rlt --help` (listed in this order).
 COMMANDS = {
     "score": (score, "Score explanations with the RLT reward (teacher + frozen student)."),
@@ -231,6 +240,10 @@ COMMANDS = {
     "eval": (evaluation, "Student accuracy (pass@1, pass@k, math-verify) or a teacher's mean RLT reward."),
     "plot": (plot, "PNG curves of a training run (reward, its components, KL, completion length)."),
     "demo": (demo, "The whole pipeline at small scale on the embedded default (SmolLM2-135M, CHAMP)."),
+    "experiment": (
+        experiment,
+        "The paper's experiment whole (micro-world): RL teachers against their warm-up and the expert, by students.",
+    ),
 }
 
 

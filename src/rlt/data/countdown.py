@@ -454,13 +454,20 @@ def arithmetic(text: str) -> tuple[int, int]:
 
 
 def _step_lines(solution: str) -> list[str]:
-    """The operation lines of a worked solution as `worked_solution` writes it (between its header and "So ...")."""
-    return solution.split("\n")[1:-1]
+    """The operation lines of a solution: a worked one's (`worked_solution`: between its header and "So ..."), or
+    a steps solution's one line ("So 13 - 10 = 3, 6 / 3 = 2.", `steps_solution`). A search trace writes neither."""
+    lines = solution.split("\n")
+    if len(lines) == 1:
+        return lines if solution.startswith("So ") and _STATEMENT.search(solution) else []
+    return lines[1:-1]
 
 
 def solution_steps(solution: str) -> list[tuple[str, ...]]:
-    """The operations of a worked solution: [("10", "+", "1", "11"), ("22", "+", "11", "33")]."""
-    return [found for line in _step_lines(solution) for found in _STATEMENT.findall(line)[:1]]
+    """The operations of a worked or steps solution: [("10", "+", "1", "11"), ("22", "+", "11", "33")]."""
+    lines = _step_lines(solution)
+    if lines == [solution]:  # the steps solution's line states every operation
+        return _STATEMENT.findall(solution)
+    return [found for line in lines for found in _STATEMENT.findall(line)[:1]]
 
 
 def walks_solution_path(explanation: str, solution: str) -> bool:
