@@ -111,7 +111,13 @@ def experiment(tmp_path_factory):
 
 
 def test_every_stage_writes_what_the_next_reads(experiment):
+    from safetensors.torch import load_file
+
     run, _, launched, _ = experiment
+    weights = {name: load_file(run / name / "model.safetensors")
+               for name in ("teachers/warmup", "students/expert-d0", "students/expert-d1")}  # fmt: skip
+    for a, b in (("teachers/warmup", "students/expert-d0"), ("students/expert-d0", "students/expert-d1")):
+        assert any(not weights[a][k].equal(weights[b][k]) for k in weights[a]), (a, b)  # each trained, its own way
     commands = [argv[0] for argv in launched]
     assert commands.count("train") == 1 and commands.count("warmup") == 1
     assert commands.count("distill") == 9 and commands.count("eval") == 10  # the base is graded, not distilled
@@ -154,3 +160,35 @@ def test_a_rerun_launches_nothing(experiment):
     again: list[list[str]] = []
     run_experiment(args, lambda argv, log: again.append(argv) or 0.0)
     assert again == []
+
+
+def test_the_reward_students_reading_through_rlt_score_reproduces_the_recorded_reward(experiment):
+    # the readers are scored in the recipe's format with the teacher's reward: the reward's student must then give
+    # back the r_SS that `rlt traces` recorded for the very explanations (another format would not)
+    run, _, _, _ = experiment
+    record = json.loads((run / "report" / "report.json").read_text())
+    for teacher in ("warmup", "rl-lam3-r0"):
+        rows = [json.loads(line) for line in (run / "sources" / f"{teacher}.first.jsonl").open()]
+        recorded = sum(r["solution_logprob_mean"] for r in rows) / len(rows)
+        assert record["readers"][teacher]["reward student"] == pytest.approx(recorded, abs=1e-4)
+        assert record["readers"][teacher]["judge"] != pytest.approx(recorded, abs=1e-4)  # another student
+
+
+def test_a_run_with_other_settings_in_the_same_directory_is_refused(experiment):
+    *_, args = experiment
+    full = ExperimentArguments(**{**args.__dict__, "quick": False})
+    with pytest.raises(UsageError, match="other quick"):
+        run_experiment(full, lambda argv, log: pytest.fail(f"launched {argv}"))
+
+
+def test_students_graded_on_other_problems_are_not_paired(tmp_path):
+    from rlt.tools.experiment_report import student_table
+
+    plan = Plan(ExperimentArguments(kl_scales=[3.0], rl_seeds=[0], distill_seeds=[0]))
+    (tmp_path / "grades").mkdir()
+    for name, data in (("base", {"max_problems": 2}), ("expert-d0", {"max_problems": 3})):
+        grades = {"records": [{"index": i, "correct": i == 0} for i in range(2)],
+                  "provenance": {"settings": {"data": data, "eval": {"num_samples": 0, "model": name}}}}  # fmt: skip
+        (tmp_path / "grades" / f"{name}.json").write_text(json.dumps(grades))
+    with pytest.raises(ValueError, match="grades other problems"):
+        student_table(plan, tmp_path)

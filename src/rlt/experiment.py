@@ -188,7 +188,7 @@ def launch_process(argv: list[str], log: Path) -> float:
                                    env=env)  # fmt: skip
         _, status, usage = os.wait4(process.pid, 0)
     if status:
-        raise RuntimeError(f"rlt {argv[0]} failed (exit status {status >> 8}): see {log}")
+        raise RuntimeError(f"rlt {argv[0]} failed (exit status {os.waitstatus_to_exitcode(status)}): see {log}")
     return usage.ru_maxrss / 2**20
 
 
@@ -217,8 +217,9 @@ class Runner:
         data = ["--max_problems", "16"]
         flags = {
             "traces": data,
-            "distill": ["--max_steps", "1"],
-            "warmup": [*data, "--max_steps", "1"],
+            # no learning-rate warm-up: its first step has a rate of 0, and one step would train nothing
+            "distill": ["--max_steps", "1", "--warmup_steps", "0"],
+            "warmup": [*data, "--max_steps", "1", "--warmup_steps", "0"],
             "train": [*data, "--max_steps", "1", "--save_steps", "1"],
             "eval": [*data, "--num_samples", "0"],
         }
@@ -294,8 +295,6 @@ def run_rl(plan: Plan, run: Runner, out: Path) -> None:
 def run_explanations(plan: Plan, run: Runner, out: Path) -> None:
     """Each teacher explains the training problems twice, scored by the reward it was trained on; the first sample of
     each problem, and its higher- and lower-reward one, are written as the sources students read."""
-    from rlt.sampling.traces import best_and_worst
-
     recipe = Path(plan.args.recipes) / "train.yaml"
     length = str(_recipe_value(recipe, "max_completion_length"))
     for teacher in plan.teachers:
@@ -306,16 +305,23 @@ def run_explanations(plan: Plan, run: Runner, out: Path) -> None:
                 str(out / "teachers" / teacher.name), "--student", str(reward_student(plan, out)), "--out", str(path),
                 "--num_samples", "2", "--max_new_tokens", length, "--kl_coeffs", *kl_coeffs(recipe, teacher.kl_scale),
                 "--batch_size", "64")  # fmt: skip
+            _write_picks(path, teacher.name)  # written again with every new sampling: never stale
             done.touch()
-        rows = _read_jsonl(path)
-        best, worst = best_and_worst(rows)
-        picks = {"first": [r for r in rows if r["sample"] == 0], "top": best, "bottom": worst}
-        for pick, chosen in picks.items():
-            target = path.with_name(f"{teacher.name}.{pick}.jsonl")
-            if not target.exists():
-                from rlt.records import write_rows
+        elif not path.with_name(f"{teacher.name}.first.jsonl").exists():
+            _write_picks(path, teacher.name)
 
-                write_rows(target, chosen, _read_json(path.with_name(path.name + ".provenance.json")))
+
+def _write_picks(path: Path, teacher: str) -> None:
+    """What students read of a teacher's explanations: the first sample of each problem, and of its two samples
+    the higher- and the lower-reward one (`best_and_worst`), each file with the explanations' provenance."""
+    from rlt.records import recover_jsonl, write_rows
+    from rlt.sampling.traces import best_and_worst
+
+    rows = recover_jsonl(path)
+    best, worst = best_and_worst(rows)
+    provenance = _read_json(path.with_name(path.name + ".provenance.json"))
+    for pick, chosen in {"first": [r for r in rows if r["sample"] == 0], "top": best, "bottom": worst}.items():
+        write_rows(path.with_name(f"{teacher}.{pick}.jsonl"), chosen, provenance)
 
 
 def run_students(plan: Plan, run: Runner, out: Path) -> None:
@@ -335,20 +341,30 @@ def run_grades(plan: Plan, run: Runner, out: Path) -> None:
                 str(path))  # fmt: skip
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    from rlt.records import recover_jsonl
-
-    return recover_jsonl(path)
-
-
 def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def check_settings(args: ExperimentArguments, out: Path) -> None:
+    """What every stage's output depends on (the recipes' text, --quick, --rl_steps) is recorded in
+    output_dir/experiment.json, and a run with other values there is refused: each stage skips what is already on
+    disk, so a full run must not pick up a quick run's one-step teachers. More λ, variants or seeds only add arms."""
+    recipes = {p.name: p.read_text() for p in sorted(Path(args.recipes).glob("*.yaml"))}
+    settings = {"recipes": recipes, "quick": args.quick, "rl_steps": args.rl_steps}
+    path = out / "experiment.json"
+    recorded = _read_json(path)
+    if recorded is not None and recorded != settings:
+        changed = [k for k in settings if recorded.get(k) != settings[k]]
+        raise UsageError(f"{out} holds an experiment run with other {', '.join(changed)}: its stages would be reused; "
+                         "give another --output_dir")  # fmt: skip
+    path.write_text(json.dumps(settings, indent=1))
 
 
 def run_experiment(args: ExperimentArguments, launch: Launch = launch_process) -> Path | None:
     """Run the asked stages in order, each command through `launch`; the report's path when the report stage ran."""
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    check_settings(args, out)
     plan, run = Plan(args), Runner(out, args.quick, launch)
     stages = {"expert": run_expert, "warmup": run_warmup, "rl": run_rl, "explanations": run_explanations,
               "students": run_students, "grades": run_grades}  # fmt: skip

@@ -79,7 +79,7 @@ def describe(kind: str, settings: dict, **recorded) -> dict:
 
 
 def write_record(path: Path, provenance: dict) -> None:
-    """Write a provenance file atomically."""
+    """Write a JSON record (a provenance, an evaluation's results) atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(provenance, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")

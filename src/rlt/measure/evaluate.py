@@ -10,7 +10,6 @@ answers each method checked and how many could not be checked at all.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import string
@@ -28,6 +27,7 @@ from rlt.data.countdown import Countdown
 from rlt.errors import UsageError
 from rlt.measure.leakage import YES_NO
 from rlt.models import DEFAULT_MODEL
+from rlt.provenance import write_record
 from rlt.reward.align import tokenize_texts
 from rlt.reward.formats import STRATOS, TagStyle, extract_solution, get_style, student_prompt
 from rlt.sampling.generation import Sampler, SamplingConfig, hf_sampler
@@ -338,8 +338,8 @@ def markdown_table(rows: dict[str, dict], columns: list[str]) -> str:
 def write_results(out: str | Path, results: dict, table: str) -> None:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2, ensure_ascii=False))
     out.with_suffix(".md").write_text(table + "\n")
+    write_record(out, results)  # atomically: a kill mid-write leaves the old file or none, never half of one
 
 
 def run_eval(args: EvalArguments, data_args, format_args, reward_args) -> tuple[dict, str]:

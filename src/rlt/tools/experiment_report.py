@@ -31,8 +31,9 @@ LOGGED = (("reward", "reward"), ("rlt/solution_logprob_mean", "r_SS mean"), ("rl
 
 
 def per_problem(grades: dict) -> dict[str, list[float]]:
-    """A graded student's measures per held-out problem (sampled measures only when it was sampled)."""
-    records = grades["records"]
+    """A graded student's measures per held-out problem, in the problems' order (sampled measures only when it was
+    sampled)."""
+    records = sorted(grades["records"], key=lambda r: r["index"])
     measures = {"greedy": [float(r["correct"]) for r in records]}
     samples = grades["provenance"]["settings"]["eval"]["num_samples"]
     if samples:
@@ -47,11 +48,19 @@ def student_table(plan: Plan, out: Path) -> tuple[dict, dict, dict]:
     from rlt.measure.stats import seeded_difference
 
     graded: dict[str, list[dict[str, list[float]]]] = {}
-    per_student = {}
+    per_student, problems = {}, None
     for student in plan.students:
         path = out / "grades" / f"{student.name}.json"
         if path.exists():
-            measures = per_problem(json.loads(path.read_text()))
+            grades = json.loads(path.read_text())
+            # students are paired by problem: every grade must come from the same problems, graded the same way
+            settings = grades["provenance"]["settings"]
+            asked = (settings["data"], {k: v for k, v in settings["eval"].items() if k not in ("model", "out")})
+            if problems is not None and asked != problems:
+                raise ValueError(f"{path} grades other problems or grades them otherwise than the others: "
+                                 f"{asked} against {problems}")  # fmt: skip
+            problems = asked
+            measures = per_problem(grades)
             graded.setdefault(student.arm, []).append(measures)
             per_student[student.name] = {m: statistics.mean(v) for m, v in measures.items()}
     arms, differences = {}, {}
@@ -61,7 +70,7 @@ def student_table(plan: Plan, out: Path) -> tuple[dict, dict, dict]:
         arms[arm]["students"] = len(students)
     for first, second in plan.comparisons():
         if first in graded and second in graded:
-            shared = [m for m in MEASURES if m in graded[first][0] and m in graded[second][0]]
+            shared = [m for m in MEASURES if m in graded[first][0]]
             differences[f"{first} - {second}"] = {
                 m: seeded_difference([s[m] for s in graded[first]], [s[m] for s in graded[second]]) for m in shared
             }
@@ -125,9 +134,10 @@ def _mean(values: list[float | None]) -> float | None:
 
 
 def judged(plan: Plan, out: Path) -> dict[str, dict[str, float]]:
-    """Per teacher, the mean r_SS terms of its students' explanations read by the reward's student (recorded when
-    they were scored) and by the judge (another seed of the expert's student, which no teacher trained against)."""
-    from rlt.experiment import judge
+    """Per teacher, the mean solution log-prob after the explanations its students read, by the reward's student and
+    by the judge (another seed of the expert's student, which no teacher trained against), both through `rlt score`
+    with the recipe's format and the teacher's reward (only r_SS is compared: the KL is each reader's own)."""
+    from rlt.experiment import judge, reward_student
 
     reader = judge(plan, out)
     result = {}
@@ -135,17 +145,28 @@ def judged(plan: Plan, out: Path) -> dict[str, dict[str, float]]:
         source = out / "sources" / f"{teacher.name}.first.jsonl"
         if not source.exists():
             continue
-        rows = [json.loads(line) for line in source.read_text().splitlines()]
-        entry = {"reward student": _mean([r.get("solution_logprob_mean") for r in rows])}
-        if reader is not None and (reader / "config.json").exists():
-            scored = out / "report" / "judge" / f"{teacher.name}.jsonl"
+        entry = {}
+        for name, student in (("reward student", reward_student(plan, out)), ("judge", reader)):
+            if student is None or not (student / "config.json").exists():
+                continue
+            scored = out / "report" / "readers" / f"{teacher.name}.{name.replace(' ', '-')}.jsonl"
             if not scored.exists():
-                _rlt("score", str(source), "--teacher", str(out / "teachers" / teacher.name), "--student",
-                     str(reader), "--out", str(scored))  # fmt: skip
-            entry["judge"] = _mean([json.loads(line).get("solution_logprob_mean")
-                                    for line in scored.read_text().splitlines()])  # fmt: skip
+                _rlt("score", str(source), "--student", str(student), "--out", str(scored),
+                     *_reward_flags(plan, out, teacher))  # fmt: skip
+            entry[name] = _mean([json.loads(line).get("solution_logprob_mean") for line in scored.open()])
         result[teacher.name] = entry
     return result
+
+
+def _reward_flags(plan: Plan, out: Path, teacher) -> list[str]:
+    """How `rlt score` and `rlt inspect` must read a teacher's explanations: the teacher, the recipe's tag style and
+    sampling temperature, the KL coefficients of the teacher's λ."""
+    from rlt.experiment import _recipe_value, kl_coeffs
+
+    recipe = Path(plan.args.recipes) / "train.yaml"
+    return ["--teacher", str(out / "teachers" / teacher.name), "--style", _recipe_value(recipe, "style"),
+            "--teacher_temperature", str(_recipe_value(recipe, "temperature")), "--kl_coeffs",
+            *kl_coeffs(recipe, teacher.kl_scale)]  # fmt: skip
 
 
 def _rlt(*argv: str) -> None:
@@ -164,8 +185,8 @@ def inspect_pages(plan: Plan, out: Path, rows: int = 6) -> list[Path]:
         )
         if source.exists() and not page.exists():
             page.parent.mkdir(parents=True, exist_ok=True)
-            _rlt("inspect", str(source), "--out", str(page), "--limit", str(rows), "--teacher",
-                 str(out / "teachers" / teacher.name), "--student", str(reward_student(plan, out)))  # fmt: skip
+            _rlt("inspect", str(source), "--out", str(page), "--limit", str(rows), "--student",
+                 str(reward_student(plan, out)), *_reward_flags(plan, out, teacher))  # fmt: skip
         if page.exists():
             pages.append(page)
     return pages
