@@ -99,7 +99,7 @@ def experiment(tmp_path_factory):
         settings = yaml.safe_load(recipe.read_text()) | smaller.get(recipe.name, {})
         (recipes / recipe.name).write_text(yaml.safe_dump(settings))
     args = ExperimentArguments(output_dir=str(root / "run"), recipes=str(recipes), kl_scales=[3.0], rl_seeds=[0],
-                               distill_seeds=[0, 1], quick=True)  # fmt: skip
+                               distill_seeds=[0, 1], variants=["full", "lora"], quick=True)  # fmt: skip
     launched: list[list[str]] = []
 
     def launch(argv: list[str], log: Path) -> float:
@@ -119,8 +119,8 @@ def test_every_stage_writes_what_the_next_reads(experiment):
     for a, b in (("teachers/warmup", "students/expert-d0"), ("students/expert-d0", "students/expert-d1")):
         assert any(not weights[a][k].equal(weights[b][k]) for k in weights[a]), (a, b)  # each trained, its own way
     commands = [argv[0] for argv in launched]
-    assert commands.count("train") == 1 and commands.count("warmup") == 1
-    assert commands.count("distill") == 9 and commands.count("eval") == 10  # the base is graded, not distilled
+    assert commands.count("train") == 2 and commands.count("warmup") == 1  # full fine-tuning and LoRA
+    assert commands.count("distill") == 10 and commands.count("eval") == 11  # the base is graded, not distilled
     train = next(argv for argv in launched if argv[0] == "train")
     assert train[train.index("--kl_coeffs") + 1 : train.index("--kl_coeffs") + 3] == ["3", "0.03"]
     assert train[train.index("--student") + 1] == str(run / "students" / "expert-d0")  # the reward's student
@@ -141,12 +141,13 @@ def test_the_report_gives_arms_differences_steps_and_two_readers(experiment):
     run, report, _, _ = experiment
     record = json.loads((run / "report" / "report.json").read_text())
     assert record["arms"]["expert"]["students"] == 2 and record["arms"]["rl-lam3"]["students"] == 1
+    assert record["arms"]["rl-lam3-lora"]["students"] == 1 and "rl-lam3-lora - warmup" in record["differences"]
     assert record["arms"]["base"]["greedy"]["n"] == 16  # the held-out problems, each a unit of the interval
     difference = record["differences"]["rl-lam3 - warmup"]["greedy"]
     assert difference["seeds"] == [1, 2] and difference["low"] <= difference["mean"] <= difference["high"]
     steps = record["rl_steps"]["rl-lam3"]
     assert steps["step"] == [1] and steps["reward"][0] < 0 and 0 <= steps["true arithmetic"][0] <= 1
-    assert set(record["readers"]) == {"warmup", "rl-lam3-r0"}
+    assert set(record["readers"]) == {"warmup", "rl-lam3-r0", "rl-lam3-lora-r0"}
     assert all(isinstance(entry["judge"], float) for entry in record["readers"].values())
     text = report.read_text()
     assert "rl-lam3 against warmup" in text or "rl-lam3 and warmup" in text or "rl-lam3 beat warmup" in text
@@ -192,3 +193,19 @@ def test_students_graded_on_other_problems_are_not_paired(tmp_path):
         (tmp_path / "grades" / f"{name}.json").write_text(json.dumps(grades))
     with pytest.raises(ValueError, match="grades other problems"):
         student_table(plan, tmp_path)
+
+
+@pytest.mark.parametrize("variant", ["conservative", "lora"])
+def test_each_variant_is_flags_rlt_train_takes_with_the_recipe(variant, tmp_path):
+    from trl import ModelConfig
+
+    from rlt.configs import DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig, parse
+    from rlt.experiment import VARIANTS
+
+    argv = ["--config", str(RECIPES / "train.yaml"), "--output_dir", str(tmp_path), *VARIANTS[variant]]
+    model, *_, config = parse((ModelConfig, DataArguments, FormatArguments, RewardArguments, RLTGRPOConfig), argv)
+    if variant == "conservative":  # the paper's: a KL to a reference that follows the teacher, a small step
+        assert (config.beta, config.sync_ref_model, config.ref_model_mixup_alpha) == (0.04, True, 0.9)
+        assert (config.ref_model_sync_steps, config.learning_rate) == (32, 1e-5)
+    else:
+        assert model.use_peft and (model.lora_r, model.lora_alpha) == (16, 32)
