@@ -105,10 +105,12 @@ def test_every_rlt_command_in_the_readme_parses():
     """The README's commands take the flags they are given (the review: `rlt score --skip_invalid` was documented
     and rejected): each parses, recipes and ranges checked, as the command would parse it."""
     from rlt.configs import InspectArguments, ScoreArguments
+    from rlt.experiment import ExperimentArguments
     from rlt.measure.reward_check import CheckRewardArguments
     from rlt.tools.demo import DemoArguments
 
     configs = COMMAND_CONFIGS | {"score": (ScoreArguments,), "inspect": (InspectArguments,), "demo": (DemoArguments,),
+                                 "experiment": (ExperimentArguments,),
                                  "check-reward": (CheckRewardArguments, DataArguments, FormatArguments,
                                                   RewardArguments)}  # fmt: skip
     commands = readme_commands()
