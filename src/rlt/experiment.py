@@ -202,8 +202,9 @@ class Runner:
         self.timings = json.loads(self.timings_path.read_text()) if self.timings_path.exists() else {}
         (out / "logs").mkdir(parents=True, exist_ok=True)
 
-    def __call__(self, name: str, command: str, recipe: Path, *flags: str) -> None:
-        argv = [command, "--config", str(recipe), *flags, *self.quick_flags(command)]
+    def __call__(self, name: str, command: str, recipe: Path | None, *flags: str) -> None:
+        config = ["--config", str(recipe)] if recipe is not None else []
+        argv = [command, *config, *flags, *self.quick_flags(command)]
         print(f"[rlt experiment] {name}: rlt {' '.join(argv)}", flush=True)
         started = time.time()
         peak = self.launch(argv, self.out / "logs" / f"{name}.log")
@@ -223,7 +224,7 @@ class Runner:
             "train": [*data, "--max_steps", "1", "--save_steps", "1"],
             "eval": [*data, "--num_samples", "0"],
         }
-        return flags[command]
+        return flags.get(command, [])  # score and inspect read what the stages wrote, as they wrote it
 
 
 def _trained(directory: Path) -> bool:
@@ -231,13 +232,13 @@ def _trained(directory: Path) -> bool:
     return (directory / "config.json").exists() and (directory / "trainer_state.json").exists()
 
 
-def _recipe_value(recipe: Path, key: str):
+def recipe_value(recipe: Path, key: str):
     return yaml.safe_load(recipe.read_text())[key]
 
 
 def kl_coeffs(recipe: Path, scale: float) -> list[str]:
     """The KL coefficients of λ = `scale`: (λ, λ·α), α the ratio of the train recipe's own pair."""
-    base_mean, base_max = _recipe_value(recipe, "kl_coeffs")
+    base_mean, base_max = recipe_value(recipe, "kl_coeffs")
     ratio = base_max / base_mean if base_mean else 0.0
     return [f"{scale:g}", f"{scale * ratio:g}"]
 
@@ -281,11 +282,11 @@ def run_warmup(plan: Plan, run: Runner, out: Path) -> None:
 def run_rl(plan: Plan, run: Runner, out: Path) -> None:
     recipe = Path(plan.args.recipes) / "train.yaml"
     steps = ["--max_steps", str(plan.args.rl_steps)] if plan.args.rl_steps else []
+    # every completion of a step logged: the report reads what the reward does to the text, step by step
+    batch = recipe_value(recipe, "per_device_train_batch_size")
     for teacher in plan.teachers[1:]:
         directory = out / "teachers" / teacher.name
         if not _trained(directory):
-            # every completion of a step logged: the report reads what the reward does to the text, step by step
-            batch = _recipe_value(recipe, "per_device_train_batch_size")
             run(f"rl {teacher.name}", "train", recipe, "--model_name_or_path", str(out / "teachers" / "warmup"),
                 "--student", str(reward_student(plan, out)), "--output_dir", str(directory), "--kl_coeffs",
                 *kl_coeffs(recipe, teacher.kl_scale), "--seed", str(teacher.seed), "--completion_samples_per_step",
@@ -296,7 +297,7 @@ def run_explanations(plan: Plan, run: Runner, out: Path) -> None:
     """Each teacher explains the training problems twice, scored by the reward it was trained on; the first sample of
     each problem, and its higher- and lower-reward one, are written as the sources students read."""
     recipe = Path(plan.args.recipes) / "train.yaml"
-    length = str(_recipe_value(recipe, "max_completion_length"))
+    length = str(recipe_value(recipe, "max_completion_length"))
     for teacher in plan.teachers:
         path = out / "sources" / f"{teacher.name}.jsonl"
         done = path.with_name(path.name + ".done")
@@ -314,12 +315,13 @@ def run_explanations(plan: Plan, run: Runner, out: Path) -> None:
 def _write_picks(path: Path, teacher: str) -> None:
     """What students read of a teacher's explanations: the first sample of each problem, and of its two samples
     the higher- and the lower-reward one (`best_and_worst`), each file with the explanations' provenance."""
+    from rlt.provenance import read_record
     from rlt.records import recover_jsonl, write_rows
     from rlt.sampling.traces import best_and_worst
 
     rows = recover_jsonl(path)
     best, worst = best_and_worst(rows)
-    provenance = _read_json(path.with_name(path.name + ".provenance.json"))
+    provenance = read_record(path.with_name(path.name + ".provenance.json"))
     for pick, chosen in {"first": [r for r in rows if r["sample"] == 0], "top": best, "bottom": worst}.items():
         write_rows(path.with_name(f"{teacher}.{pick}.jsonl"), chosen, provenance)
 
@@ -335,24 +337,22 @@ def run_grades(plan: Plan, run: Runner, out: Path) -> None:
         path = out / "grades" / f"{student.name}.json"
         if not path.exists():
             # the undistilled base: the one every student starts from, the distill recipe's
-            model = (_recipe_value(Path(plan.args.recipes) / "distill.yaml", "model_name_or_path")
+            model = (recipe_value(Path(plan.args.recipes) / "distill.yaml", "model_name_or_path")
                      if student.source is None else str(out / "students" / student.name))  # fmt: skip
             run(f"grade {student.name}", "eval", Path(plan.args.recipes) / "eval.yaml", "--model", model, "--out",
                 str(path))  # fmt: skip
-
-
-def _read_json(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def check_settings(args: ExperimentArguments, out: Path) -> None:
     """What every stage's output depends on (the recipes' text, --quick, --rl_steps) is recorded in
     output_dir/experiment.json, and a run with other values there is refused: each stage skips what is already on
     disk, so a full run must not pick up a quick run's one-step teachers. More λ, variants or seeds only add arms."""
+    from rlt.provenance import read_record
+
     recipes = {p.name: p.read_text() for p in sorted(Path(args.recipes).glob("*.yaml"))}
     settings = {"recipes": recipes, "quick": args.quick, "rl_steps": args.rl_steps}
     path = out / "experiment.json"
-    recorded = _read_json(path)
+    recorded = read_record(path)
     if recorded is not None and recorded != settings:
         changed = [k for k in settings if recorded.get(k) != settings[k]]
         raise UsageError(f"{out} holds an experiment run with other {', '.join(changed)}: its stages would be reused; "
@@ -375,5 +375,5 @@ def run_experiment(args: ExperimentArguments, launch: Launch = launch_process) -
     if "report" in args.stages:
         from rlt.tools.experiment_report import write_report
 
-        return write_report(plan, out, run.timings)
+        return write_report(plan, out, run)
     return None

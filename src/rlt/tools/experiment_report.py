@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rlt.measure.stats import present
+
 if TYPE_CHECKING:
-    from rlt.experiment import Plan
+    from rlt.experiment import Plan, Runner
 
 #: Per-problem measures of a graded student: greedy pass@1; pass@1 and pass@k from its samples.
 MEASURES = ("greedy", "sampled", "pass@k")
@@ -129,11 +129,11 @@ def explanation_text(rows: list[dict]) -> dict[str, float]:
 
 
 def _mean(values: list[float | None]) -> float | None:
-    kept = [v for v in values if v is not None and v == v]
+    kept = [v for v in values if present(v)]
     return statistics.mean(kept) if kept else None
 
 
-def judged(plan: Plan, out: Path) -> dict[str, dict[str, float]]:
+def judged(plan: Plan, out: Path, run: Runner) -> dict[str, dict[str, float]]:
     """Per teacher, the mean solution log-prob after the explanations its students read, by the reward's student and
     by the judge (another seed of the expert's student, which no teacher trained against), both through `rlt score`
     with the recipe's format and the teacher's reward (only r_SS is compared: the KL is each reader's own)."""
@@ -151,8 +151,8 @@ def judged(plan: Plan, out: Path) -> dict[str, dict[str, float]]:
                 continue
             scored = out / "report" / "readers" / f"{teacher.name}.{name.replace(' ', '-')}.jsonl"
             if not scored.exists():
-                _rlt("score", str(source), "--student", str(student), "--out", str(scored),
-                     *_reward_flags(plan, out, teacher))  # fmt: skip
+                run(f"read {teacher.name} ({name})", "score", None, str(source), "--student", str(student), "--out",
+                    str(scored), *_reward_flags(plan, out, teacher))  # fmt: skip
             entry[name] = _mean([json.loads(line).get("solution_logprob_mean") for line in scored.open()])
         result[teacher.name] = entry
     return result
@@ -161,19 +161,15 @@ def judged(plan: Plan, out: Path) -> dict[str, dict[str, float]]:
 def _reward_flags(plan: Plan, out: Path, teacher) -> list[str]:
     """How `rlt score` and `rlt inspect` must read a teacher's explanations: the teacher, the recipe's tag style and
     sampling temperature, the KL coefficients of the teacher's λ."""
-    from rlt.experiment import _recipe_value, kl_coeffs
+    from rlt.experiment import kl_coeffs, recipe_value
 
     recipe = Path(plan.args.recipes) / "train.yaml"
-    return ["--teacher", str(out / "teachers" / teacher.name), "--style", _recipe_value(recipe, "style"),
-            "--teacher_temperature", str(_recipe_value(recipe, "temperature")), "--kl_coeffs",
+    return ["--teacher", str(out / "teachers" / teacher.name), "--style", recipe_value(recipe, "style"),
+            "--teacher_temperature", str(recipe_value(recipe, "temperature")), "--kl_coeffs",
             *kl_coeffs(recipe, teacher.kl_scale)]  # fmt: skip
 
 
-def _rlt(*argv: str) -> None:
-    subprocess.run([sys.executable, "-m", "rlt.cli", *argv], check=True, capture_output=True)
-
-
-def inspect_pages(plan: Plan, out: Path, rows: int = 6) -> list[Path]:
+def inspect_pages(plan: Plan, out: Path, run: Runner, rows: int = 6) -> list[Path]:
     """`rlt inspect` pages of the first few explanations of each teacher, shaded by the reward's student."""
     from rlt.experiment import reward_student
 
@@ -185,8 +181,8 @@ def inspect_pages(plan: Plan, out: Path, rows: int = 6) -> list[Path]:
         )
         if source.exists() and not page.exists():
             page.parent.mkdir(parents=True, exist_ok=True)
-            _rlt("inspect", str(source), "--out", str(page), "--limit", str(rows), "--student",
-                 str(reward_student(plan, out)), *_reward_flags(plan, out, teacher))  # fmt: skip
+            run(f"inspect {teacher.name}", "inspect", None, str(source), "--out", str(page), "--limit", str(rows),
+                "--student", str(reward_student(plan, out)), *_reward_flags(plan, out, teacher))  # fmt: skip
         if page.exists():
             pages.append(page)
     return pages
@@ -208,7 +204,9 @@ def verdict(differences: dict, first: str, second: str, measure: str = "greedy")
     return f"**{first} and {second} are not told apart**: {interval} {measure} pass@1 (the interval holds 0)."
 
 
-def write_report(plan: Plan, out: Path, timings: dict) -> Path:
+def write_report(plan: Plan, out: Path, run: Runner) -> Path:
+    """The report's files; `rlt score` and `rlt inspect` (the readers, the pages) run through the experiment's
+    `run`, timed like every stage."""
     from rlt.experiment import judge, reward_student
     from rlt.measure.stats import ci
 
@@ -216,8 +214,9 @@ def write_report(plan: Plan, out: Path, timings: dict) -> Path:
     report.mkdir(parents=True, exist_ok=True)
     arms, differences, per_student = student_table(plan, out)
     curves = rl_steps(plan, out)
-    readers = judged(plan, out)
-    pages = inspect_pages(plan, out)
+    readers = judged(plan, out, run)
+    pages = inspect_pages(plan, out, run)
+    timings = run.timings
     plots = [p for p in (_plot_pass_at_1(arms, report / "pass_at_1.png"), _plot_rl(curves, report / "rl_steps.png"))
              if p is not None]  # fmt: skip
     first_rl = f"rl-lam{plan.args.kl_scales[0]:g}"
